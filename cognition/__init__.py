@@ -1,0 +1,1 @@
+"""The cognition base: knowledge items, embeddings and retrieval."""

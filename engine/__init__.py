@@ -1,0 +1,1 @@
+"""ASI-Evolve engine: run store, samplers, agents, executor, asyncio loop and CLI."""

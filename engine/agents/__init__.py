@@ -1,0 +1,1 @@
+"""Researcher, Analyzer and friends: offline and LLM-backed."""

@@ -1,0 +1,98 @@
+"""The contracts between the loop and its agents.
+
+The loop only knows these shapes: a Researcher turns a research context into a
+Proposal, an Analyzer turns an evaluated node into a Report, and a Retriever returns
+knowledge for the context nodes. Offline and LLM agents implement the same methods,
+so the loop never asks which kind it holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from engine.records import Node
+
+
+class AgentError(Exception):
+    """An agent could not produce its output; the node fails with this reason."""
+
+
+@dataclass
+class Knowledge:
+    """One retrieved cognition item, with the similarity that brought it."""
+
+    id: int
+    title: str
+    content: str
+    score: float = 0.0
+
+
+@dataclass
+class ResearchContext:
+    """Everything the Researcher sees for one round."""
+
+    task_name: str
+    task_description: str
+    parent: Node
+    context: list[Node]
+    knowledge: list[Knowledge]
+    step: int
+    node_id: int
+    maximize: bool = True
+    # Free-form extras (e.g. the cognition ablation flag, raw logs when no analyzer).
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Proposal:
+    """The Researcher's candidate: code plus why it was written."""
+
+    code: str
+    name: str
+    motivation: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AnalysisInput:
+    """Everything the Analyzer sees for one evaluated node."""
+
+    task_name: str
+    task_description: str
+    node: Node
+    parent: Node | None
+    best: Node | None
+    maximize: bool = True
+
+
+@dataclass
+class Report:
+    """The Analyzer's decision-oriented summary, and knowledge it proposes to keep."""
+
+    analysis: str
+    knowledge_proposals: list[dict[str, str]] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Researcher(Protocol):
+    label: str
+
+    async def propose(self, ctx: ResearchContext) -> Proposal: ...
+
+
+class Analyzer(Protocol):
+    label: str
+
+    async def analyze(self, inp: AnalysisInput) -> Report: ...
+
+
+class Retriever(Protocol):
+    async def retrieve(self, node_id: int, context: list[Node]) -> list[Knowledge]: ...
+
+
+class NoRetriever:
+    """Retrieval switched off (no cognition base yet, or the --no-cognition ablation)."""
+
+    async def retrieve(self, node_id: int, context: list[Node]) -> list[Knowledge]:
+        return []

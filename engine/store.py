@@ -1,0 +1,340 @@
+"""The run database: the single source of truth of a run (``RUN_DIR/evolve.db``).
+
+Everything a run knows lives here: nodes, the engine's event log, commands from
+outside (TUI, CLI), LLM calls and run metadata. The engine commits every state change
+as it happens, so a crash at any instant loses no finished node. SQLite in WAL mode
+lets the TUI and ``status`` read while the engine writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from engine.records import DONE, FAILED, FINISHED, PENDING, PRUNED, RUNNING, Command, Node
+
+DB_NAME = "evolve.db"
+SCHEMA_VERSION = 1
+
+_NODE_COLUMNS: dict[str, type] = {
+    "id": int,
+    "step": int,
+    "name": str,
+    "parent_id": int,
+    "parent_ids": str,
+    "context_ids": str,
+    "motivation": str,
+    "code": str,
+    "results": str,
+    "analysis": str,
+    "score": float,
+    "status": str,
+    "error": str,
+    "runtime": float,
+    "island": int,
+    "visits": int,
+    "created_at": float,
+    "started_at": float,
+    "finished_at": float,
+    "updated_at": float,
+    "metadata": str,
+}
+
+
+class StoreError(Exception):
+    """The run directory does not hold a usable run database."""
+
+
+class RunStore:
+    """Typed access to one run database."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path, readonly: bool = False) -> None:
+        self.db = db
+        self.path = path
+        self.readonly = readonly
+
+    # ---------------------------------------------------------------- opening
+    @classmethod
+    def create(cls, run_dir: Path) -> RunStore:
+        """Create the database of a new run; the directory may exist but holds no run."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / DB_NAME
+        if path.exists():
+            raise StoreError(f"{path} already exists")
+        store = cls(_connect(path), path)
+        store._create_schema()
+        return store
+
+    @classmethod
+    def open(cls, run_dir: Path, readonly: bool = False) -> RunStore:
+        path = Path(run_dir) / DB_NAME
+        if not path.is_file():
+            raise StoreError(f"{run_dir} is not a run directory (no {DB_NAME})")
+        try:
+            store = cls(_connect(path, readonly=readonly), path, readonly=readonly)
+            version = store.get_meta("schema_version")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path} is not a readable run database: {exc}") from None
+        if version is None:
+            raise StoreError(f"{path} is not an ASI-Evolve run database")
+        if int(version) > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} has schema version {version}; this ASI-Evolve reads up to {SCHEMA_VERSION}"
+            )
+        return store
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def _create_schema(self) -> None:
+        db = self.db
+        with db.conn:
+            db["nodes"].create(_NODE_COLUMNS, pk="id", not_null={"step", "status"})
+            db["nodes"].create_index(["step"], unique=True)
+            db["nodes"].create_index(["status", "score"])
+            db["nodes"].create_index(["updated_at"])
+            db["nodes"].create_index(["parent_id"])
+            db["events"].create(
+                {"id": int, "ts": float, "kind": str, "node_id": int, "message": str, "data": str},
+                pk="id",
+            )
+            db["commands"].create(
+                {
+                    "id": int,
+                    "ts": float,
+                    "kind": str,
+                    "arg": str,
+                    "status": str,
+                    "handled_at": float,
+                    "result": str,
+                },
+                pk="id",
+            )
+            db["commands"].create_index(["status"])
+            db["llm_calls"].create(
+                {
+                    "id": int,
+                    "ts": float,
+                    "node_id": int,
+                    "role": str,
+                    "model": str,
+                    "prompt_tokens": int,
+                    "completion_tokens": int,
+                    "latency": float,
+                    "cost_usd": float,
+                    "ok": int,
+                    "error": str,
+                    "prompt": str,
+                    "response": str,
+                },
+                pk="id",
+            )
+            db["llm_calls"].create_index(["node_id"])
+            db["island_members"].create(
+                {"node_id": int, "island": int, "since": float}, pk=("node_id", "island")
+            )
+            db["island_members"].create_index(["island"])
+            db["meta"].create({"key": str, "value": str}, pk="key")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.set_meta("schema_version", SCHEMA_VERSION)
+
+    # ------------------------------------------------------------------- meta
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [key, json.dumps(value)],
+            )
+
+    def all_meta(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+
+    # ------------------------------------------------------------------ nodes
+    def insert_node(self, node: Node) -> int:
+        now = time.time()
+        node.created_at = node.created_at or now
+        node.updated_at = now
+        with self.db.conn:
+            node.id = self.db["nodes"].insert(node.to_row()).last_pk
+        return node.id
+
+    def update_node(self, node_id: int, **fields: Any) -> None:
+        """Commit a change of some node fields at once (JSON fields accept dicts/lists)."""
+        row: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key not in _NODE_COLUMNS or key == "id":
+                raise KeyError(f"unknown node field {key!r}")
+            if key in ("parent_ids", "context_ids", "results", "metadata"):
+                value = json.dumps(value)
+            row[key] = value
+        if "parent_ids" in fields:
+            row["parent_id"] = fields["parent_ids"][0] if fields["parent_ids"] else None
+        row["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in row)
+        with self.db.conn:
+            self.db.execute(f"UPDATE nodes SET {sets} WHERE id = ?", [*row.values(), node_id])
+
+    def save_node(self, node: Node) -> None:
+        """Write every field of ``node`` (which must already have an id)."""
+        assert node.id is not None
+        node.updated_at = time.time()
+        row = node.to_row()
+        row.pop("id")
+        sets = ", ".join(f"{k} = ?" for k in row)
+        with self.db.conn:
+            self.db.execute(f"UPDATE nodes SET {sets} WHERE id = ?", [*row.values(), node.id])
+
+    def get_node(self, node_id: int) -> Node | None:
+        rows = list(self.db.query("SELECT * FROM nodes WHERE id = ?", [node_id]))
+        return Node.from_row(rows[0]) if rows else None
+
+    def nodes(self, where: str = "", params: list[Any] | None = None) -> Iterator[Node]:
+        sql = "SELECT * FROM nodes" + (f" WHERE {where}" if where else "") + " ORDER BY id"
+        for row in self.db.query(sql, params or []):
+            yield Node.from_row(row)
+
+    def node_summaries(self) -> Iterator[dict[str, Any]]:
+        """Light rows (no code, no logs) for loading the in-memory population."""
+        yield from self.db.query(
+            "SELECT id, step, status, score, visits, island, parent_id, length(code) AS code_len "
+            "FROM nodes ORDER BY id"
+        )
+
+    def status_counts(self) -> dict[str, int]:
+        counts = {s: 0 for s in (PENDING, RUNNING, DONE, FAILED, PRUNED)}
+        for status, n in self.db.execute("SELECT status, count(*) FROM nodes GROUP BY status"):
+            counts[status] = n
+        return counts
+
+    def steps_done(self) -> int:
+        """Evaluated candidates (the root, step 0, is not one)."""
+        marks = ",".join("?" * len(FINISHED))
+        sql = f"SELECT count(*) FROM nodes WHERE step >= 1 AND status IN ({marks})"
+        return self.db.execute(sql, list(FINISHED)).fetchone()[0]
+
+    def used_steps(self) -> set[int]:
+        return {row[0] for row in self.db.execute("SELECT step FROM nodes")}
+
+    def best_node(self, maximize: bool = True) -> Node | None:
+        order = "DESC" if maximize else "ASC"
+        rows = list(
+            self.db.query(
+                f"SELECT * FROM nodes WHERE status = ? AND score IS NOT NULL "
+                f"ORDER BY score {order}, id ASC LIMIT 1",
+                [DONE],
+            )
+        )
+        return Node.from_row(rows[0]) if rows else None
+
+    def interrupted_nodes(self) -> list[Node]:
+        """Nodes a crash left half-way: the engine re-runs them on resume."""
+        return list(self.nodes("status IN (?, ?)", [PENDING, RUNNING]))
+
+    def add_visits(self, node_ids: list[int]) -> None:
+        with self.db.conn:
+            self.db.conn.executemany(
+                "UPDATE nodes SET visits = visits + 1 WHERE id = ?", [(i,) for i in node_ids]
+            )
+
+    # ----------------------------------------------------------------- events
+    def add_event(
+        self, kind: str, message: str, node_id: int | None = None, data: dict | None = None
+    ) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "INSERT INTO events(ts, kind, node_id, message, data) VALUES (?, ?, ?, ?, ?)",
+                [time.time(), kind, node_id, message, json.dumps(data or {})],
+            )
+
+    def events(self, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", [after_id, limit]
+            )
+        )
+
+    # --------------------------------------------------------------- commands
+    def add_command(self, kind: str, arg: str = "") -> int:
+        with self.db.conn:
+            cur = self.db.execute(
+                "INSERT INTO commands(ts, kind, arg, status) VALUES (?, ?, ?, 'new')",
+                [time.time(), kind, arg],
+            )
+        return cur.lastrowid
+
+    def new_commands(self) -> list[Command]:
+        rows = self.db.execute(
+            "SELECT id, kind, arg, ts FROM commands WHERE status = 'new' ORDER BY id"
+        ).fetchall()
+        return [Command(id=r[0], kind=r[1], arg=r[2] or "", created_at=r[3]) for r in rows]
+
+    def finish_command(self, command_id: int, result: str, ok: bool = True) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE commands SET status = ?, handled_at = ?, result = ? WHERE id = ?",
+                ["handled" if ok else "rejected", time.time(), result, command_id],
+            )
+
+    def get_command(self, command_id: int) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM commands WHERE id = ?", [command_id]))
+        return rows[0] if rows else None
+
+    # -------------------------------------------------------------- llm calls
+    def add_llm_call(self, **fields: Any) -> None:
+        fields.setdefault("ts", time.time())
+        with self.db.conn:
+            self.db["llm_calls"].insert(fields)
+
+    def llm_totals(self) -> dict[str, float]:
+        row = self.db.execute(
+            "SELECT count(*), coalesce(sum(prompt_tokens), 0), "
+            "coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0) FROM llm_calls"
+        ).fetchone()
+        return {
+            "calls": row[0],
+            "prompt_tokens": row[1],
+            "completion_tokens": row[2],
+            "cost_usd": row[3],
+        }
+
+    # ---------------------------------------------------------------- islands
+    def island_members(self) -> list[tuple[int, int]]:
+        return [tuple(r) for r in self.db.execute("SELECT node_id, island FROM island_members")]
+
+    def add_island_members(self, pairs: list[tuple[int, int]]) -> None:
+        now = time.time()
+        with self.db.conn:
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO island_members(node_id, island, since) VALUES (?, ?, ?)",
+                [(n, i, now) for n, i in pairs],
+            )
+
+
+def _connect(path: Path, readonly: bool = False) -> sqlite_utils.Database:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    else:
+        conn = sqlite3.connect(str(path), timeout=10)
+    db = sqlite_utils.Database(conn)
+    db.execute("PRAGMA busy_timeout = 10000")
+    if not readonly:
+        if db.journal_mode != "wal":
+            db.enable_wal()
+        # WAL + NORMAL: every commit survives a crash of the process; only a power cut
+        # can lose the last commits, and the database stays consistent even then.
+        db.execute("PRAGMA synchronous = NORMAL")
+    return db
+
+
+__all__ = ["RunStore", "StoreError", "DB_NAME", "SCHEMA_VERSION", "DONE", "FAILED", "RUNNING"]
