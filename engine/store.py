@@ -76,17 +76,26 @@ class RunStore:
         path = Path(run_dir) / DB_NAME
         if not path.is_file():
             raise StoreError(f"{run_dir} is not a run directory (no {DB_NAME})")
+        # Check with a read-only connection first: never switch a foreign file to WAL.
         try:
-            store = cls(_connect(path, readonly=readonly), path, readonly=readonly)
-            version = store.get_meta("schema_version")
+            probe = _connect(path, readonly=True)
+            tables = set(probe.table_names())
+            version = None
+            if "meta" in tables:
+                row = probe.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'"
+                ).fetchone()
+                version = json.loads(row[0]) if row else None
+            probe.conn.close()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path} is not a readable run database: {exc}") from None
-        if version is None:
+        if version is None or "nodes" not in tables:
             raise StoreError(f"{path} is not an ASI-Evolve run database")
         if int(version) > SCHEMA_VERSION:
             raise StoreError(
                 f"{path} has schema version {version}; this ASI-Evolve reads up to {SCHEMA_VERSION}"
             )
+        store = cls(_connect(path, readonly=readonly), path, readonly=readonly)
         return store
 
     def close(self) -> None:
@@ -142,7 +151,11 @@ class RunStore:
             db["island_members"].create_index(["island"])
             db["meta"].create({"key": str, "value": str}, pk="key")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self.set_meta("schema_version", SCHEMA_VERSION)
+            # In the same transaction: a reader never sees a run without its version.
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
+                [json.dumps(SCHEMA_VERSION)],
+            )
 
     # ------------------------------------------------------------------- meta
     def get_meta(self, key: str, default: Any = None) -> Any:

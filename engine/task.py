@@ -73,9 +73,7 @@ class TaskSpec:
 def builtin_tasks() -> dict[str, Path]:
     """Built-in domain name -> its task directory."""
     root = Path(domains.__file__).parent
-    return {
-        p.name: p for p in sorted(root.iterdir()) if p.is_dir() and (p / "task.yaml").is_file()
-    }
+    return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and (p / "task.yaml").is_file()}
 
 
 def resolve_task(name_or_path: str) -> TaskSpec:
@@ -87,7 +85,9 @@ def resolve_task(name_or_path: str) -> TaskSpec:
     if path.is_dir():
         return load_task(path)
     known = ", ".join(builtins) or "none"
-    raise TaskError(f"unknown task {name_or_path!r}: not a built-in domain ({known}) nor a directory")
+    raise TaskError(
+        f"unknown task {name_or_path!r}: not a built-in domain ({known}) nor a directory"
+    )
 
 
 def load_task(directory: Path) -> TaskSpec:

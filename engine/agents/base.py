@@ -88,11 +88,46 @@ class Analyzer(Protocol):
 
 
 class Retriever(Protocol):
-    async def retrieve(self, node_id: int, context: list[Node]) -> list[Knowledge]: ...
+    """The loop's view of the cognition base."""
+
+    async def retrieve(self, node_id: int, context: list[Node]) -> list[Knowledge]:
+        """Knowledge for a round whose sampled context nodes are ``context``."""
+        ...
+
+    async def propose(self, node_id: int, proposals: list[dict[str, str]]) -> None:
+        """Keep what the Analyzer proposes (pending a person's approval)."""
+        ...
+
+    async def novelty(self, node_id: int, motivation: str) -> str | None:
+        """A reason such as 'duplicate of #12' when the idea was already tried, else None."""
+        ...
 
 
 class NoRetriever:
-    """Retrieval switched off (no cognition base yet, or the --no-cognition ablation)."""
+    """Retrieval switched off (no cognition base, or the --no-cognition ablation)."""
 
     async def retrieve(self, node_id: int, context: list[Node]) -> list[Knowledge]:
         return []
+
+    async def propose(self, node_id: int, proposals: list[dict[str, str]]) -> None:
+        return None
+
+    async def novelty(self, node_id: int, motivation: str) -> str | None:
+        return None
+
+
+class Judge(Protocol):
+    """Optional LLM judge: a score for a candidate on the evaluation's scale."""
+
+    async def judge(self, inp: AnalysisInput) -> float: ...
+
+
+@dataclass
+class Agents:
+    """The agents one run works with (the judge is optional)."""
+
+    researcher: Researcher
+    analyzer: Analyzer
+    retriever: Retriever
+    judge: Judge | None = None
+    judge_ratio: float = 0.0

@@ -1,0 +1,161 @@
+"""Run configuration: defaults, a YAML file, and command-line flags, in that order.
+
+The resolved configuration is stored in the run database when a run starts, so a
+resumed run keeps its settings and two runs can be compared by what they were told.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.samplers.base import SamplerSettings
+
+LLM_MODES = ("offline", "openai")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message is a one-line explanation."""
+
+
+@dataclass
+class EngineerSettings:
+    """How candidates are run: wall-clock limit (None = the task's), rlimits, kept output."""
+
+    timeout: float | None = None
+    cpu_seconds: int | None = None
+    memory_mb: int | None = None
+    output_tail_bytes: int = 64_000
+
+
+@dataclass
+class RunConfig:
+    steps: int = 60
+    workers: int = 2
+    seed: int | None = None
+    llm: str | None = None  # None: openai when an endpoint is configured, else offline
+    use_analyzer: bool = True
+    use_cognition: bool = True
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    engineer: EngineerSettings = field(default_factory=EngineerSettings)
+    # Sections owned by the agents and the cognition base; kept as plain mappings here.
+    api: dict[str, Any] = field(default_factory=dict)
+    judge: dict[str, Any] = field(default_factory=dict)
+    cognition: dict[str, Any] = field(default_factory=dict)
+    novelty: dict[str, Any] = field(default_factory=dict)
+    budget: dict[str, Any] = field(default_factory=dict)
+    researcher: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        if self.steps < 0:
+            raise ConfigError(f"steps must be >= 0, got {self.steps}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.llm is not None and self.llm not in LLM_MODES:
+            raise ConfigError(f"llm must be one of {', '.join(LLM_MODES)}, got {self.llm!r}")
+        s = self.sampler
+        from engine.samplers import SAMPLERS
+
+        if s.name not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {s.name!r} (choose from {', '.join(SAMPLERS)})")
+        if s.n_context < 1:
+            raise ConfigError("sampler.n_context must be >= 1")
+        if s.num_islands < 1 or s.migration_interval < 1 or s.feature_bins < 1:
+            raise ConfigError("sampler island settings must be >= 1")
+        if not 0 <= s.exploration_ratio + s.exploitation_ratio <= 1:
+            raise ConfigError("sampler exploration_ratio + exploitation_ratio must be in [0, 1]")
+        if self.engineer.timeout is not None and self.engineer.timeout <= 0:
+            raise ConfigError("engineer.timeout must be positive")
+
+
+def from_dict(
+    raw: dict[str, Any], base: RunConfig | None = None, origin: str = "config"
+) -> RunConfig:
+    """Overlay a mapping (a YAML file, a stored config) on ``base`` with type checks."""
+    config = dataclasses.replace(base) if base is not None else RunConfig()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: expected a mapping at the top level")
+    known = {f.name: f for f in dataclasses.fields(RunConfig)}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{origin}: unknown setting {key!r}")
+        current = getattr(config, key)
+        if dataclasses.is_dataclass(current):
+            setattr(config, key, _overlay(current, value, f"{origin}: {key}"))
+        elif isinstance(current, dict) or key in ("api", "judge", "cognition", "novelty"):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{origin}: {key} must be a mapping")
+            setattr(config, key, {**(current or {}), **value})
+        else:
+            setattr(config, key, _coerce(value, current, f"{origin}: {key}", key))
+    return config
+
+
+def load_file(path: Path, base: RunConfig | None = None) -> RunConfig:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML ({' '.join(str(exc).split())})") from None
+    return from_dict(raw, base, origin=str(path))
+
+
+def _overlay(obj: Any, value: Any, origin: str) -> Any:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{origin} must be a mapping")
+    fields = {f.name for f in dataclasses.fields(obj)}
+    updates = {}
+    for key, item in value.items():
+        if key not in fields:
+            raise ConfigError(f"{origin}: unknown setting {key!r}")
+        updates[key] = _coerce(item, getattr(obj, key), f"{origin}.{key}", key)
+    try:
+        return dataclasses.replace(obj, **updates)
+    except ValueError as exc:  # the section's own checks (e.g. SamplerSettings)
+        raise ConfigError(f"{origin}: {exc}") from None
+
+
+_OPTIONAL_INT = {"seed", "cpu_seconds", "memory_mb", "parent_top_k", "context_top_k"}
+_OPTIONAL_FLOAT = {"timeout"}
+_OPTIONAL_STR = {"llm"}
+
+
+def _coerce(value: Any, current: Any, origin: str, key: str) -> Any:
+    """Check a value against the type of the default it replaces."""
+    if value is None and (key in _OPTIONAL_INT | _OPTIONAL_FLOAT | _OPTIONAL_STR):
+        return None
+    expected: type
+    if key in _OPTIONAL_INT:
+        expected = int
+    elif key in _OPTIONAL_FLOAT:
+        expected = float
+    elif key in _OPTIONAL_STR:
+        expected = str
+    else:
+        expected = type(current)
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+    elif expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif expected is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif expected is list:
+        if isinstance(value, list):
+            return list(value)
+    elif expected is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    elif isinstance(value, expected):
+        return value
+    raise ConfigError(f"{origin} must be {expected.__name__}, got {value!r}")

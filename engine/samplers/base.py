@@ -1,0 +1,156 @@
+"""What every database sampler shares: its settings and the base class.
+
+A sampler chooses the parent and the context nodes of the next round. It has to stay fast at
+100,000 nodes, so it never reads the node table per round: the population is mirrored from
+the store once at start-up (``population.py``) and kept current by ``observe`` and
+``prune``; a round is then a few vectorized passes over those arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.records import PRUNED, Node, Selection
+from engine.samplers.pool import select_from_pool
+from engine.samplers.population import Population, Rows
+from engine.store import RunStore
+
+
+@dataclass
+class SamplerSettings:
+    """How the next round's context is chosen (the ``sampler:`` section of a run config)."""
+
+    name: str = "ucb1"  # ucb1 | greedy | random | island
+    n_context: int = 3  # context nodes per round; the parent is the first
+    ucb_c: float = 1.414
+    # Candidate pool: the parent comes from the top K1 nodes by fitness, the other context
+    # nodes are drawn uniformly from the top K2 (default K1). Used by ucb1, greedy, random.
+    parent_top_k: int | None = None
+    context_top_k: int | None = None
+    # MAP-Elites islands.
+    num_islands: int = 5
+    migration_interval: int = 10  # migrate every this many finished nodes (step >= 1)
+    migration_rate: float = 0.1  # fraction of each island's elites copied to the next island
+    exploration_ratio: float = 0.2
+    exploitation_ratio: float = 0.6  # the rest is rank-weighted choice among the cell elites
+    feature_dimensions: list[str] = field(default_factory=lambda: ["complexity", "diversity"])
+    feature_bins: int = 10
+    feature_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.n_context < 1:
+            raise ValueError("sampler.n_context must be at least 1")
+        if self.parent_top_k is not None and self.parent_top_k < 1:
+            raise ValueError("sampler.parent_top_k must be at least 1")
+        if self.context_top_k is not None and self.context_top_k < 1:
+            raise ValueError("sampler.context_top_k must be at least 1")
+        if self.num_islands < 1 or self.feature_bins < 1:
+            raise ValueError("sampler.num_islands and sampler.feature_bins must be at least 1")
+        ratios = (self.exploration_ratio, self.exploitation_ratio)
+        if min(ratios) < 0 or sum(ratios) > 1:
+            raise ValueError("sampler exploration/exploitation ratios must be >= 0, sum <= 1")
+
+
+class Sampler:
+    """Base class: loads the population, records visits, and applies the candidate pool.
+
+    A subclass supplies ``rank`` (its preference order among candidate rows); the island
+    sampler replaces ``_select`` entirely.
+    """
+
+    name = "base"
+
+    def __init__(
+        self,
+        settings: SamplerSettings,
+        store: RunStore,
+        maximize: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.maximize = maximize
+        self.rng = np.random.default_rng(seed)
+        self.pop = Population()
+        for row in store.node_summaries():
+            self.pop.upsert(
+                row["id"],
+                step=row["step"],
+                status=row["status"],
+                fitness=self.fitness(row["score"]),
+                island=row["island"],
+                code_len=row["code_len"] or 0,
+                visits=row["visits"],
+            )
+
+    # ------------------------------------------------------------------ engine API
+    def sample(self) -> Selection:
+        """Choose the next parent and context, and count (in memory and store) their visit."""
+        selection = self._select()
+        self.pop.add_visits([self.pop.row(i) for i in selection.context_ids])
+        self.store.add_visits(selection.context_ids)
+        return selection
+
+    def observe(self, node: Node) -> None:
+        """A node finished; only ``done`` nodes with a score become eligible."""
+        assert node.id is not None, "observe() needs a stored node"
+        self.pop.upsert(
+            node.id,
+            step=node.step,
+            status=node.status,
+            fitness=self.fitness(node.score),
+            island=node.island,
+            code_len=len(node.code),
+            visits=node.visits,
+        )
+
+    def prune(self, node_id: int) -> None:
+        """A person pruned the node: it is never chosen again."""
+        i = self.pop.row(node_id)
+        if i is None:
+            row = self.store.db.execute(
+                "SELECT step, island, length(code) FROM nodes WHERE id = ?", [node_id]
+            ).fetchone()
+            if row is None:
+                return
+            i = self.pop.upsert(
+                node_id,
+                step=row[0],
+                status=PRUNED,
+                fitness=None,
+                island=row[1],
+                code_len=row[2] or 0,
+            )
+        self.pop.prune(i)
+
+    # --------------------------------------------------------------- subclass API
+    def fitness(self, score: float | None) -> float | None:
+        """Everything inside maximizes: fitness is the score, negated when minimizing.
+
+        A non-finite score (NaN, inf) counts as no score: it would break the normalization.
+        """
+        if score is None or not math.isfinite(score):
+            return None
+        return float(score) if self.maximize else -float(score)
+
+    def rank(self, rows: Rows, k: int) -> np.ndarray:
+        """Up to ``k`` eligible rows among ``rows`` in this sampler's order, best first.
+
+        ``rows`` is an array of eligible rows (candidate pool) or ``pop.all_rows()``, where
+        ineligible rows show as NaN fitness and must never be returned.
+        """
+        raise NotImplementedError
+
+    def _select(self) -> Selection:
+        if self.pop.n_eligible == 0:
+            raise LookupError("no eligible node to sample (no done node with a score)")
+        if self.settings.parent_top_k is not None:
+            rows = self.pop.eligible_rows()
+            chosen = select_from_pool(self.pop, rows, self.rank, self.settings, self.rng)
+        else:
+            chosen = self.rank(self.pop.all_rows(), self.settings.n_context)
+        ids = [int(i) for i in self.pop.ids[chosen]]
+        return Selection(parent_id=ids[0], context_ids=ids)
