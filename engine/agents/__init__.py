@@ -1,1 +1,117 @@
-"""Researcher, Analyzer and friends: offline and LLM-backed."""
+"""Researcher, Analyzer and Retriever: which ones a run uses."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from engine.agents.base import Agents, NoRetriever
+
+
+class AgentSetupError(Exception):
+    """The agents cannot be built from this configuration (one-line reason)."""
+
+
+def endpoint_configured(api: dict[str, Any]) -> bool:
+    return bool(api.get("base_url") or os.environ.get("OPENAI_BASE_URL"))
+
+
+def resolve_llm_mode(requested: str | None, api: dict[str, Any]) -> str:
+    """offline unless asked for openai or an endpoint is configured."""
+    if requested:
+        return requested
+    return "openai" if endpoint_configured(api) else "offline"
+
+
+def build_offline_agents(seed: int | None) -> Agents:
+    from engine.agents.offline_analyzer import OfflineAnalyzer
+    from engine.agents.offline_researcher import OfflineResearcher
+
+    return Agents(
+        researcher=OfflineResearcher(seed=seed),
+        analyzer=OfflineAnalyzer(),
+        retriever=NoRetriever(),
+    )
+
+
+def check_offline_config(config: Any) -> None:
+    """Settings an offline run cannot honour are errors, not silently ignored."""
+    from engine.agents.llm_settings import judge_settings
+
+    if judge_settings(getattr(config, "judge", None) or {}).enabled:
+        raise AgentSetupError(
+            "the judge needs an LLM endpoint: configure one (api.base_url or OPENAI_BASE_URL) "
+            "with --llm openai, or set judge.enabled: false"
+        )
+
+
+def build_llm_agents(config: Any, task: Any) -> tuple[Agents, Any]:
+    """LLM Researcher, Analyzer and optional Judge, and the recorder of their calls.
+
+    Every setting and template is checked here, before a run directory exists; the
+    caller attaches the run store to the returned ``CallRecorder`` once it has one.
+    """
+    from engine.agents.judge import LLMJudge
+    from engine.agents.llm_analyzer import LLMAnalyzer
+    from engine.agents.llm_client import CallRecorder, LLMClient
+    from engine.agents.llm_researcher import LLMResearcher
+    from engine.agents.llm_settings import judge_settings, researcher_settings, resolve_settings
+    from engine.agents.prompts import Templates
+
+    templates = Templates(task.prompts_dir)
+    templates.check(
+        "researcher_system.j2",
+        "researcher.j2",
+        "researcher_repair.j2",
+        "researcher_fallback.j2",
+        "analyzer_system.j2",
+        "analyzer.j2",
+    )
+    recorder = CallRecorder()
+
+    def client(role: str) -> LLMClient:
+        return LLMClient(resolve_settings(config.api, role), role, recorder)
+
+    agents = Agents(
+        researcher=LLMResearcher(
+            client("researcher"),
+            templates,
+            researcher_settings(config.researcher),
+            use_analyzer=config.use_analyzer,
+            program_name=task.program_name,
+        ),
+        analyzer=LLMAnalyzer(client("analyzer"), templates, program_name=task.program_name),
+        retriever=NoRetriever(),
+    )
+    judging = judge_settings(config.judge)
+    if judging.enabled:
+        templates.check("judge_system.j2")
+        agents.judge = LLMJudge(
+            client("judge"),
+            templates,
+            scale=(judging.scale[0], judging.scale[1]),
+            template=judge_template(judging.template, task, templates),
+            program_name=task.program_name,
+        )
+        agents.judge_ratio = judging.ratio
+    return agents, recorder
+
+
+def judge_template(template: str, task: Any, templates: Any) -> str:
+    """The judge template's name: a file (relative to the task dir) or a built-in name."""
+    from pathlib import Path
+
+    path = Path(template).expanduser()
+    if not path.is_absolute():
+        path = Path(task.directory) / path
+    if path.is_file():
+        templates.add_file("judge template", path)
+        return "judge template"
+    for name in (template, f"{template}.j2"):
+        if templates.exists(name):
+            templates.check(name)
+            return name
+    raise AgentSetupError(
+        f"judge.template {template!r} not found: neither a file in {task.directory} "
+        "nor a built-in template"
+    )
