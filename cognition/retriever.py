@@ -1,0 +1,203 @@
+"""The loop's Retriever backed by the cognition base: retrieval, growth, novelty.
+
+* ``retrieve``: each sampled context node is a query (its analysis, or its motivation when it
+  has none); each query takes its ``top_k`` active items at or above ``score_threshold``; the
+  union is de-duplicated (an item keeps its best score and the query that gave it), ordered by
+  score, optionally capped at ``max_items``, and recorded in ``retrievals`` for provenance.
+* ``propose``: the Analyzer's proposals become ``pending`` items (``active`` with
+  ``auto_approve``); near-duplicates of existing items are flagged and stay pending.
+* ``novelty``: with ``novelty.threshold`` set, a motivation closer than that to an idea already
+  tried is refused as ``duplicate of #N`` before any evaluation is spent.
+
+The cognition base helps the search but must never stop it: an embedder failure (a dead
+endpoint, a broken model) is logged as an event and the round goes on without knowledge.
+Embedding runs in a worker thread; the database is only touched on the loop's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+
+from cognition.base import CognitionBase, Hit, top_hits
+from cognition.embedder import Embedder
+from cognition.items import ACTIVE, ANALYZER, PENDING, CognitionError, Draft, make_draft
+from cognition.node_vectors import Key, NodeVectors
+from cognition.novelty import MotivationIndex
+from cognition.settings import CognitionSettings, NoveltySettings
+from engine.agents.base import Knowledge
+from engine.records import Node
+from engine.store import RunStore
+
+_CONTENT_KEYS = ("content", "text", "insight", "description", "body")
+_TITLE_KEYS = ("title", "name", "summary")
+
+
+class CognitionRetriever:
+    def __init__(
+        self,
+        store: RunStore,
+        settings: CognitionSettings | None = None,
+        novelty: NoveltySettings | None = None,
+        embedder: Embedder | None = None,
+        retrieval: bool = True,
+    ) -> None:
+        self.store = store
+        self.settings = settings or CognitionSettings()
+        self.novelty_settings = novelty or NoveltySettings()
+        self.retrieval = retrieval  # False: the --no-cognition ablation (novelty still works)
+        self.base = CognitionBase(store.db, self.settings, embedder)
+        self.vectors = NodeVectors(store.db, self.base.embedder.name)
+        self.index = MotivationIndex()
+        self._novelty_lock = asyncio.Lock()
+
+    async def _encode(self, texts: list[str]) -> np.ndarray:
+        return await asyncio.to_thread(self.base.encode, texts)
+
+    def _event(self, message: str, node_id: int | None) -> None:
+        self.store.add_event("cognition", message, node_id)
+
+    # -------------------------------------------------------------- retrieval
+    async def retrieve(self, node_id: int, context: list[Node]) -> list[Knowledge]:
+        if not self.retrieval:
+            return []
+        try:
+            return await self._retrieve(node_id, context)
+        except Exception as exc:  # noqa: BLE001 - knowledge is optional; the round goes on
+            self._event(f"retrieval failed: {_one_line(exc)}", node_id)
+            return []
+
+    async def _retrieve(self, node_id: int, context: list[Node]) -> list[Knowledge]:
+        await self._refresh_items()
+        ids, matrix = self.base.matrix()
+        if len(ids) == 0:
+            return []
+        wanted: dict[Key, str] = {}
+        for node in context:
+            analysis, motivation = node.analysis.strip(), node.motivation.strip()
+            if node.id is not None and (analysis or motivation):
+                field = "analysis" if analysis else "motivation"
+                wanted[(node.id, field)] = analysis or motivation
+        found = await self._node_vectors(wanted)
+        best: dict[int, Hit] = {}
+        for (query_id, _), vector in found.items():
+            for hit in top_hits(
+                ids,
+                matrix,
+                vector,
+                self.settings.top_k,
+                self.settings.score_threshold,
+                query_id,
+            ):
+                if hit.item_id not in best or hit.score > best[hit.item_id].score:
+                    best[hit.item_id] = hit
+        hits = sorted(best.values(), key=lambda h: (-h.score, h.item_id))
+        if self.settings.max_items is not None:
+            hits = hits[: self.settings.max_items]
+        self.base.record_retrievals(node_id, hits)
+        knowledge = []
+        for hit in hits:
+            item = self.base.get(hit.item_id)
+            if item is not None:
+                knowledge.append(Knowledge(item.id, item.title, item.content, hit.score))
+        return knowledge
+
+    async def _refresh_items(self) -> None:
+        """Embed items stored without a current vector (seeded lazily, or a new embedder)."""
+        stale = self.base.stale()
+        if stale:
+            vectors = await self._encode([text for _, text in stale])
+            self.base.set_vectors({item_id: vectors[i] for i, (item_id, _) in enumerate(stale)})
+
+    async def _node_vectors(self, wanted: dict[Key, str]) -> dict[Key, np.ndarray]:
+        found = self.vectors.lookup(wanted)
+        missing = [k for k in wanted if k not in found]
+        if missing:
+            vectors = await self._encode([wanted[k] for k in missing])
+            fresh = {k: (wanted[k], vectors[i]) for i, k in enumerate(missing)}
+            self.vectors.store(fresh)
+            found.update({k: v for k, (_, v) in fresh.items()})
+        return {k: found[k] for k in wanted if k in found}  # in the context's order
+
+    # ----------------------------------------------------------------- growth
+    async def propose(self, node_id: int, proposals: list[dict[str, Any]]) -> None:
+        drafts: list[Draft] = []
+        for raw in proposals:
+            try:
+                drafts.append(proposal_draft(raw, node_id))
+            except CognitionError as exc:
+                self._event(f"proposal ignored: {exc}", node_id)
+        if not drafts:
+            return
+        vectors = None
+        try:
+            await self._refresh_items()  # older items take part in the duplicate check
+            vectors = await self._encode([d.text for d in drafts])
+        except Exception as exc:  # noqa: BLE001 - keep the proposal; embed it later
+            self._event(f"proposal stored unchecked (embedding failed: {_one_line(exc)})", node_id)
+        status = ACTIVE if self.settings.auto_approve else PENDING
+        for item in self.base.add(drafts, vectors, ANALYZER, status, node_id):
+            flag = (
+                f" (near-duplicate of #{item.duplicate_of}, cosine {item.duplicate_score:.2f})"
+                if item.duplicate_of is not None
+                else ""
+            )
+            self._event(f"item #{item.id} proposed, {item.status}: {item.title}{flag}", node_id)
+
+    # ---------------------------------------------------------------- novelty
+    async def novelty(self, node_id: int, motivation: str) -> str | None:
+        threshold = self.novelty_settings.threshold
+        if threshold is None or not motivation.strip():
+            return None
+        try:
+            async with self._novelty_lock:
+                closest = await self._closest(node_id, motivation.strip())
+        except Exception as exc:  # noqa: BLE001 - an unchecked idea beats a lost round
+            self._event(f"novelty check skipped: {_one_line(exc)}", node_id)
+            return None
+        if closest is not None and closest[1] > threshold:
+            return f"duplicate of #{closest[0]}"
+        return None
+
+    async def _closest(self, node_id: int, motivation: str) -> tuple[int, float] | None:
+        add, drop = self.index.changes(self.store.db)
+        wanted = {(i, "motivation"): text for i, text in add.items()}
+        found = self.vectors.lookup(wanted)
+        missing = [k for k in wanted if k not in found]
+        vectors = await self._encode([wanted[k] for k in missing] + [motivation])
+        fresh = {k: (wanted[k], vectors[i]) for i, k in enumerate(missing)}
+        mine = vectors[-1]
+        # Kept under this node: once the idea is accepted, the next check finds it cached.
+        self.vectors.store({**fresh, (node_id, "motivation"): (motivation, mine)})
+        every = {k: (wanted[k], found[k]) for k in found} | fresh
+        self.index.apply({k[0]: value for k, value in every.items()}, drop)
+        return self.index.most_similar(mine, exclude=node_id)
+
+
+def proposal_draft(raw: Any, node_id: int) -> Draft:
+    """An Analyzer proposal (loosely shaped LLM output) as a draft item."""
+    if isinstance(raw, str):
+        raw = {"content": raw}
+    if not isinstance(raw, dict):
+        raise CognitionError(f"a proposal must be a mapping, got {type(raw).__name__}")
+    content = next((str(raw[k]) for k in _CONTENT_KEYS if raw.get(k)), "").strip()
+    title = next((str(raw[k]) for k in _TITLE_KEYS if raw.get(k)), "").strip()
+    if not content and not title:
+        raise CognitionError("a proposal needs a title or content")
+    if not title:
+        title = content.split("\n")[0].split(". ")[0][:80]
+    return make_draft(
+        {
+            "title": title,
+            "content": content or title,
+            "tags": raw.get("tags") if isinstance(raw.get("tags"), list | str) else None,
+            "source": str(raw.get("source") or f"analysis of node #{node_id}"),
+        },
+        f"proposal from node #{node_id}",
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
