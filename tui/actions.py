@@ -1,0 +1,167 @@
+"""The keys that steer the engine or decide on knowledge: pause, prune, approve, reject, quit.
+
+Commands go to the engine as rows of ``commands``; a thread worker then watches the row until
+the engine marks it handled (or rejected) and shows its ``result``, so every key gives
+visible feedback. Nothing is sent when no engine holds the run: it would wait there until
+some later engine, days from now, obeyed it by surprise.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.widgets import TabbedContent
+
+from tui.screens.confirm import Confirm, QuitChoice
+from tui.steer import SteerError, decide_item, send_command
+from tui.widgets.cognition import CognitionPane
+from tui.widgets.population import PopulationTable
+
+if TYPE_CHECKING:
+    from tui.app import EvolveApp
+
+COMMAND_WAIT_S = 15.0
+STOP_WAIT_S = 5.0
+
+
+class SteeringActions:
+    """Mixin of :class:`tui.app.EvolveApp`: the actions behind p, x, a, r and q."""
+
+    def _selected_node(self: EvolveApp) -> int | None:
+        node_id = self.main.query_one(PopulationTable).selected_id
+        if node_id is None:
+            self.notify("No node selected.", severity="warning")
+        return node_id
+
+    def _engine_reachable(self: EvolveApp) -> bool:
+        """False (with a message) when no engine holds this run: commands would wait forever."""
+        if not self.engine.alive:
+            self.notify(
+                "No engine is running on this run: nothing sent. "
+                "Resume it with 'asi-evolve run TASK --run-dir RUN_DIR'.",
+                severity="warning",
+                timeout=6,
+            )
+            return False
+        return True
+
+    def action_pause(self: EvolveApp) -> None:
+        if not self._engine_reachable():
+            return
+        self._send("resume" if self.engine.state == "paused" else "pause")
+
+    def action_prune(self: EvolveApp) -> None:
+        node_id = self._selected_node()
+        if node_id is None or not self._engine_reachable():
+            return
+        row = self.poller.pop.rows.get(node_id)
+        name = f" ({row.name})" if row and row.name else ""
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._send("prune", str(node_id))
+            else:
+                self.notify(f"Prune of #{node_id} cancelled.", timeout=2)
+
+        self.push_screen(
+            Confirm(
+                f"Prune node #{node_id}{name}?",
+                "It stays in the database but is never chosen as a parent again; "
+                "if it is being evaluated, the evaluation is stopped.",
+                yes="Prune",
+            ),
+            answered,
+        )
+
+    def _send(self: EvolveApp, kind: str, arg: str = "") -> None:
+        try:
+            command_id = send_command(self.run_dir, kind, arg)
+        except SteerError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        what = f"{kind} {arg}".strip()
+        note = "" if self.engine.state != "not running" else " (the engine is not responding)"
+        self.notify(f"Sent '{what}' (command #{command_id}); waiting for the engine{note}…")
+        self._await_command(command_id, what)
+
+    @work(thread=True, group="commands")
+    def _await_command(self: EvolveApp, command_id: int, what: str) -> None:
+        deadline = time.monotonic() + COMMAND_WAIT_S
+        while time.monotonic() < deadline and not self._closing:
+            try:
+                found = self.reader.command(command_id)
+            except Exception:  # noqa: BLE001 - transient read problem: try again
+                found = None
+            if found is not None and found[0] != "new":
+                status, result = found
+                severity = "information" if status == "handled" else "error"
+                self._from_thread(
+                    self.notify, f"Engine {status} '{what}': {result}", severity=severity
+                )
+                self.refresh_now()
+                return
+            time.sleep(0.1)
+        self._from_thread(
+            self.notify,
+            f"The engine has not handled '{what}' yet (command #{command_id}).",
+            severity="warning",
+        )
+
+    def action_decide(self: EvolveApp, decision: str) -> None:
+        if not self.has_cognition:
+            self.notify("This run has no cognition base.", severity="warning")
+            return
+        proposal = self.main.query_one(CognitionPane).selected_proposal
+        if proposal is None:
+            self.notify("No pending cognition proposal.", severity="warning")
+            return
+        tabs = self.main.query_one(TabbedContent)
+        if tabs.active != "tab-cognition":
+            # Never decide on a proposal the user has not seen: show it first.
+            tabs.active = "tab-cognition"
+            key = "a" if decision == "approve" else "r"
+            self.notify(f"Press {key} again to {decision} #{proposal.id}: {proposal.title[:60]}")
+            return
+        self._decide(proposal.id, decision, proposal.title)
+
+    @work(thread=True, group="decide")
+    def _decide(self: EvolveApp, item_id: int, decision: str, title: str) -> None:
+        try:
+            result = decide_item(self.run_dir, item_id, decision)
+        except SteerError as exc:
+            self._from_thread(self.notify, str(exc), severity="error")
+            return
+        self._from_thread(self.notify, f"{result}: {title[:60]}")
+        self.poller.forget_detail()
+        self.refresh_now()
+
+    def action_quit_app(self: EvolveApp) -> None:
+        if not self.ask_stop_on_quit or not self.engine.alive:
+            self.exit(None)
+            return
+
+        def chosen(choice: str | None) -> None:
+            if choice == "stop":
+                self._stop_and_exit()
+            elif choice == "leave":
+                self.exit("leave")
+
+        self.push_screen(QuitChoice(), chosen)
+
+    @work(thread=True, group="commands")
+    def _stop_and_exit(self: EvolveApp) -> None:
+        if engine_alive := self.engine.alive:
+            try:
+                command_id = send_command(self.run_dir, "stop")
+            except SteerError as exc:
+                self._from_thread(self.notify, str(exc), severity="error")
+                return
+            deadline = time.monotonic() + STOP_WAIT_S
+            while time.monotonic() < deadline:
+                found = self.reader.command(command_id)
+                if found is not None and found[0] != "new":
+                    break
+                time.sleep(0.1)
+        self._from_thread(self.exit, "stop" if engine_alive else None)

@@ -1,0 +1,276 @@
+"""The ASI-Evolve terminal UI: watch a run and steer its engine from the keyboard.
+
+The app meets the engine only through the run database: a background thread polls it
+(``Poller``) about once a second, and actions write a row to ``commands`` and then watch
+that row until the engine marks it handled, so every key gives visible feedback. Quitting
+never stops the engine, unless this TUI started it (``run --tui``) and the user says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from tui.actions import SteeringActions
+from tui.data import EngineState, RunNotFound, RunReader
+from tui.model import SORTS, View
+from tui.poller import Poller, Tick
+from tui.screens.details import NodeDetails
+from tui.widgets.cognition import CognitionPane
+from tui.widgets.curve import ScoreCurve
+from tui.widgets.events import EventLog
+from tui.widgets.header import RunHeader
+from tui.widgets.population import PopulationTable
+from tui.widgets.report import ReportPane
+
+POLL_SECONDS = 1.0
+FILTER_HINT = "filter: part of a name, a status, #id or island:N (enter: keep, esc: clear)"
+
+__all__ = ["EvolveApp", "RunNotFound", "watch"]
+
+
+class FilterBox(Input):
+    """The ``/`` filter line: live filtering, ``enter`` keeps it, ``escape`` clears it."""
+
+    BINDINGS = [Binding("escape", "cancel", "clear filter")]
+
+    class Cancelled(Message):
+        pass
+
+    def action_cancel(self) -> None:
+        self.value = ""
+        self.post_message(self.Cancelled())
+
+
+class EvolveApp(SteeringActions, App[str | None]):
+    """Live view of one run. Returns 'stop' / 'leave' when asked about the engine on quit."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "ASI-Evolve"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
+    BINDINGS = [
+        Binding("p", "pause", "pause"),
+        Binding("x", "prune", "prune"),
+        Binding("a", "decide('approve')", "approve"),
+        Binding("r", "decide('reject')", "reject"),
+        Binding("enter", "details('report')", "details"),
+        Binding("d", "details('diff')", "diff"),
+        Binding("c", "details('code')", "code"),
+        Binding("s", "sort", "sort"),
+        Binding("slash", "filter", "filter"),
+        Binding("q", "quit_app", "quit"),
+        Binding("tab", "focus_next", "next pane", show=False),
+    ]
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        ask_stop_on_quit: bool = False,
+        clock: Callable[[], float] = time.time,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.reader = RunReader(self.run_dir)  # raises RunNotFound before any screen
+        self.poller = Poller(self.reader, clock=clock)
+        self.ask_stop_on_quit = ask_stop_on_quit
+        self.poll_seconds = poll_seconds
+        self.engine = EngineState(False, "not running")
+        self.maximize = True
+        self.applied_seq = 0
+        self.has_cognition = False
+        self._wake = threading.Event()
+        self._closing = False
+        self._read_error = ""
+
+    # ---------------------------------------------------------------- layout
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="header")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield PopulationTable(id="population")
+                with Horizontal(id="band"):
+                    yield ScoreCurve(id="curve")
+                    yield EventLog(id="events")
+            with TabbedContent(id="side"):
+                with TabPane("Report", id="tab-report"):
+                    yield ReportPane(id="report")
+                with TabPane("Cognition", id="tab-cognition"):
+                    yield CognitionPane(id="cognition")
+        yield FilterBox(placeholder=FILTER_HINT, id="filter")
+        yield Footer(compact=True, show_command_palette=False)
+
+    @property
+    def main(self) -> Screen:
+        """The main screen (queries must not land in a details screen or a dialog on top)."""
+        return self.screen_stack[0]
+
+    def on_mount(self) -> None:
+        if self.console.color_system in ("standard", "windows"):
+            self.theme = "ansi-dark"  # 16 colours: use the terminal's own palette
+        self.main.query_one("#population").border_title = "population"
+        self.main.query_one("#events").border_title = "events"
+        self.main.query_one("#population", PopulationTable).focus()
+        self._poll_loop()
+
+    def on_unmount(self) -> None:
+        self._closing = True
+        self._wake.set()
+
+    # --------------------------------------------------------------- polling
+    @work(thread=True, exclusive=True, group="poll")
+    def _poll_loop(self) -> None:
+        worker = get_current_worker()
+        while not worker.is_cancelled and not self._closing:
+            self._wake.clear()
+            try:
+                tick = self.poller.tick()
+            except Exception as exc:  # noqa: BLE001 - a bad read must not kill the UI
+                message = f"could not read the run database: {type(exc).__name__}: {exc}"
+                if message != self._read_error:
+                    self._read_error = message
+                    self._from_thread(self.notify, message, severity="error", timeout=6)
+            else:
+                self._read_error = ""
+                if not self._from_thread(self._apply, tick):
+                    return
+            self._wake.wait(self.poll_seconds)
+
+    def _from_thread(self, fn: Callable, *args: object, **kwargs: object) -> bool:
+        if self._closing:
+            return False
+        try:
+            self.call_from_thread(fn, *args, **kwargs)
+        except RuntimeError:  # the app is not running any more
+            return False
+        except Exception:  # noqa: BLE001 - e.g. cancelled while the app closes
+            return not self._closing
+        return True
+
+    def _apply(self, tick: Tick) -> None:
+        try:
+            self._show(tick)
+        except Exception as exc:  # noqa: BLE001 - odd data must not stop the refreshes
+            message = f"display error: {type(exc).__name__}: {exc}"
+            if message != self._display_error:
+                self._display_error = message
+                self.notify(message, severity="error", timeout=6)
+            self.poller.resend()  # the screen may have missed rows: redraw them all next time
+        self.applied_seq = tick.seq
+
+    def _show(self, tick: Tick) -> None:
+        self.engine = tick.summary.engine
+        self.maximize = tick.maximize
+        self.main.query_one(RunHeader).show(tick.summary)
+        table = self.main.query_one(PopulationTable)
+        table.apply(tick.order, tick.cells)
+        table.border_title = self._table_title(tick)
+        if tick.curve is not None:
+            self.main.query_one(ScoreCurve).set_points(tick.curve, tick.maximize)
+        if tick.events:
+            self.main.query_one(EventLog).add(tick.events)
+        self.has_cognition = tick.pending is not None
+        if tick.pending_changed:
+            pane = self.main.query_one(CognitionPane)
+            pane.show_pending(tick.pending)
+            count = len(tick.pending) if tick.pending else 0
+            tab = self.main.query_one(TabbedContent).get_tab("tab-cognition")
+            tab.label = f"Cognition ({count})" if count else "Cognition"
+        if tick.detail is not None and tick.detail.node_id == self.poller.selected:
+            d = tick.detail
+            self.main.query_one(ReportPane).show(d.node, d.parent_score, tick.maximize)
+            self.main.query_one(CognitionPane).show_retrieved(d.node_id, d.retrieved)
+        selected = table.selected_id
+        if selected != self.poller.selected:
+            self._select(selected)
+
+    def _table_title(self, tick: Tick) -> str:
+        shown, total = len(tick.order), len(self.poller.pop.rows)
+        text = f"population · {total} nodes · sort: {tick.view.sort}"
+        if tick.view.filter:
+            text += f" · filter '{tick.view.filter}': {tick.matched}"
+        if shown < tick.matched:
+            text += f" · first {shown} shown"
+        return text
+
+    def refresh_now(self) -> None:
+        self._wake.set()
+
+    async def synced(self, timeout: float = 10.0) -> None:
+        """Wait until a refresh that started after this call has reached the screen."""
+        target = self.poller.seq + 1
+        self.refresh_now()
+        deadline = time.monotonic() + timeout
+        while self.applied_seq < target and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    def _select(self, node_id: int | None) -> None:
+        self.poller.selected = node_id
+        self.refresh_now()
+
+    @on(DataTable.RowHighlighted, "#population")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        value = event.row_key.value
+        self._select(int(value) if value is not None else None)
+
+    @on(DataTable.RowSelected, "#population")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_details("report")
+
+    def action_details(self, tab: str) -> None:
+        node_id = self._selected_node()
+        if node_id is not None:
+            self.push_screen(NodeDetails(self.reader, node_id, tab, self.maximize))
+
+    def action_sort(self) -> None:
+        view = self.poller.view
+        sort = SORTS[(SORTS.index(view.sort) + 1) % len(SORTS)]
+        self.poller.view = View(sort=sort, filter=view.filter)
+        self.notify(f"Sorted by {sort}.", timeout=2)
+        self.refresh_now()
+
+    def action_filter(self) -> None:
+        box = self.main.query_one("#filter", Input)
+        box.add_class("-open")
+        box.value = self.poller.view.filter
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.poller.view = View(sort=self.poller.view.sort, filter=event.value)
+        self.refresh_now()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self._close_filter()
+
+    def _close_filter(self) -> None:
+        box = self.main.query_one("#filter", Input)
+        box.remove_class("-open")
+        self.main.query_one(PopulationTable).focus()
+
+    @on(FilterBox.Cancelled)
+    def _filter_cancelled(self) -> None:
+        self._close_filter()
+
+
+def watch(run_dir: Path, *, ask_stop_on_quit: bool = False) -> str | None:
+    """Run the TUI on ``run_dir`` (raises RunNotFound first if it holds no run)."""
+    app = EvolveApp(Path(run_dir), ask_stop_on_quit=ask_stop_on_quit)
+    try:
+        return app.run()
+    finally:
+        app.reader.close()

@@ -1,0 +1,264 @@
+"""The TUI's own read layer over the run database (plain sqlite3, read-only).
+
+The TUI never imports the engine: it meets it only through ``RUN_DIR/evolve.db``. Reads go
+through a read-only connection per thread and are incremental (nodes by ``updated_at``, events
+and LLM calls by id), so a refresh costs the same at 100 nodes and at 100,000. Text is decoded
+leniently: a node with non-UTF-8 output must not take the screen down.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "evolve.db"
+LOCK_NAME = "engine.lock"
+HEARTBEAT_STALE_S = 5.0
+# Re-read nodes changed within this window of the newest change seen: a commit whose
+# timestamp was taken just before another one's is never missed.
+OVERLAP_S = 1.0
+NODE_FIELDS = "id, step, name, parent_id, score, status, runtime, island, started_at, updated_at"
+
+
+class RunNotFound(Exception):
+    """The directory does not hold an ASI-Evolve run database."""
+
+
+@dataclass(slots=True)
+class NodeRow:
+    """The light columns of a node: what the population table and the curve need."""
+
+    id: int
+    step: int
+    name: str
+    parent_id: int | None
+    score: float | None
+    status: str
+    runtime: float | None
+    island: int | None
+    started_at: float | None
+    updated_at: float
+
+
+@dataclass
+class EngineState:
+    """Whether an engine holds the run, and what its heartbeat says."""
+
+    alive: bool  # some process holds the run lock
+    state: str  # running / paused / stopped / finished / not running
+    busy: int = 0
+    workers: int = 0
+    started: float | None = None
+    heartbeat: float | None = None
+
+
+@dataclass
+class LlmTotals:
+    calls: int = 0
+    tokens: int = 0
+    cost: float = 0.0
+    last_id: int = 0
+
+
+@dataclass
+class Cursor:
+    """How far the incremental reads have got."""
+
+    updated_at: float = 0.0
+    event_id: int = 0
+    llm: LlmTotals = field(default_factory=LlmTotals)
+
+
+def engine_holds_lock(run_dir: Path) -> bool:
+    """True when a process holds the engine's exclusive flock on ``RUN_DIR/engine.lock``."""
+    path = run_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
+def lock_holder(run_dir: Path) -> int | None:
+    """The pid the engine wrote into its lock file, if an engine holds the lock."""
+    if not engine_holds_lock(run_dir):
+        return None
+    try:
+        text = (run_dir / LOCK_NAME).read_text(errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def lenient_text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+class RunReader:
+    """Read-only access to one run database, safe to use from several threads."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / DB_NAME
+        self._local = threading.local()
+        if not self.run_dir.is_dir():
+            raise RunNotFound(f"{self.run_dir} is not a directory")
+        if not self.path.is_file():
+            raise RunNotFound(f"{self.run_dir} is not a run directory (no {DB_NAME})")
+        try:
+            tables = self.tables()
+            if not {"nodes", "meta"} <= tables:
+                raise RunNotFound(f"{self.path} is not an ASI-Evolve run database")
+            self.query("SELECT id, step, status, score, updated_at FROM nodes LIMIT 1")
+        except sqlite3.Error as exc:
+            raise RunNotFound(f"{self.path} is not a readable run database: {exc}") from None
+
+    # ------------------------------------------------------------ connection
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+            conn.text_factory = lenient_text
+            conn.execute("PRAGMA busy_timeout = 10000")
+            self._local.conn = conn
+        return conn
+
+    def query(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        return self.conn().execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def tables(self) -> set[str]:
+        return {r[0] for r in self.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    # ------------------------------------------------------------------ meta
+    def meta(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in self.query("SELECT key, value FROM meta"):
+            try:
+                out[key] = json.loads(value)
+            except (TypeError, ValueError):
+                out[key] = value
+        return out
+
+    def engine_state(self, meta: dict[str, Any], now: float) -> EngineState:
+        """'not running' unless a process holds the lock and its heartbeat is fresh."""
+        info = meta.get("engine")
+        info = info if isinstance(info, dict) else {}
+        alive = engine_holds_lock(self.run_dir)
+        beat = _num(info.get("heartbeat"))
+        fresh = beat is not None and now - beat <= HEARTBEAT_STALE_S
+        state = str(meta.get("state") or info.get("state") or "unknown")
+        return EngineState(
+            alive=alive,
+            state=state if alive and fresh else "not running",
+            busy=int(_num(info.get("busy")) or 0),
+            workers=int(_num(info.get("workers")) or 0),
+            started=_num(info.get("started")),
+            heartbeat=beat,
+        )
+
+    # ----------------------------------------------------------------- nodes
+    def changed_nodes(self, cursor: Cursor) -> list[NodeRow]:
+        """Nodes updated since the cursor (oldest first); advances the cursor.
+
+        The first call reads every node (light columns only); later calls use the
+        ``updated_at`` index and return only what changed (plus the overlap window).
+        """
+        if cursor.updated_at:
+            rows = self.query(
+                f"SELECT {NODE_FIELDS} FROM nodes WHERE updated_at > ? ORDER BY updated_at",
+                (cursor.updated_at - OVERLAP_S,),
+            )
+        else:
+            rows = self.query(f"SELECT {NODE_FIELDS} FROM nodes ORDER BY updated_at")
+        out = [_node_row(r) for r in rows]
+        if out:
+            cursor.updated_at = max(cursor.updated_at, out[-1].updated_at)
+        return out
+
+    def node(self, node_id: int) -> dict[str, Any] | None:
+        """Every column of one node (code, analysis, results...)."""
+        cur = self.conn().execute("SELECT * FROM nodes WHERE id = ?", (node_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return {d[0]: v for d, v in zip(cur.description, row, strict=True)}
+
+    # ---------------------------------------------------------------- events
+    def events(self, cursor: Cursor, backlog: int = 200) -> list[tuple[int, float, str, str]]:
+        """(id, ts, kind, message) after the cursor; on the first read, the last ``backlog``."""
+        if cursor.event_id == 0:
+            rows = self.query(
+                "SELECT id, ts, kind, message FROM "
+                "(SELECT * FROM events ORDER BY id DESC LIMIT ?) ORDER BY id",
+                (backlog,),
+            )
+        else:
+            rows = self.query(
+                "SELECT id, ts, kind, message FROM events WHERE id > ? ORDER BY id LIMIT 1000",
+                (cursor.event_id,),
+            )
+        if rows:
+            cursor.event_id = rows[-1][0]
+        return [(r[0], _num(r[1]) or 0.0, str(r[2] or ""), str(r[3] or "")) for r in rows]
+
+    # ------------------------------------------------------------- llm calls
+    def llm_totals(self, cursor: Cursor) -> LlmTotals:
+        totals = cursor.llm
+        row = self.query(
+            "SELECT count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),"
+            " coalesce(sum(cost_usd), 0), max(id) FROM llm_calls WHERE id > ?",
+            (totals.last_id,),
+        )[0]
+        if row[0]:
+            totals.calls += int(row[0])
+            totals.tokens += int(row[1] or 0) + int(row[2] or 0)
+            totals.cost += float(row[3] or 0.0)
+            totals.last_id = int(row[4])
+        return totals
+
+    # ------------------------------------------------------------- commands
+    def command(self, command_id: int) -> tuple[str, str] | None:
+        """(status, result) of one command row."""
+        rows = self.query("SELECT status, result FROM commands WHERE id = ?", (command_id,))
+        return (str(rows[0][0] or ""), str(rows[0][1] or "")) if rows else None
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _node_row(r: tuple) -> NodeRow:
+    return NodeRow(
+        id=int(r[0]),
+        step=int(r[1] if r[1] is not None else -1),
+        name=str(r[2] or ""),
+        parent_id=int(r[3]) if isinstance(r[3], int) else None,
+        score=float(r[4]) if isinstance(r[4], int | float) else None,
+        status=str(r[5] or "?"),
+        runtime=float(r[6]) if isinstance(r[6], int | float) else None,
+        island=int(r[7]) if isinstance(r[7], int) else None,
+        started_at=float(r[8]) if isinstance(r[8], int | float) else None,
+        updated_at=float(r[9]) if isinstance(r[9], int | float) else 0.0,
+    )

@@ -1,0 +1,136 @@
+"""The population as the TUI sees it: light node rows in memory, kept up to date by diffs.
+
+At 100,000 nodes the table cannot hold every row, and re-sorting everything each second
+would stall the screen, so the model keeps status counts and the best node incrementally and
+the table shows a window: the first ``limit`` rows of the current sort and filter.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from tui.data import NodeRow
+
+FINISHED = ("done", "failed", "pruned")
+STATUS_ORDER = {"running": 0, "pending": 1, "done": 2, "failed": 3, "pruned": 4}
+SORTS = ("step", "score", "status")
+
+
+@dataclass(frozen=True)
+class View:
+    """How the table is ordered and filtered."""
+
+    sort: str = "step"
+    filter: str = ""
+
+
+def finite(score: float | None) -> bool:
+    return score is not None and math.isfinite(score)
+
+
+class Population:
+    """Every node's light row, with counts and the best node kept incrementally."""
+
+    def __init__(self, maximize: bool = True) -> None:
+        self.maximize = maximize
+        self.rows: dict[int, NodeRow] = {}
+        self.counts: dict[str, int] = {}
+        self.steps_done = 0
+        self.best: NodeRow | None = None
+        self.version = 0  # bumps on every real change (the curve redraws only then)
+
+    # --------------------------------------------------------------- updates
+    def apply(self, rows: Iterable[NodeRow]) -> set[int]:
+        """Merge fresh rows; returns the ids whose row really changed."""
+        changed: set[int] = set()
+        recompute_best = False
+        for row in rows:
+            old = self.rows.get(row.id)
+            if old == row:
+                continue
+            if old is not None:
+                self._count(old, -1)
+                if self.best is not None and self.best.id == row.id:
+                    recompute_best = True
+            self.rows[row.id] = row
+            self._count(row, +1)
+            if not recompute_best and self._eligible(row) and self._better(row, self.best):
+                self.best = row
+            changed.add(row.id)
+        if recompute_best:
+            self.best = None
+            for row in self.rows.values():
+                if self._eligible(row) and self._better(row, self.best):
+                    self.best = row
+        if changed:
+            self.version += 1
+        return changed
+
+    def _count(self, row: NodeRow, sign: int) -> None:
+        self.counts[row.status] = self.counts.get(row.status, 0) + sign
+        if row.step >= 1 and row.status in FINISHED:
+            self.steps_done += sign
+
+    @staticmethod
+    def _eligible(row: NodeRow) -> bool:
+        return row.status == "done" and finite(row.score)
+
+    def _better(self, row: NodeRow, than: NodeRow | None) -> bool:
+        if than is None:
+            return True
+        assert row.score is not None and than.score is not None
+        if row.score == than.score:
+            return row.id < than.id
+        return row.score > than.score if self.maximize else row.score < than.score
+
+    # ----------------------------------------------------------------- reads
+    def delta(self, row: NodeRow) -> float | None:
+        """Score change against the parent (raw difference; its sign is the direction's)."""
+        parent = self.rows.get(row.parent_id) if row.parent_id is not None else None
+        if parent is None or not finite(row.score) or not finite(parent.score):
+            return None
+        return row.score - parent.score  # type: ignore[operator]
+
+    def improved(self, delta: float) -> bool:
+        return delta > 0 if self.maximize else delta < 0
+
+    def window(self, view: View, limit: int) -> tuple[list[int], int]:
+        """The ids the table shows, in order, and how many rows match the filter."""
+        match = matcher(view.filter)
+        rows = self.rows.values() if match is None else [r for r in self.rows.values() if match(r)]
+        key = self.sort_key(view.sort)
+        top = heapq.nsmallest(limit, rows, key=key)
+        return [r.id for r in top], len(rows)
+
+    def sort_key(self, sort: str) -> Callable[[NodeRow], tuple]:
+        sign = -1.0 if self.maximize else 1.0
+        if sort == "score":
+            return lambda r: (0, sign * r.score, r.id) if finite(r.score) else (1, 0.0, -r.step)
+        if sort == "status":
+            return lambda r: (STATUS_ORDER.get(r.status, 9), -r.step)
+        return lambda r: (-r.step, -r.id)
+
+    def curve(self) -> list[tuple[int, float]]:
+        """(step, score) of every scored, finished node, in step order."""
+        pts = [(r.step, r.score) for r in self.rows.values() if self._eligible(r)]
+        pts.sort()
+        return pts  # type: ignore[return-value]
+
+
+def matcher(text: str) -> Callable[[NodeRow], bool] | None:
+    """Filter: a status name, ``#ID``, ``island:N``, or a piece of the node's name."""
+    text = text.strip().lower()
+    if not text:
+        return None
+    if text in STATUS_ORDER:
+        return lambda r: r.status == text
+    if text.startswith("#") and text[1:].isdigit():
+        wanted = int(text[1:])
+        return lambda r: r.id == wanted
+    if text.startswith("island:") and text[7:].isdigit():
+        island = int(text[7:])
+        return lambda r: r.island == island
+    return lambda r: text in r.name.lower()
