@@ -109,6 +109,7 @@ class Engine:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
+            await self.agents.aclose()
         state = "stopped" if self.stopping or self.stop_reason else "finished"
         self._set_state(state)
         summary = self.summary(state)

@@ -18,7 +18,7 @@ from scripted_server import (
 )
 
 from engine.agents import AgentSetupError, build_llm_agents
-from engine.agents.base import AgentError, AnalysisInput, Knowledge, ResearchContext
+from engine.agents.base import AgentError, Agents, AnalysisInput, Knowledge, ResearchContext
 from engine.agents.llm_client import CallRecorder, LLMClient
 from engine.agents.llm_researcher import LLMResearcher
 from engine.agents.llm_settings import LLMSettings, ResearcherSettings
@@ -85,7 +85,25 @@ def researcher(server: ScriptedServer, **settings: Any) -> tuple[LLMResearcher, 
 
 
 def propose(agent: LLMResearcher, ctx: ResearchContext | None = None):  # noqa: ANN201
-    return asyncio.run(agent.propose(ctx or context(use_analyzer=True)))
+    async def go():  # noqa: ANN202
+        try:
+            return await agent.propose(ctx or context(use_analyzer=True))
+        finally:
+            await agent.client.close()  # in this loop: never leave a pool to the GC
+
+    return asyncio.run(go())
+
+
+def run_closing(agents: Agents, coro):  # noqa: ANN001, ANN201
+    """Run ``coro`` and close the agents' HTTP clients in the same event loop."""
+
+    async def go():  # noqa: ANN202
+        try:
+            return await coro
+        finally:
+            await agents.aclose()
+
+    return asyncio.run(go())
 
 
 DIFF_OK = "<name>x-two</name><motivation>X closer to 3.</motivation>\n" + search_replace(
@@ -217,7 +235,7 @@ def analysis_input() -> AnalysisInput:
 def test_analyzer_report_and_knowledge_proposals(tmp_path: Path) -> None:
     with ScriptedServer(agents_script(ConstantEditor([]))) as server:
         agents, _ = built(tmp_path, server)
-        report = asyncio.run(agents.analyzer.analyze(analysis_input()))
+        report = run_closing(agents, agents.analyzer.analyze(analysis_input()))
         prompt = server.chat_requests[0].text
     assert report.analysis.startswith("LLM analysis: the candidate is done with score -1.25")
     assert report.knowledge_proposals == [
@@ -236,7 +254,7 @@ def test_judge_maps_its_rating_to_the_eval_scale(tmp_path: Path) -> None:
             tmp_path, server, judge={"ratio": 0.3, "template": "../rubric.j2", "scale": [0, 4]}
         )
         assert agents.judge_ratio == 0.3
-        value = asyncio.run(agents.judge.judge(analysis_input()))
+        value = run_closing(agents, agents.judge.judge(analysis_input()))
         assert "RUBRIC for x-two" in server.chat_requests[0].text
         assert "<score>x</score>" in last_user(server.chat_requests[1].body)
     assert value == 1.0
@@ -246,7 +264,7 @@ def test_judge_without_a_rating_fails(tmp_path: Path) -> None:
     with ScriptedServer(lambda r: Reply("I like it")) as server:
         agents, _ = built(tmp_path, server, judge={"enabled": True, "ratio": 0.5})
         with pytest.raises(AgentError, match="no rating"):
-            asyncio.run(agents.judge.judge(analysis_input()))
+            run_closing(agents, agents.judge.judge(analysis_input()))
 
 
 @pytest.mark.parametrize(
@@ -274,7 +292,7 @@ def test_task_prompt_overrides_and_broken_templates(tmp_path: Path) -> None:
         config = from_dict({"api": {"base_url": server.base_url, "model": "m"}}, RunConfig())
         agents, recorder = build_llm_agents(config, task)
         recorder.attach(type("S", (), {"add_llm_call": lambda *a, **k: None})())
-        asyncio.run(agents.researcher.propose(context()))
+        run_closing(agents, agents.researcher.propose(context()))
         assert server.chat_requests[0].messages[1]["content"].startswith("OVERRIDE toy")
     (task_dir / "prompts" / "analyzer.j2").write_text("{% if %}")
     with pytest.raises(AgentSetupError, match="analyzer.j2: line 1"):

@@ -69,8 +69,11 @@ def build_llm_agents(config: Any, task: Any) -> tuple[Agents, Any]:
     )
     recorder = CallRecorder()
 
+    clients: list[LLMClient] = []
+
     def client(role: str) -> LLMClient:
-        return LLMClient(resolve_settings(config.api, role), role, recorder)
+        clients.append(LLMClient(resolve_settings(config.api, role), role, recorder))
+        return clients[-1]
 
     agents = Agents(
         researcher=LLMResearcher(
@@ -94,6 +97,7 @@ def build_llm_agents(config: Any, task: Any) -> tuple[Agents, Any]:
             program_name=task.program_name,
         )
         agents.judge_ratio = judging.ratio
+    agents.closers = [c.close for c in clients]
     return agents, recorder
 
 

@@ -8,6 +8,7 @@ so the loop never asks which kind it holds.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -131,3 +132,10 @@ class Agents:
     retriever: Retriever
     judge: Judge | None = None
     judge_ratio: float = 0.0
+    # Releases what the agents hold (HTTP connection pools), inside the event loop that
+    # used them: a pool closed later, by the garbage collector, finds its loop gone.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        for close in self.closers:
+            await close()

@@ -1,114 +1,167 @@
 """The built-in Analyzer used when no LLM is configured: a rule-based report.
 
-Later rounds read reports, not raw logs, so even without a model each node gets a
-short decision-oriented summary: how the score and metrics moved against the parent
-and the best context node, why a node failed, and which of the Researcher's changes
-(``metadata["changes"]``) helped or hurt. It proposes knowledge only for a clear new
-best, so that the cognition base grows slowly and a person can review each proposal.
+Without a model the useful thing to say about a node is what moved and which way: the
+score and each numeric metric against the parent and against the best context node,
+the failure reason when it failed, and a verdict on the literal changes the Researcher
+recorded in ``metadata["changes"]``. The next round reads it, so it is kept to a few
+decision-oriented Markdown lines.
+
+Knowledge is proposed only when a node beats the best context node by a clear margin,
+so the cognition base is not flooded with every small step.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from engine.agents.base import AnalysisInput, Report
 from engine.records import DONE, Node
 
-PROPOSE_MARGIN = 0.01  # relative gain over the best context node that earns a proposal
-MAX_METRICS = 6
+CLEAR_MARGIN = 0.01  # relative gain over the best context node that earns a proposal
+MIN_MARGIN = 1e-6  # absolute floor of that margin (for scores near zero)
+MAX_METRICS = 8  # metric lines per report
+MAX_CHANGES = 4  # changes quoted per report
 
 
 class OfflineAnalyzer:
+    """States how the node moved against its parent and the best context node."""
+
     label = "offline"
 
     async def analyze(self, inp: AnalysisInput) -> Report:
         node, parent, best = inp.node, inp.parent, inp.best
+        changes = _changes(node)
         lines: list[str] = []
-        changes = _changes_text(node)
         if node.status != DONE or node.score is None:
-            lines.append(f"**Failed**: {node.error or 'no score'}.")
+            reason = node.error or "no score was produced"
+            lines.append(f"- **Failed**: {reason}")
             if changes:
-                lines.append(f"Changes tried: {changes}. Avoid repeating them as they are.")
-            return Report(analysis="\n".join(lines))
+                lines.append(
+                    f"- Cause to avoid: {changes} broke the program"
+                    f"{_vs(parent)}; do not repeat this change, move other literals instead."
+                )
+            return Report(analysis="\n".join(lines), metadata={"verdict": "failed"})
 
-        sign = 1.0 if inp.maximize else -1.0
-        delta_parent = _delta(node, parent)
-        same = best is not None and parent is not None and best.id == parent.id
-        delta_best = None if best is None or same else _delta(node, best)
-        verdict = "no parent to compare"
-        if delta_parent is not None:
-            gain = sign * delta_parent
-            verdict = "improved" if gain > 0 else "no change" if gain == 0 else "worse"
-            lines.append(
-                f"**Score** {node.score:.6g} ({delta_parent:+.4g} vs parent #{parent.id}: "
-                f"{verdict})."
-            )
-        else:
-            lines.append(f"**Score** {node.score:.6g}.")
-        if delta_best is not None:
-            lines.append(f"Against the best context node #{best.id}: {delta_best:+.4g}.")
-        metric_moves = _metric_moves(node, parent)
-        if metric_moves:
-            lines.append("Metrics vs parent: " + ", ".join(metric_moves) + ".")
-        if changes:
-            if verdict == "improved":
-                lines.append(f"Helped: {changes}. Keep exploring in this direction.")
-            elif verdict == "worse":
-                lines.append(f"Hurt: {changes}. Revert or try the opposite direction.")
-            else:
-                lines.append(f"Neutral: {changes}.")
-        return Report(analysis="\n".join(lines), knowledge_proposals=_proposals(inp, changes))
+        lines.append(f"- Score {node.score:.6g}{_delta(node, parent, inp.maximize, 'parent')}")
+        if best is not None and best.id != node.id and (parent is None or best.id != parent.id):
+            lines.append(f"- Against the best context node{_delta(node, best, inp.maximize, '')}")
+        lines += _metric_lines(node, parent)
+        verdict = _verdict(node, parent, inp.maximize)
+        if changes and parent is not None and parent.score is not None:
+            lines.append(_change_line(changes, verdict, node.score - parent.score, parent))
+        proposals = _proposals(inp, changes)
+        return Report(
+            analysis="\n".join(lines),
+            knowledge_proposals=proposals,
+            metadata={"verdict": verdict},
+        )
 
 
-def _delta(node: Node, other: Node | None) -> float | None:
+def _delta(node: Node, other: Node | None, maximize: bool, label: str) -> str:
+    """`` (+0.041 vs parent #3 at 0.96: better)`` or an empty string."""
     if other is None or other.score is None or node.score is None:
-        return None
-    return node.score - other.score
+        return ""
+    diff = node.score - other.score
+    word = {"better": "better", "worse": "worse", "same": "unchanged"}[
+        _direction(diff, other.score, maximize)
+    ]
+    who = f"{label} #{other.id}".strip()
+    return f" ({diff:+.4g} vs {who} at {other.score:.6g}: {word})"
 
 
-def _changes_text(node: Node) -> str:
-    changes: list[dict[str, Any]] = node.metadata.get("changes") or []
-    return "; ".join(
-        f"line {c.get('line', '?')} `{c.get('old', '?')}` -> `{c.get('new', '?')}`"
-        for c in changes[:5]
-    )
+def _direction(diff: float, reference: float, maximize: bool) -> str:
+    if abs(diff) <= 1e-12 * max(1.0, abs(reference)):
+        return "same"
+    return "better" if (diff > 0) == maximize else "worse"
 
 
-def _metric_moves(node: Node, parent: Node | None) -> list[str]:
-    if parent is None:
-        return []
-    now = node.results.get("metrics") or {}
-    before = parent.results.get("metrics") or {}
-    moves = []
-    for key, value in now.items():
-        old = before.get(key)
-        if _number(value) and _number(old) and value != old:
-            moves.append(f"{key} {old:.4g} -> {value:.4g}")
-        if len(moves) == MAX_METRICS:
-            break
-    return moves
+def _verdict(node: Node, parent: Node | None, maximize: bool) -> str:
+    if parent is None or parent.score is None or node.score is None:
+        return "new"
+    return {"better": "improved", "worse": "regressed", "same": "neutral"}[
+        _direction(node.score - parent.score, parent.score, maximize)
+    ]
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def _metric_lines(node: Node, parent: Node | None) -> list[str]:
+    """One line per numeric metric: value, and its move against the parent."""
+    mine = _numeric_metrics(node)
+    theirs = _numeric_metrics(parent) if parent is not None else {}
+    parts = []
+    for name, value in list(mine.items())[:MAX_METRICS]:
+        old = theirs.get(name)
+        if old is None:
+            parts.append(f"{name} {value:.4g}")
+        elif value == old:
+            parts.append(f"{name} {value:.4g} (=)")
+        else:
+            parts.append(f"{name} {old:.4g} -> {value:.4g} ({value - old:+.3g})")
+    return [f"- Metrics: {'; '.join(parts)}"] if parts else []
+
+
+def _numeric_metrics(node: Node | None) -> dict[str, float]:
+    metrics = (node.results or {}).get("metrics") if node is not None else None
+    if not isinstance(metrics, dict):
+        return {}
+    out = {}
+    for name, value in metrics.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out[str(name)] = float(value)
+    return out
+
+
+def _change_line(changes: str, verdict: str, diff: float, parent: Node) -> str:
+    if verdict == "improved":
+        return (
+            f"- {changes} moved the score by {diff:+.4g} vs parent #{parent.id}: "
+            "keep exploring in this direction."
+        )
+    if verdict == "regressed":
+        return (
+            f"- {changes} moved the score by {diff:+.4g} vs parent #{parent.id}: "
+            "revert it or try the opposite direction."
+        )
+    return f"- {changes} left the score unchanged: these literals look inert here."
+
+
+def _changes(node: Node) -> str:
+    """``Change line 14 `0.3`->`0.27``` (or ``Changes ...``), or "" without records."""
+    changes = node.metadata.get("changes") if isinstance(node.metadata, dict) else None
+    if not isinstance(changes, list) or not changes:
+        return ""
+    shown = [
+        f"line {c.get('line')} `{c.get('old')}`->`{c.get('new')}`"
+        for c in changes[:MAX_CHANGES]
+        if isinstance(c, dict)
+    ]
+    if not shown:
+        return ""
+    more = f" (+{len(changes) - MAX_CHANGES} more)" if len(changes) > MAX_CHANGES else ""
+    return f"{'Change' if len(changes) == 1 else 'Changes'} {', '.join(shown)}{more}"
+
+
+def _vs(parent: Node | None) -> str:
+    return f" of parent #{parent.id}" if parent is not None else ""
 
 
 def _proposals(inp: AnalysisInput, changes: str) -> list[dict[str, str]]:
-    """One proposal when the node beats the best context node by a clear margin."""
-    best, node = inp.best, inp.node
-    if not changes or best is None or best.score is None or node.score is None:
+    """A knowledge item when the node clearly beats the best context node; else none."""
+    node, best = inp.node, inp.best
+    if best is None or best.score is None or best.id == node.id or not changes:
         return []
-    gain = (node.score - best.score) * (1.0 if inp.maximize else -1.0)
-    if gain <= PROPOSE_MARGIN * max(abs(best.score), 1e-9):
+    assert node.score is not None
+    gain = node.score - best.score if inp.maximize else best.score - node.score
+    if gain <= max(MIN_MARGIN, CLEAR_MARGIN * abs(best.score)):
         return []
+    parent = f" of #{inp.parent.id}" if inp.parent is not None else ""
     return [
         {
-            "title": f"{inp.task_name}: constant change that set a new best",
+            "title": f"{inp.task_name}: literal change reached {node.score:.6g}",
             "content": (
-                f"Node #{node.id} reached {node.score:.6g} (from {best.score:.6g}, node "
-                f"#{best.id}) by changing {changes}. Constants in this region matter; "
-                "further moves in the same direction are worth trying."
+                f"{changes}{parent} gave #{node.id} a score of {node.score:.6g}, "
+                f"{'above' if inp.maximize else 'below'} the best context node #{best.id} "
+                f"({best.score:.6g}) by {gain:.4g}. Moving these constants further the same "
+                "way is a promising next step."
             ),
         }
     ]

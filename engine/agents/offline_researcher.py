@@ -45,7 +45,6 @@ MIRROR_RATE = 0.5  # after undoing: chance to try the opposite move (else a fres
 CROSSOVER_RATE, FITTER_CROSSOVER_RATE = 0.15, 0.35  # the latter when a partner is fitter
 FITTER_BIAS = 0.7  # chance to take a differing literal from the fitter node
 FORWARD_STRETCH, MIRROR_STRETCH = (0.5, 1.5), (0.5, 1.5)
-STALL_LIMIT, BOLD_EXTRA, BOLD_ROLL = 4, 1, 1.0
 DIGITS = 4  # significant digits of a new float literal
 _SKIP = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER}
 
@@ -118,7 +117,7 @@ class OfflineResearcher:
         if not literals:
             raise AgentError(f"parent #{parent.id} has no numeric literal to change")
         texts = [lit.text for lit in literals]
-        base_id, base_score, moves, stall = parent.id, parent.score, {}, 0
+        base_id, base_score, moves = parent.id, parent.score, {}
         operator, sources, note = "mutate", [parent.id], f"Mutated #{parent.id}"
         gain = self._gain(parent, ctx.maximize)
         last = _locate(literals, parent.metadata.get("moves"))
@@ -127,7 +126,6 @@ class OfflineResearcher:
             note = f"#{parent.id}'s last move gained {gain:+.4g}; repeating it"
         elif gain < 0 and last and self.rng.random() < REVERT_RATE:
             base_id, base_score = parent.metadata.get("base_id"), parent.metadata["base_score"]
-            stall = int(parent.metadata.get("stall") or 0) + 1
             for k, (old, _) in last.items():  # back to the base's values
                 texts[k] = old
             if self.rng.random() < MIRROR_RATE:
@@ -143,8 +141,7 @@ class OfflineResearcher:
         if not moves and base_id == parent.id:
             operator, sources, note = "mutate", [parent.id], f"Mutated #{parent.id}"
         base_texts = list(texts)
-        bold = stall >= STALL_LIMIT
-        for k, text in (moves or self._mutate(texts, literals, bold)).items():
+        for k, text in (moves or self._mutate(texts, literals)).items():
             texts[k] = text
         new_texts = {k: t for k, t in enumerate(texts) if t != literals[k].text}
         if not new_texts:  # e.g. a mirrored move that lands back on the parent's values
@@ -168,7 +165,6 @@ class OfflineResearcher:
                 "base_id": base_id,
                 "base_score": base_score,
                 "moves": _changes(literals, moved, base_texts),
-                "stall": stall,
             },
         )
 
@@ -180,9 +176,7 @@ class OfflineResearcher:
         gain = parent.score - base if maximize else base - parent.score
         return gain if abs(gain) > 1e-9 * max(1.0, abs(base)) else 0.0
 
-    def _mutate(
-        self, texts: list[str], literals: list[Literal], bold: bool = False
-    ) -> dict[int, str]:
+    def _mutate(self, texts: list[str], literals: list[Literal]) -> dict[int, str]:
         # A constant written several times is one parameter: pick distinct values, not
         # occurrences, or a value repeated six times would soak up most mutations.
         groups: dict[str, list[int]] = {}
@@ -191,23 +185,22 @@ class OfflineResearcher:
         pool = list(groups)
         weights = [INT_WEIGHT if literals[groups[t][0]].is_int else 1.0 for t in pool]
         count = self.rng.choices(list(COUNT_WEIGHTS), weights=list(COUNT_WEIGHTS.values()))[0]
-        count += BOLD_EXTRA if bold else 0
         moves: dict[int, str] = {}
         for _ in range(min(count, len(pool))):
             i = self.rng.choices(range(len(pool)), weights=weights)[0]
             text, members = pool[i], groups[pool.pop(i)]
             weights.pop(i)
-            new = self._perturb(text, literals[members[0]].is_int, bold)
+            new = self._perturb(text, literals[members[0]].is_int)
             tied = not literals[members[0]].is_int and self.rng.random() < TIE_RATE
             for k in members if tied else [self.rng.choice(members)]:
                 moves[k] = new
         return moves
 
-    def _perturb(self, text: str, is_int: bool, bold: bool = False) -> str:
+    def _perturb(self, text: str, is_int: bool) -> str:
         """A new literal text: different from ``text``, same sign."""
         value = _parse(text) or 0.0
         for _ in range(20):
-            new = self._perturb_int(value) if is_int else self._perturb_float(value, bold)
+            new = self._perturb_int(value) if is_int else self._perturb_float(value)
             if new != text:
                 return new
         return str(int(value) + 1) if is_int else format_float(value * 1.5 + 0.1)
@@ -216,8 +209,8 @@ class OfflineResearcher:
         step = self.rng.choice((1, 1, 1, 2, 3)) * self.rng.choice((-1, 1))
         return str(max(0, int(value) + step))
 
-    def _perturb_float(self, value: float, bold: bool = False) -> str:
-        roll = self.rng.random() * (BOLD_ROLL if bold else 1.0)
+    def _perturb_float(self, value: float) -> str:
+        roll = self.rng.random()
 
         if value != 0 and roll < P_SMALL:  # the common case: a moderate relative step
             new = value * math.exp(self.rng.gauss(0.0, SIGMA))
