@@ -60,8 +60,10 @@ class FeatureGrid:
         code: str | None,
         results: dict[str, Any] | None,
         root_tokens: frozenset[str],
+        diversity: float | None = None,
     ) -> tuple[int, ...]:
-        """Bins of one program; ``code`` is only read for diversity, ``results`` for metrics."""
+        """Bins of one program; ``code`` is only read for diversity (unless ``diversity``
+        is already known), ``results`` for metrics."""
         metrics = (results or {}).get("metrics") or {}
         if not isinstance(metrics, dict):
             metrics = {}
@@ -72,7 +74,9 @@ class FeatureGrid:
                 value = math.log(max(code_len, 1))
                 low, high = math.log(max(low, 1.0)), math.log(max(high, 1.0))
             elif dim == DIVERSITY:
-                value = jaccard_distance(tokens(code or ""), root_tokens)
+                if diversity is None:
+                    diversity = jaccard_distance(tokens(code or ""), root_tokens)
+                value = diversity
             else:
                 value = _as_float(metrics.get(dim), low)
             cell.append(self._bin(value, low, high))
