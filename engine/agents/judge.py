@@ -12,7 +12,7 @@ import re
 from engine.agents.base import AgentError, AnalysisInput
 from engine.agents.diff import extract_tag
 from engine.agents.llm_client import LLMClient
-from engine.agents.prompts import Templates, lang_for, node_view
+from engine.agents.prompts import Templates, analysis_variables, lang_for, node_view
 
 JUDGE_TEMPLATE = "judge template"
 FOLLOW_UP = "Give only the rating, a number between 0 and 1, as <score>x</score>."
@@ -38,16 +38,7 @@ class LLMJudge:
         def view(node):  # noqa: ANN001, ANN202 - Node | None -> dict | None
             return None if node is None else node_view(node, lang=self.lang)
 
-        variables = {
-            "task": {
-                "name": inp.task_name,
-                "description": inp.task_description.strip(),
-                "maximize": inp.maximize,
-            },
-            "node": view(inp.node),
-            "parent": view(inp.parent),
-            "best": view(inp.best),
-        }
+        variables = analysis_variables(inp, view)
         messages = [
             {"role": "system", "content": self.templates.render("judge_system.j2", **variables)},
             {"role": "user", "content": self.templates.render(self.template, **variables)},

@@ -12,7 +12,7 @@ import re
 from engine.agents.base import AnalysisInput, Report
 from engine.agents.diff import extract_all, extract_tag, has_open_tag
 from engine.agents.llm_client import LLMClient
-from engine.agents.prompts import Templates, lang_for, node_view
+from engine.agents.prompts import Templates, analysis_variables, lang_for, node_view
 
 MAX_TITLE = 120
 MAX_CONTENT = 1_500
@@ -42,17 +42,7 @@ class LLMAnalyzer:
                 return None
             return node_view(node, code_chars=None, logs_chars=self.logs_chars, lang=self.lang)
 
-        variables = {
-            "task": {
-                "name": inp.task_name,
-                "description": inp.task_description.strip(),
-                "maximize": inp.maximize,
-            },
-            "node": view(inp.node),
-            "parent": view(inp.parent),
-            "best": view(inp.best),
-            "max_knowledge": self.max_knowledge,
-        }
+        variables = {**analysis_variables(inp, view), "max_knowledge": self.max_knowledge}
         messages = [
             {"role": "system", "content": self.templates.render("analyzer_system.j2", **variables)},
             {"role": "user", "content": self.templates.render("analyzer.j2", **variables)},

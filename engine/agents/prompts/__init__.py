@@ -118,6 +118,20 @@ def node_view(
     }
 
 
+def analysis_variables(inp: Any, view: Any) -> dict[str, Any]:
+    """What the Analyzer's and the Judge's templates see of an ``AnalysisInput``."""
+    return {
+        "task": {
+            "name": inp.task_name,
+            "description": inp.task_description.strip(),
+            "maximize": inp.maximize,
+        },
+        "node": view(inp.node),
+        "parent": view(inp.parent),
+        "best": view(inp.best),
+    }
+
+
 def tail(text: str, limit: int) -> str:
     text = text.strip()
     if len(text) <= limit:
