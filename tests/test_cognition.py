@@ -28,40 +28,6 @@ from engine.task import load_task
 
 SEED_FILE = REPO / "domains" / "circle_packing" / "cognition.yaml"
 
-# Used only while domains/circle_packing/cognition.yaml does not exist yet: the paper's
-# twelve circle-packing items, briefly.
-FALLBACK_SEEDS = """
-items:
-  - title: Hexagonal packing density and boundary effects
-    content: The densest packing of equal circles is hexagonal, density pi/(2*sqrt(3)) ~ 0.9069;
-      in the unit square the boundary wastes space, so layouts are hexagonal inside, distorted
-      near the edges.
-  - title: Big circles at corners and edges
-    content: Put larger circles at the corners and along the edges, small circles in the gaps.
-  - title: Variable radii
-    content: Unequal radii pack more total radius than a uniform lattice.
-  - title: Target for n = 26
-    content: The best known sum of radii for 26 circles in the unit square is about 2.635.
-  - title: SLSQP with explicit non-overlap and containment constraints
-    content: Optimize centers and radii with scipy SLSQP, one inequality constraint per pair
-      (distance >= r_i + r_j) and per circle for containment; warm-start from a good node.
-  - title: Multi-start optimization
-    content: Run 3-5 restarts with maxiter 500-1000 and keep the best feasible result.
-  - title: Differential evolution then SLSQP polish
-    content: Global search with differential evolution, then a local SLSQP polish.
-  - title: Construct then optimize
-    content: Build a good initial construction, then run a continuous optimizer from it.
-  - title: Incremental edits
-    content: Change one thing per candidate so each change can be measured.
-  - title: Keep construction and optimization separate
-    content: Write the construction and the optimizer as separate functions.
-  - title: Tolerances and verification
-    content: Use epsilon about 1e-8 and verify overlap and containment before reporting.
-  - title: Plateau-breaking checklist
-    content: When stuck around 2.3-2.4, change the construction or the optimizer, not constants.
-"""
-
-
 @pytest.fixture(scope="module")
 def minilm() -> Embedder:
     embedder = MiniLMEmbedder()
@@ -70,12 +36,10 @@ def minilm() -> Embedder:
 
 
 @pytest.fixture(scope="module")
-def seed_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if SEED_FILE.is_file():
-        return SEED_FILE
-    path = tmp_path_factory.mktemp("seeds") / "cognition.yaml"
-    path.write_text(FALLBACK_SEEDS)
-    return path
+def seed_file() -> Path:
+    """The circle-packing seed knowledge the product ships."""
+    assert SEED_FILE.is_file()
+    return SEED_FILE
 
 
 def _store(tmp_path: Path) -> RunStore:
@@ -131,7 +95,7 @@ def test_retrieval_records_provenance(tmp_path: Path, seed_file: Path, minilm) -
     retriever = _seeded(tmp_path, seed_file, minilm, top_k=2, score_threshold=0.3)
     store = retriever.store
     parent = _node(
-        store, 0, analysis="The score plateaued; try SLSQP with non-overlap constraints."
+        store, 0, analysis="Next: optimize with SLSQP under explicit non-overlap constraints."
     )
     other = _node(store, 1, motivation="Arrange the circles in hexagonal rows for density.")
     child = Node(step=2, parent_ids=[parent.id], context_ids=[parent.id, other.id])

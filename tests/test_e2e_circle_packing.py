@@ -14,8 +14,19 @@ INITIAL_SCORE = 0.9598
 
 def test_offline_circle_packing_climbs(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "circle_packing"
-    result = cli("run", "circle_packing", "--steps", "60", "--workers", "2", "--seed", "0",
-                 "--run-dir", str(run_dir), timeout=600)
+    result = cli(
+        "run",
+        "circle_packing",
+        "--steps",
+        "60",
+        "--workers",
+        "2",
+        "--seed",
+        "0",
+        "--run-dir",
+        str(run_dir),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert "OFFLINE" in result.stdout  # the banner says which researcher is at work
 

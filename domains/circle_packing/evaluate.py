@@ -71,7 +71,9 @@ def run_program(program: str, timeout: float) -> tuple[dict[str, np.ndarray] | N
         log_path = os.path.join(tmp, "child.log")
         cmd = [sys.executable, os.path.abspath(__file__), "--child", program, out_path]
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -2,7 +2,8 @@
 
 A deliberately naive starting point: a centre circle, a ring of 8 and a ring of 16,
 pushed inside the square by clipping, then each circle grown as far as its walls and
-neighbours allow. Evolution is expected to improve on the layout and the sizing.
+neighbours allow. Evolution is expected to improve on the layout and the sizing. The
+layout constants are named once, so that changing one changes the layout consistently.
 """
 
 import numpy as np
@@ -17,22 +18,21 @@ def construct_packing():
         sum_radii: the sum of the radii (the score)
     """
     n = 26
+    middle = 0.5  # centre of the layout
+    inner = 0.3  # radius of the ring of 8
+    outer = 0.7  # radius of the ring of 16 (it sticks out and is clipped back in)
+    margin = 0.01  # how far from the walls a clipped centre stays
     centers = np.zeros((n, 2))
 
-    # One circle in the middle.
-    centers[0] = [0.5, 0.5]
-
-    # A ring of 8 around it.
+    centers[0] = [middle, middle]
     for i in range(8):
         angle = 2 * np.pi * i / 8
-        centers[i + 1] = [0.5 + 0.3 * np.cos(angle), 0.5 + 0.3 * np.sin(angle)]
-
-    # An outer ring of 16 (it sticks out of the square and is clipped back in).
+        centers[i + 1] = [middle + inner * np.cos(angle), middle + inner * np.sin(angle)]
     for i in range(16):
         angle = 2 * np.pi * i / 16
-        centers[i + 9] = [0.5 + 0.7 * np.cos(angle), 0.5 + 0.7 * np.sin(angle)]
+        centers[i + 9] = [middle + outer * np.cos(angle), middle + outer * np.sin(angle)]
 
-    centers = np.clip(centers, 0.01, 0.99)
+    centers = np.clip(centers, margin, 1 - margin)
     radii = compute_max_radii(centers)
     sum_radii = np.sum(radii)
     return centers, radii, sum_radii

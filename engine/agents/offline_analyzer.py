@@ -6,8 +6,10 @@ the failure reason when it failed, and a verdict on the literal changes the Rese
 recorded in ``metadata["changes"]``. The next round reads it, so it is kept to a few
 decision-oriented Markdown lines.
 
-Knowledge is proposed only when a node beats the best context node by a clear margin,
-so the cognition base is not flooded with every small step.
+Knowledge is proposed only when a node beats the best context node by a clear margin
+and is also a clear new record among the scores this analyzer has seen in the run (the
+context is often a few recent nodes, not the best ones), so the cognition base is not
+flooded with every small step.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import math
 from engine.agents.base import AnalysisInput, Report
 from engine.records import DONE, Node
 
-CLEAR_MARGIN = 0.01  # relative gain over the best context node that earns a proposal
+CLEAR_MARGIN = 0.02  # relative gain over the best context node (and the record) to propose
 MIN_MARGIN = 1e-6  # absolute floor of that margin (for scores near zero)
 MAX_METRICS = 8  # metric lines per report
 MAX_CHANGES = 4  # changes quoted per report
@@ -27,6 +29,9 @@ class OfflineAnalyzer:
     """States how the node moved against its parent and the best context node."""
 
     label = "offline"
+
+    def __init__(self) -> None:
+        self.record: float | None = None  # best score seen so far (in the maximize sense)
 
     async def analyze(self, inp: AnalysisInput) -> Report:
         node, parent, best = inp.node, inp.parent, inp.best
@@ -49,7 +54,11 @@ class OfflineAnalyzer:
         verdict = _verdict(node, parent, inp.maximize)
         if changes and parent is not None and parent.score is not None:
             lines.append(_change_line(changes, verdict, node.score - parent.score, parent))
-        proposals = _proposals(inp, changes)
+        proposals = _proposals(inp, changes, self.record)
+        for seen in (node, parent, best):
+            if seen is not None and seen.score is not None:
+                fitness = seen.score if inp.maximize else -seen.score
+                self.record = fitness if self.record is None else max(self.record, fitness)
         return Report(
             analysis="\n".join(lines),
             knowledge_proposals=proposals,
@@ -144,14 +153,17 @@ def _vs(parent: Node | None) -> str:
     return f" of parent #{parent.id}" if parent is not None else ""
 
 
-def _proposals(inp: AnalysisInput, changes: str) -> list[dict[str, str]]:
-    """A knowledge item when the node clearly beats the best context node; else none."""
+def _proposals(inp: AnalysisInput, changes: str, record: float | None) -> list[dict[str, str]]:
+    """A knowledge item when the node clearly beats the best context node and the record."""
     node, best = inp.node, inp.best
     if best is None or best.score is None or best.id == node.id or not changes:
         return []
     assert node.score is not None
+    fitness = node.score if inp.maximize else -node.score
     gain = node.score - best.score if inp.maximize else best.score - node.score
     if gain <= max(MIN_MARGIN, CLEAR_MARGIN * abs(best.score)):
+        return []
+    if record is not None and fitness - record <= max(MIN_MARGIN, CLEAR_MARGIN * abs(record)):
         return []
     parent = f" of #{inp.parent.id}" if inp.parent is not None else ""
     return [

@@ -11,11 +11,11 @@ rarely and by a little); *crossover* takes each differing literal from the paren
 same-skeleton context node, leaning to the fitter one; *step* repeats the parent's own
 move when it paid off.
 
-The sampler may build on any recent node, good or bad, so the operator carries its own
-hill climbing: each proposal records its *base* (the node its moves are measured from)
-and the moves. A child of a node that came out worse than its base undoes those moves
-before trying something else (often the mirror-image move), so a lineage behaves like
-a (1+1) evolution strategy whichever node the sampler hands over.
+UCB1 with its usual exploration constant builds on nearly every fresh node, good or
+bad, so the operator carries its own hill climbing: each proposal records its *base*
+(the node its moves are measured from) and the moves. A child of a node that came out
+worse than its base undoes those moves before trying something else (often the mirror
+image), so a lineage behaves like a (1+1) evolution strategy whatever node it gets.
 
 Signs are preserved: a NUMBER token carries no sign, and writing ``-x`` in its place
 could change how the expression parses (``-x ** 2``).
@@ -40,11 +40,10 @@ COUNT_WEIGHTS = {1: 0.6, 2: 0.3, 3: 0.1}  # how many constants one mutation move
 SIGMA, WIDE_SIGMA, ADD_SCALE = 0.25, 0.8, 0.3  # log-space, log-space, relative additive
 P_SMALL, P_WIDE = 0.6, 0.15  # chances of the small and the wide multiplicative step
 STEP_RATE = 0.5  # after a gain: chance to repeat the move
-REVERT_RATE = 1.0  # after a loss: chance to undo the move (else build on the worse node)
 MIRROR_RATE = 0.5  # after undoing: chance to try the opposite move (else a fresh mutation)
 CROSSOVER_RATE, FITTER_CROSSOVER_RATE = 0.15, 0.35  # the latter when a partner is fitter
 FITTER_BIAS = 0.7  # chance to take a differing literal from the fitter node
-FORWARD_STRETCH, MIRROR_STRETCH = (0.5, 1.5), (0.5, 1.5)
+STRETCH = (0.5, 1.5)  # a repeated or mirrored move is this many times the last one
 DIGITS = 4  # significant digits of a new float literal
 _SKIP = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER}
 
@@ -103,6 +102,47 @@ def format_float(value: float, digits: int = DIGITS) -> str:
     return text if any(c in text for c in ".en") else text + ".0"
 
 
+@dataclass
+class Plan:
+    """A proposal in the making: literal texts of its base and of the result."""
+
+    base: list[str]  # the literals its moves are measured from (the parent's, or undone)
+    final: list[str]
+    base_id: Any
+    base_score: float | None
+    sources: list[Any]
+    operator: str = "mutate"
+    note: str = ""
+
+    def apply(self, moves: dict[int, str]) -> None:
+        for k, text in moves.items():
+            self.final[k] = text
+
+    def proposal(self, parent: Node, literals: list[Literal]) -> Proposal:
+        new_texts = {k: t for k, t in enumerate(self.final) if t != literals[k].text}
+        changes = _changes(literals, new_texts, [lit.text for lit in literals])
+        moved = {k: t for k, t in enumerate(self.final) if t != self.base[k]}
+        first = changes[0]
+        slug = f"{self.operator}-l{first['line']}-{re.sub(r'[^0-9a-zA-Z]+', '_', first['new'])}"
+        if len(changes) > 1:
+            slug += f"-plus{len(changes) - 1}"
+        note = self.note or f"Mutated #{parent.id}"
+        return Proposal(
+            code=replace_literals(parent.code, literals, new_texts),
+            name=slug[:48],
+            motivation=f"{note}: {_describe(changes)}.",
+            metadata={
+                "operator": self.operator,
+                "changes": changes,
+                "source_ids": self.sources,
+                # Lineage bookkeeping read by this node's children (see the module doc).
+                "base_id": self.base_id,
+                "base_score": self.base_score,
+                "moves": _changes(literals, moved, self.base),
+            },
+        )
+
+
 class OfflineResearcher:
     """Mutates, steps or recombines the numeric literals of the parent program."""
 
@@ -116,57 +156,42 @@ class OfflineResearcher:
         literals, skeleton = find_literals(parent.code)
         if not literals:
             raise AgentError(f"parent #{parent.id} has no numeric literal to change")
-        texts = [lit.text for lit in literals]
-        base_id, base_score, moves = parent.id, parent.score, {}
-        operator, sources, note = "mutate", [parent.id], f"Mutated #{parent.id}"
+        plan = self._plan(ctx, literals, skeleton)
+        if plan.final == [lit.text for lit in literals]:  # e.g. a mirror back onto the parent
+            plan = Plan(plan.final, list(plan.final), parent.id, parent.score, [parent.id])
+            plan.apply(self._mutate(plan.final, literals))
+        return plan.proposal(parent, literals)
+
+    def _plan(self, ctx: ResearchContext, literals: list[Literal], skeleton: tuple) -> Plan:
+        """Choose the operator; the plan's ``final`` holds the new literal texts."""
+        parent = ctx.parent
+        plan = Plan([lit.text for lit in literals], [], parent.id, parent.score, [parent.id])
         gain = self._gain(parent, ctx.maximize)
         last = _locate(literals, parent.metadata.get("moves"))
+        moves: dict[int, str] = {}
         if gain > 0 and last and self.rng.random() < STEP_RATE:
-            moves = self._step(texts, literals, last, forward=True)
-            note = f"#{parent.id}'s last move gained {gain:+.4g}; repeating it"
-        elif gain < 0 and last and self.rng.random() < REVERT_RATE:
-            base_id, base_score = parent.metadata.get("base_id"), parent.metadata["base_score"]
+            moves = self._step(plan.base, literals, last, forward=True)
+            plan.note = f"#{parent.id}'s last move gained {gain:+.4g}; repeating it"
+        elif gain < 0 and last:  # always undo: the sampler may hand over a poor node
+            plan.base_id = parent.metadata.get("base_id")
+            plan.base_score = parent.metadata["base_score"]
             for k, (old, _) in last.items():  # back to the base's values
-                texts[k] = old
+                plan.base[k] = old
             if self.rng.random() < MIRROR_RATE:
-                moves = self._step(texts, literals, last, forward=False)
+                moves = self._step(plan.base, literals, last, forward=False)
             how = "trying the opposite move" if moves else "mutating instead"
-            note = (
-                f"#{parent.id}'s last move lost {gain:+.4g} against #{base_id}; undoing it, {how}"
+            plan.note = (
+                f"#{parent.id}'s last move lost {gain:+.4g} against #{plan.base_id}; "
+                f"undoing it, {how}"
             )
         elif partner := self._partner(parent, skeleton, ctx):
-            moves = self._crossover(texts, *partner)
-            operator, sources = "crossover", [parent.id, partner[0].id]
-            note = f"Crossed over #{parent.id} with #{partner[0].id}"
-        if not moves and base_id == parent.id:
-            operator, sources, note = "mutate", [parent.id], f"Mutated #{parent.id}"
-        base_texts = list(texts)
-        for k, text in (moves or self._mutate(texts, literals)).items():
-            texts[k] = text
-        new_texts = {k: t for k, t in enumerate(texts) if t != literals[k].text}
-        if not new_texts:  # e.g. a mirrored move that lands back on the parent's values
-            base_id, base_score, base_texts, operator = parent.id, parent.score, texts, "mutate"
-            new_texts = self._mutate(texts, literals)
-            note = f"Mutated #{parent.id}"
-        changes = _changes(literals, new_texts, [lit.text for lit in literals])
-        first = changes[0]
-        slug = f"{operator}-l{first['line']}-{re.sub(r'[^0-9a-zA-Z]+', '_', first['new'])}"
-        final = [new_texts.get(k, lit.text) for k, lit in enumerate(literals)]
-        moved = {k: t for k, t in enumerate(final) if t != base_texts[k]}
-        return Proposal(
-            code=replace_literals(parent.code, literals, new_texts),
-            name=(slug + (f"-plus{len(changes) - 1}" if len(changes) > 1 else ""))[:48],
-            motivation=f"{note}: {_describe(changes)}.",
-            metadata={
-                "operator": operator,
-                "changes": changes,
-                "source_ids": sources,
-                # Lineage bookkeeping read by this node's children (see the module doc).
-                "base_id": base_id,
-                "base_score": base_score,
-                "moves": _changes(literals, moved, base_texts),
-            },
-        )
+            moves = self._crossover(plan.base, *partner)
+            if moves:
+                plan.operator, plan.sources = "crossover", [parent.id, partner[0].id]
+                plan.note = f"Crossed over #{parent.id} with #{partner[0].id}"
+        plan.final = list(plan.base)
+        plan.apply(moves or self._mutate(plan.base, literals))
+        return plan
 
     def _gain(self, parent: Node, maximize: bool) -> float:
         """How much the parent's moves gained over its base (0.0 when unknown or tiny)."""
@@ -211,7 +236,6 @@ class OfflineResearcher:
 
     def _perturb_float(self, value: float) -> str:
         roll = self.rng.random()
-
         if value != 0 and roll < P_SMALL:  # the common case: a moderate relative step
             new = value * math.exp(self.rng.gauss(0.0, SIGMA))
         elif value != 0 and roll < P_SMALL + P_WIDE:  # heavy tail: jump across magnitudes
@@ -229,7 +253,7 @@ class OfflineResearcher:
         forward: bool,
     ) -> dict[int, str]:
         """Each of the ``last`` moves (old, new) again from ``new``, or mirrored around ``old``."""
-        stretch = self.rng.uniform(*(FORWARD_STRETCH if forward else MIRROR_STRETCH))
+        stretch = self.rng.uniform(*STRETCH)
         moves = {}
         for k, (old_text, new_text) in last.items():
             text = _step_value(

@@ -1,0 +1,271 @@
+"""The offline Researcher (literal mutation) and Analyzer (rule-based report)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tokenize
+from pathlib import Path
+
+import pytest
+
+from engine.agents.base import AgentError, AnalysisInput, ResearchContext
+from engine.agents.offline_analyzer import OfflineAnalyzer
+from engine.agents.offline_researcher import OfflineResearcher, find_literals, format_float
+from engine.records import DONE, FAILED, Node
+
+INITIAL = (
+    Path(__file__).resolve().parent.parent / "domains" / "circle_packing" / "initial.py"
+).read_text()
+
+PROGRAM = '''"""Docstring with 1.5 and 42 in it."""
+import numpy as np
+
+SCALE = 0.3  # a comment with 7.25 in it
+COUNT = 16
+OFFSET = 1e-3
+
+
+def f(x):
+    label = "radius 0.5"
+    return SCALE * x ** 2 + OFFSET * np.arange(COUNT)[0] + 0x10 - 2j.imag
+'''
+
+
+def node(code: str, node_id: int, score: float | None = 1.0, **kw) -> Node:
+    status = kw.pop("status", DONE if score is not None else FAILED)
+    return Node(step=node_id, code=code, id=node_id, score=score, status=status, **kw)
+
+
+def propose(researcher: OfflineResearcher, parent: Node, *others: Node, maximize=True):
+    ctx = ResearchContext(
+        task_name="t",
+        task_description="d",
+        parent=parent,
+        context=[parent, *others],
+        knowledge=[],
+        step=99,
+        node_id=99,
+        maximize=maximize,
+    )
+    return asyncio.run(researcher.propose(ctx))
+
+
+def masked(code: str) -> list[tuple[int, str]]:
+    """The token stream with every NUMBER masked (comments and strings kept verbatim)."""
+    tokens = tokenize.generate_tokens(io.StringIO(code).readline)
+    return [(t.type, "#" if t.type == tokenize.NUMBER else t.string) for t in tokens]
+
+
+def non_literal_text(code: str) -> str:
+    """The source with each literal replaced by '#': must be byte-identical after a move."""
+    out, pos = [], 0
+    for lit in find_literals(code)[0]:
+        out += [code[pos : lit.start], "#"]
+        pos = lit.end
+    return "".join(out) + code[pos:]
+
+
+@pytest.mark.parametrize("code", [PROGRAM, INITIAL])
+def test_mutation_only_changes_numeric_literals(code: str) -> None:
+    researcher = OfflineResearcher(seed=1)
+    parent = node(code, 3)
+    for _ in range(200):
+        proposal = propose(researcher, parent)
+        assert proposal.code != code
+        assert masked(proposal.code) == masked(code)
+        assert non_literal_text(proposal.code) == non_literal_text(code)
+        compile(proposal.code, "candidate", "exec")
+        # Docstrings, comments, strings and the imaginary literal are never touched.
+        for kept in ("1.5 and 42", "7.25", '"radius 0.5"', "2j"):
+            assert (kept in proposal.code) == (kept in code)
+
+
+def test_motivation_and_metadata_name_each_change() -> None:
+    researcher = OfflineResearcher(seed=2)
+    parent = node(INITIAL, 7)
+    for _ in range(50):
+        proposal = propose(researcher, parent)
+        meta = proposal.metadata
+        assert meta["operator"] == "mutate" and meta["source_ids"] == [7]
+        assert meta["changes"] and proposal.name
+        lines = proposal.code.splitlines()
+        for change in meta["changes"]:
+            assert f"line {change['line']} `{change['old']}` -> `{change['new']}`" in (
+                proposal.motivation
+            )
+            assert change["new"] in lines[change["line"] - 1]
+            assert change["old"] != change["new"]
+        assert "#7" in proposal.motivation
+
+
+def test_same_seed_same_proposals() -> None:
+    parent = node(INITIAL, 1)
+    a, b = OfflineResearcher(seed=5), OfflineResearcher(seed=5)
+    first = [propose(a, parent).code for _ in range(10)]
+    assert first == [propose(b, parent).code for _ in range(10)]
+    assert first != [propose(OfflineResearcher(seed=6), parent).code for _ in range(10)]
+
+
+def test_new_float_literals_stay_floats() -> None:
+    assert format_float(3.0) == "3.0" and format_float(0.30000001) == "0.3"
+    assert isinstance(eval(format_float(1e-12)), float)
+    researcher = OfflineResearcher(seed=3)
+    parent = node("A = 1.0\nB = 2.0\nC = 0.0\n", 1)
+    for _ in range(100):
+        for lit in find_literals(propose(researcher, parent).code)[0]:
+            assert isinstance(eval(lit.text), float) and eval(lit.text) >= 0
+
+
+def test_crossover_takes_each_literal_from_one_of_the_two() -> None:
+    parent = node("A = 1.0\nB = 2.0\nC = 3.0\nD = 4.0\nN = 5\n", 1, score=1.0)
+    other = node("A = 1.5\nB = 2.5\nC = 3.5\nD = 4.5\nN = 6\n", 2, score=2.0)
+    seen = 0
+    for seed in range(60):
+        proposal = propose(OfflineResearcher(seed=seed), parent, other)
+        if proposal.metadata["operator"] != "crossover":
+            continue
+        seen += 1
+        assert proposal.metadata["source_ids"] == [1, 2]
+        mine = [lit.text for lit in find_literals(parent.code)[0]]
+        theirs = [lit.text for lit in find_literals(other.code)[0]]
+        child = [lit.text for lit in find_literals(proposal.code)[0]]
+        assert all(c in (m, t) for c, m, t in zip(child, mine, theirs, strict=True))
+        assert child != mine and child != theirs
+        assert "#2" in proposal.motivation
+    assert seen >= 5
+
+
+def test_no_crossover_with_a_different_skeleton() -> None:
+    parent = node("A = 1.0\nB = 2.0\n", 1, score=1.0)
+    other = node("A = 1.5\nB = 2.5 + 0.5\n", 2, score=2.0)
+    for seed in range(30):
+        assert propose(OfflineResearcher(seed=seed), parent, other).metadata["operator"] == "mutate"
+
+
+def test_a_program_without_numbers_is_an_agent_error() -> None:
+    with pytest.raises(AgentError, match="no numeric literal"):
+        propose(OfflineResearcher(seed=0), node('def f(x):\n    return x + "1.5"\n', 4))
+
+
+def _child_of(parent_code: str, base_score: float, score: float) -> Node:
+    """Node #2: the parent's ``X = 1.0`` moved to 1.2, with its base #1 at ``base_score``."""
+    code = parent_code.replace("X = 1.0", "X = 1.2")
+    moves = [{"line": 1, "old": "1.0", "new": "1.2"}]
+    meta = {"base_id": 1, "base_score": base_score, "moves": moves, "changes": moves}
+    return node(code, 2, score=score, metadata=meta)
+
+
+def test_after_a_gain_the_same_move_is_repeated_sometimes() -> None:
+    parent = _child_of("X = 1.0\nY = 7.0\n", base_score=1.0, score=2.0)
+    repeated = 0
+    for seed in range(40):
+        proposal = propose(OfflineResearcher(seed=seed), parent)
+        if "repeating" in proposal.motivation:
+            repeated += 1
+            x = float(find_literals(proposal.code)[0][0].text)
+            assert x > 1.2  # further in the direction that paid off
+            assert proposal.metadata["base_id"] == 2 and proposal.metadata["base_score"] == 2.0
+    assert 5 <= repeated <= 35
+
+
+def test_after_a_loss_the_move_is_undone() -> None:
+    parent = _child_of("X = 1.0\nY = 7.0\n", base_score=2.0, score=1.0)
+    for seed in range(40):
+        proposal = propose(OfflineResearcher(seed=seed), parent)
+        x = float(find_literals(proposal.code)[0][0].text)
+        assert x != 1.2 and "undoing" in proposal.motivation
+        assert proposal.metadata["base_id"] == 1 and proposal.metadata["base_score"] == 2.0
+        if "opposite" in proposal.motivation:
+            assert x < 1.0
+        # The moves are measured from the base (#1), the changes from the parent (#2).
+        assert all(m["old"] != "1.2" for m in proposal.metadata["moves"])
+        first = proposal.metadata["changes"][0]
+        assert first["line"] == 1 and first["old"] == "1.2"
+
+
+def test_minimize_flips_gain_and_loss() -> None:
+    parent = _child_of("X = 1.0\nY = 7.0\n", base_score=1.0, score=2.0)  # worse when minimizing
+    for seed in range(20):
+        proposal = propose(OfflineResearcher(seed=seed), parent, maximize=False)
+        assert "repeating" not in proposal.motivation
+
+
+# -- analyzer ---------------------------------------------------------------------------
+
+
+def analyze(node_: Node, parent: Node | None, best: Node | None, maximize=True):
+    inp = AnalysisInput("circle_packing", "d", node_, parent, best, maximize)
+    return asyncio.run(OfflineAnalyzer().analyze(inp))
+
+
+def _evaluated(node_id: int, score: float | None, sum_radii: float, **kw) -> Node:
+    results = {"metrics": {"sum_radii": sum_radii, "min_gap": 0.0, "n_circles": 26}}
+    return node("X = 1\n", node_id, score=score, results=results, **kw)
+
+
+def test_analyzer_reports_deltas_and_the_changes_that_helped() -> None:
+    parent = _evaluated(3, 1.0, 1.0)
+    best = _evaluated(5, 1.2, 1.2)
+    changes = [{"line": 14, "old": "0.3", "new": "0.27"}]
+    child = _evaluated(8, 1.041, 1.041, metadata={"changes": changes})
+    report = analyze(child, parent, best)
+    text = report.analysis
+    assert "+0.041 vs parent #3" in text and "better" in text
+    assert "-0.159 vs #5" in text and "worse" in text
+    assert "sum_radii 1 -> 1.041" in text
+    assert "line 14 `0.3`->`0.27`" in text and "keep exploring" in text
+    assert report.knowledge_proposals == []  # below the best context node: nothing to keep
+    assert len(text.splitlines()) <= 6
+
+
+def test_analyzer_proposes_knowledge_only_on_a_clear_gain() -> None:
+    parent = _evaluated(3, 1.0, 1.0)
+    best = _evaluated(5, 1.2, 1.2)
+    changes = [{"line": 14, "old": "0.3", "new": "0.2"}]
+    clear = _evaluated(9, 1.5, 1.5, metadata={"changes": changes})
+    (item,) = analyze(clear, parent, best).knowledge_proposals
+    assert (
+        set(item) == {"title", "content"} and "0.2" in item["content"] and "#5" in item["content"]
+    )
+    slight = _evaluated(10, 1.2001, 1.2001, metadata={"changes": changes})
+    assert analyze(slight, parent, best).knowledge_proposals == []
+
+
+def test_analyzer_explains_failures() -> None:
+    parent = _evaluated(3, 1.0, 1.0)
+    changes = [{"line": 35, "old": "0.99", "new": "1.2"}]
+    failed = node(
+        "X = 1\n",
+        11,
+        score=None,
+        error="invalid: circle 9 has negative radius -0.2",
+        metadata={"changes": changes},
+    )
+    report = analyze(failed, parent, parent)
+    assert "Failed" in report.analysis and "negative radius -0.2" in report.analysis
+    assert "line 35 `0.99`->`1.2`" in report.analysis
+    assert report.knowledge_proposals == []
+
+
+def test_analyzer_respects_minimize() -> None:
+    parent = _evaluated(3, 1.0, 1.0)
+    child = _evaluated(4, 0.9, 0.9, metadata={"changes": [{"line": 1, "old": "2", "new": "1"}]})
+    text = analyze(child, parent, parent, maximize=False).analysis
+    assert "-0.1 vs parent #3" in text and "better" in text and "keep exploring" in text
+    text = analyze(child, parent, parent, maximize=True).analysis
+    assert "worse" in text and "opposite direction" in text
+
+
+def test_analyzer_proposes_only_new_records_of_the_run() -> None:
+    analyzer = OfflineAnalyzer()
+    changes = {"changes": [{"line": 1, "old": "0.3", "new": "0.2"}]}
+
+    def proposals(child: Node, best: Node) -> list:
+        inp = AnalysisInput("circle_packing", "d", child, best, best, True)
+        return asyncio.run(analyzer.analyze(inp)).knowledge_proposals
+
+    assert proposals(_evaluated(2, 1.8, 1.8, metadata=changes), _evaluated(1, 1.0, 1.0))
+    # Far above its own context, but below the 1.8 this run has already reached.
+    assert not proposals(_evaluated(4, 1.5, 1.5, metadata=changes), _evaluated(3, 1.1, 1.1))
+    assert proposals(_evaluated(5, 1.9, 1.9, metadata=changes), _evaluated(3, 1.1, 1.1))
