@@ -7,7 +7,6 @@ test process and answers through the real ``openai`` client.
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,9 @@ from scripted_server import (
 KEY = "sk-test-secret"
 INITIAL_SCORE = 0.9598
 CIRCLE_RULES = [
-    ("0.7 * np.cos(angle), 0.5 + 0.7 * np.sin", "0.55 * np.cos(angle), 0.5 + 0.55 * np.sin"),
-    ("np.clip(centers, 0.01, 0.99)", "np.clip(centers, 0.1, 0.9)"),
-    ("0.3 * np.cos(angle), 0.5 + 0.3 * np.sin", "0.25 * np.cos(angle), 0.5 + 0.25 * np.sin"),
+    ("outer = 0.7", "outer = 0.55"),
+    ("margin = 0.01", "margin = 0.1"),
+    ("inner = 0.3", "inner = 0.25"),
 ]
 
 
@@ -64,20 +63,10 @@ def meta(run_dir: Path, key: str) -> Any:
 
 
 def circle_task(tmp_path: Path) -> str:
-    """The built-in domain; a copy of its programs while its task.yaml is not in place."""
-    domain = REPO / "domains" / "circle_packing"
-    if (domain / "task.yaml").is_file():
-        return "circle_packing"
-    task = tmp_path / "circle_packing"
-    task.mkdir()
-    for name in ("initial.py", "evaluate.py"):
-        shutil.copy(domain / name, task / name)
-    (task / "task.md").write_text("# Circle packing\nPack 26 circles; maximize the sum of radii.\n")
-    (task / "task.yaml").write_text(
-        "name: circle_packing\ndescription: task.md\ninitial_program: initial.py\n"
-        "evaluator: evaluate.py\ntimeout: 60\ndirection: maximize\n"
-    )
-    return str(task)
+    """The built-in domain; its initial program must still hold the constants the rules edit."""
+    code = (REPO / "domains" / "circle_packing" / "initial.py").read_text()
+    assert all(old in code for old, _ in CIRCLE_RULES), "CIRCLE_RULES no longer match initial.py"
+    return "circle_packing"
 
 
 @pytest.mark.timeout(120)
