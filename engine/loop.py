@@ -17,7 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.agents.base import AgentError, Agents, AnalysisInput, Report, ResearchContext
+from engine.agents.base import (
+    AgentError,
+    Agents,
+    AnalysisInput,
+    Proposal,
+    Report,
+    ResearchContext,
+)
 from engine.executor import Engineer, Evaluation
 from engine.records import DONE, FAILED, PENDING, PRUNED, RUNNING, Node
 from engine.samplers.base import Sampler
@@ -273,27 +280,17 @@ class Engine:
             rejected.append({"name": proposal.name, "reason": duplicate})
             self.store.add_event("novelty", f"proposal rejected: {duplicate}", node.id)
         else:
-            node.metadata["rejected_proposals"] = rejected
-            node.name, node.motivation, node.code = (
-                proposal.name,
-                proposal.motivation,
-                proposal.code,
-            )
-            self.store.update_node(
-                node.id,
-                name=node.name,
-                motivation=node.motivation,
-                code=node.code,
-                metadata=node.metadata,
-            )
+            self._adopt(node, proposal, {"rejected_proposals": rejected})
             raise Rejected(duplicate)
-        if rejected:
-            node.metadata["rejected_proposals"] = rejected
-        node.code = proposal.code
-        node.name = proposal.name
-        node.motivation = proposal.motivation
-        node.metadata.update(proposal.metadata)
-        node.metadata["knowledge"] = [{"id": k.id, "score": round(k.score, 4)} for k in knowledge]
+        metadata = {"rejected_proposals": rejected} if rejected else {}
+        metadata.update(proposal.metadata)
+        metadata["knowledge"] = [{"id": k.id, "score": round(k.score, 4)} for k in knowledge]
+        self._adopt(node, proposal, metadata)
+
+    def _adopt(self, node: Node, proposal: Proposal, metadata: dict) -> None:
+        """Make ``proposal`` the node's code and commit it before anything runs."""
+        node.code, node.name, node.motivation = proposal.code, proposal.name, proposal.motivation
+        node.metadata.update(metadata)
         self.store.update_node(
             node.id,
             code=node.code,
