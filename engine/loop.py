@@ -1,46 +1,44 @@
-"""The evolution loop: sample → retrieve → research → experiment → analyze → store.
+"""The evolution loop's scheduling: which node runs next, how many at once, and stopping.
 
-``workers`` candidates are in flight at once, each an asyncio task. Every state change
-of a node is committed when it happens; a restart re-runs what a crash interrupted
-(same node, same step) and fills the step budget exactly. Commands written to the run
-database (pause, resume, prune, stop) are polled and honoured within a second.
+``workers`` candidates are in flight at once, each an asyncio task running one round of
+``engine.pipeline.Pipeline``; the command poller and the heartbeat (``engine.steering``)
+run beside them in one ``asyncio.TaskGroup`` from the first second, so Ctrl-C, pause and
+stop work even while the initial program is still being evaluated. Every state change of
+a node is committed when it happens; a restart re-runs what a crash interrupted (same
+node, same step), finishes the analysis a committed evaluation still owes, and fills the
+step budget exactly.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from engine.agents.base import (
-    AgentError,
-    Agents,
-    AnalysisInput,
-    Proposal,
-    Report,
-    ResearchContext,
-)
-from engine.executor import Engineer, Evaluation
-from engine.records import DONE, FAILED, PENDING, PRUNED, RUNNING, Node
+from engine.agents.base import AgentError, Agents
+from engine.executor import Engineer, EvaluationLost
+from engine.pipeline import POST_PENDING, Pipeline, PipelineSettings, Rejected, SlotPool
+from engine.records import DONE, FAILED, FINISHED, PENDING, PRUNED, Node
 from engine.samplers.base import Sampler
+from engine.steering import Steering
 from engine.store import RunStore
 from engine.task import TaskSpec
 
-POLL_SECONDS = 0.25
-HEARTBEAT_SECONDS = 1.0
+log = logging.getLogger(__name__)
+
+MAX_LOSSES = 3  # a node whose evaluation was lost more often than this fails
+
+__all__ = ["Engine", "EngineError", "Rejected", "Summary"]
 
 
 class EngineError(Exception):
-    """The run cannot go on (e.g. the initial program does not evaluate)."""
-
-
-class Rejected(Exception):
-    """The candidate is refused before evaluation (e.g. a duplicate idea); no run is spent."""
+    """The run cannot go on (the initial program fails, the database is gone)."""
 
 
 @dataclass
@@ -68,30 +66,47 @@ class Engine:
         novelty_retries: int = 3,
         log: Callable[[str], None] = lambda line: None,
         can_start: Callable[[], str | None] = lambda: None,
+        pool: SlotPool | None = None,
+        debug_attempts: int = 2,
+        backups: Any | None = None,
     ) -> None:
         self.store = store
         self.task = task
         self.run_dir = run_dir
         self.agents = agents
         self.sampler = sampler
-        self.engineer = engineer
         self.steps_total = steps_total
         self.workers = workers
-        self.use_analyzer = use_analyzer
-        self.novelty_retries = novelty_retries
-        self.log = log
+        self.say = log
         # Returns a reason not to start another candidate (e.g. a spent budget), or None.
         self.can_start = can_start
+        self.pool = pool
+        self.backups = backups  # engine.backup.Backups: .maybe(store, n) and .now(store)
+        self.pipeline = Pipeline(
+            store,
+            task,
+            run_dir,
+            agents,
+            engineer,
+            PipelineSettings(use_analyzer, novelty_retries, debug_attempts),
+            pool=pool,
+            is_pruned=lambda node_id: node_id in self._pruned,
+        )
+        self.steering = Steering(store, self, self._status)
         self.paused = False
         self.stopping = False
         self.stop_reason = ""
+        self.fatal = ""
+        self._state = "starting"
         self._wake = asyncio.Event()
+        self._root_ready = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task] = {}  # node id -> its task
         self._claimed_steps: set[int] = set()
         self._used_steps: set[int] = set()  # loaded once; kept in memory (no per-step scans)
         self._steps_done = 0
         self._requeue: list[Node] = []
         self._pruned: set[int] = set()
+        self._losses: dict[int, int] = {}  # node id -> evaluations lost with their worker
         self._started = time.time()
         self._best: float | None = None
 
@@ -99,7 +114,6 @@ class Engine:
     async def run(self) -> Summary:
         self._set_state("running")
         self.store.add_event("engine", f"engine started (pid {os.getpid()})")
-        await self._ensure_root()
         self._requeue = [n for n in self.store.interrupted_nodes() if n.step >= 1]
         self._used_steps = self.store.used_steps()
         self._steps_done = self.store.steps_done()
@@ -109,14 +123,17 @@ class Engine:
             )
         best = self.store.best_node(self.task.maximize)
         self._best = best.score if best else None
-        poller = asyncio.create_task(self._poll_commands())
         try:
-            await asyncio.gather(*(self._worker() for _ in range(self.workers)))
+            async with asyncio.TaskGroup() as group:
+                poller = group.create_task(self.steering.poll_forever())
+                group.create_task(self._main(poller))
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
             await self.agents.aclose()
+            self._final_backup()
+        if self.fatal:
+            self._set_state("failed")
+            self.store.add_event("engine", f"engine failed: {self.fatal}")
+            raise EngineError(self.fatal)
         state = "stopped" if self.stopping or self.stop_reason else "finished"
         self._set_state(state)
         summary = self.summary(state)
@@ -137,6 +154,25 @@ class Engine:
         for task in self._in_flight.values():
             task.cancel()
         self._wake.set()
+        self._root_ready.set()
+
+    def pause(self) -> None:
+        self.paused = True
+        self._set_state("paused")
+
+    def resume(self) -> None:
+        self.paused = False
+        self._set_state("running")
+        self._wake.set()
+
+    def prune(self, node_id: int) -> None:
+        self._pruned.add(node_id)
+        self.sampler.prune(node_id)
+        if node_id in self._in_flight:
+            self._in_flight[node_id].cancel()  # stop spending compute on it
+
+    def in_flight(self, node_id: int) -> bool:
+        return node_id in self._in_flight
 
     def summary(self, state: str) -> Summary:
         best = self.store.best_node(self.task.maximize)
@@ -149,14 +185,32 @@ class Engine:
             elapsed=time.time() - self._started,
         )
 
-    # ------------------------------------------------------------------- root
-    async def _ensure_root(self) -> None:
+    # ------------------------------------------------------------------- main
+    async def _main(self, poller: asyncio.Task) -> None:
+        try:
+            await self._root()
+            owed = [
+                n
+                for n in self.store.nodes("status IN (?, ?, ?)", list(FINISHED))
+                if n.step >= 1 and n.metadata.get(POST_PENDING)
+            ]
+            if owed and not self.stopping:
+                self.store.add_event("resume", f"finishing the analysis of {len(owed)} node(s)")
+                await asyncio.gather(*(self._tracked(n, self._post_only(n)) for n in owed))
+            if not self.stopping:
+                await asyncio.gather(*(self._worker() for _ in range(self.workers)))
+        except EngineError as exc:
+            self.fatal = str(exc)
+        finally:
+            poller.cancel()
+
+    async def _root(self) -> None:
         roots = list(self.store.nodes("step = 0"))
-        if roots and roots[0].status in (DONE, PRUNED):
-            return
-        if roots and roots[0].status == FAILED:
-            raise EngineError(f"the initial program failed evaluation: {roots[0].error}")
         root = roots[0] if roots else None
+        if root is not None and root.status in (DONE, PRUNED):
+            if root.metadata.get(POST_PENDING):
+                await self._tracked(root, self._post_only(root))
+            return
         if root is None:
             root = Node(
                 step=0,
@@ -166,10 +220,34 @@ class Engine:
                 motivation="The task's initial program.",
             )
             self.store.insert_node(root)
-            self.store.add_event("node", "evaluating the initial program", root.id)
-        await self._evaluate_and_store(root, parent=None, best=None)
-        if root.status != DONE:
-            raise EngineError(f"the initial program failed evaluation: {root.error}")
+        elif root.status == FAILED:
+            # Resumed after the task was fixed: evaluate the task's initial program again.
+            root.code, root.error, root.status = self.task.initial_code(), "", PENDING
+            root.metadata.pop("stages", None)
+            self.store.update_node(root.id, code=root.code, error="", status=PENDING)
+        self.store.add_event("node", "evaluating the initial program", root.id)
+        for _ in range(MAX_LOSSES + 1):  # a lost evaluation (a dead worker) runs again
+            await self._tracked(root, self._candidate(root))
+            if self.stopping:
+                return
+            root = self.store.get_node(root.id)
+            if root is None or root.status != PENDING:
+                break
+        if root is None or root.status != DONE:
+            reason = root.error if root else "the node is gone"
+            raise EngineError(f"the initial program failed evaluation: {reason}")
+
+    async def _tracked(self, node: Node, work: Any) -> None:
+        """Run ``work`` for ``node`` as a cancellable in-flight task (stop, prune)."""
+        task = asyncio.create_task(work)
+        self._in_flight[node.id] = task
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not self.stopping and not task.cancelled():
+                raise
+        finally:
+            self._in_flight.pop(node.id, None)
 
     # ---------------------------------------------------------------- workers
     async def _worker(self) -> None:
@@ -189,19 +267,16 @@ class Engine:
             job = self._claim()
             if job is None:
                 return
-            task = asyncio.create_task(self._candidate(job))
-            self._in_flight[job.id] = task
             try:
-                await task
-            except asyncio.CancelledError:
-                if not self.stopping:
-                    raise
+                await self._tracked(job, self._candidate(job))
             finally:
-                self._in_flight.pop(job.id, None)
                 self._claimed_steps.discard(job.step)
 
     def _claim(self) -> Node | None:
         """The next node to work on: an interrupted one, else a new step within budget."""
+        self._check_store()
+        if self.stopping:
+            return None
         if self._requeue:
             node = self._requeue.pop(0)
             self._claimed_steps.add(node.step)
@@ -228,21 +303,43 @@ class Engine:
         self._claimed_steps.add(step)
         return node
 
+    def _check_store(self) -> None:
+        """Stop at once when the run database was deleted, replaced or damaged."""
+        check = getattr(self.store, "check_intact", None)
+        if check is None:
+            return
+        try:
+            check()
+        except Exception as exc:  # noqa: BLE001 - StoreError and sqlite3 errors alike
+            self.fatal = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.error("run database check failed: %s", self.fatal)
+            self.request_stop(self.fatal)
+
+    def _relatives(self, node: Node) -> tuple[Node | None, Node | None]:
+        parent = self.store.get_node(node.parent_ids[0]) if node.parent_ids else None
+        context = [n for i in node.context_ids if (n := self.store.get_node(i)) is not None]
+        best = max(
+            (n for n in context if n.status == DONE and n.score is not None),
+            key=lambda n: n.score if self.task.maximize else -n.score,
+            default=parent,
+        )
+        return parent, best
+
     async def _candidate(self, node: Node) -> None:
         try:
-            parent = self.store.get_node(node.parent_ids[0]) if node.parent_ids else None
-            context = [n for i in node.context_ids if (n := self.store.get_node(i)) is not None]
+            parent, best = self._relatives(node)
             if not node.code:
                 if parent is None:
                     raise AgentError("the node has no parent to work from")
-                await self._research(node, parent, context)
-            best = max(
-                (n for n in context if n.status == DONE and n.score is not None),
-                key=lambda n: n.score if self.task.maximize else -n.score,
-                default=parent,
-            )
-            await self._evaluate_and_store(node, parent, best)
+                context = [n for i in node.context_ids if (n := self.store.get_node(i))]
+                await self.pipeline.research(node, parent, context)
+            await self.pipeline.static_check(node)
+            await self.pipeline.evaluate(node)  # committed from here on
+            await self.pipeline.post(node, parent, best)
+            self._finished(node)
         except asyncio.CancelledError:
+            if node.status in FINISHED:
+                raise  # committed: only the analysis is owed, and resume finishes it
             if node.id in self._pruned and not self.stopping:
                 self._fail(node, "pruned while in flight")
                 return
@@ -251,120 +348,34 @@ class Engine:
             raise
         except Rejected as exc:
             self._fail(node, str(exc))
+        except EvaluationLost as exc:
+            self._lost(node, str(exc))
         except AgentError as exc:
             self._fail(node, f"researcher: {exc}")
         except Exception as exc:  # noqa: BLE001 - one bad candidate must not end a days-long run
-            self._fail(node, f"engine error: {type(exc).__name__}: {exc}")
+            log.exception("node %s failed in the engine", node.id)
+            if node.status in FINISHED:
+                self._finished(node)
+            else:
+                self._fail(node, f"engine error: {type(exc).__name__}: {exc}")
 
-    async def _research(self, node: Node, parent: Node, context: list[Node]) -> None:
-        knowledge = await self.agents.retriever.retrieve(node.id, context)
-        ctx = ResearchContext(
-            task_name=self.task.name,
-            task_description=self.task.description,
-            parent=parent,
-            context=context,
-            knowledge=knowledge,
-            step=node.step,
-            node_id=node.id,
-            maximize=self.task.maximize,
-            extras={"use_analyzer": self.use_analyzer},
-        )
-        rejected: list[dict[str, str]] = []
-        for _ in range(1 + self.novelty_retries):
-            proposal = await self.agents.researcher.propose(ctx)
-            if not proposal.code.strip():
-                raise AgentError("the researcher returned no code")
-            duplicate = await self.agents.retriever.novelty(node.id, proposal.motivation)
-            if duplicate is None:
-                break
-            rejected.append({"name": proposal.name, "reason": duplicate})
-            self.store.add_event("novelty", f"proposal rejected: {duplicate}", node.id)
-        else:
-            self._adopt(node, proposal, {"rejected_proposals": rejected})
-            raise Rejected(duplicate)
-        metadata = {"rejected_proposals": rejected} if rejected else {}
-        metadata.update(proposal.metadata)
-        metadata["knowledge"] = [{"id": k.id, "score": round(k.score, 4)} for k in knowledge]
-        self._adopt(node, proposal, metadata)
-
-    def _adopt(self, node: Node, proposal: Proposal, metadata: dict) -> None:
-        """Make ``proposal`` the node's code and commit it before anything runs."""
-        node.code, node.name, node.motivation = proposal.code, proposal.name, proposal.motivation
-        node.metadata.update(metadata)
-        self.store.update_node(
-            node.id,
-            code=node.code,
-            name=node.name,
-            motivation=node.motivation,
-            metadata=node.metadata,
-        )
-
-    async def _evaluate_and_store(self, node: Node, parent: Node | None, best: Node | None) -> None:
-        node.status = RUNNING
-        node.started_at = time.time()
-        self.store.update_node(node.id, status=RUNNING, started_at=node.started_at)
-        workdir = self.run_dir / "nodes" / f"{node.step:06d}"
-        evaluation: Evaluation = await self.engineer.evaluate(node.code, workdir)
-        node.results = evaluation.results
-        node.runtime = evaluation.runtime
-        node.score = evaluation.score if evaluation.ok else None
-        node.error = evaluation.error
-        node.status = DONE if evaluation.ok else FAILED
-        if node.status == DONE and self.agents.judge is not None:
-            await self._blend_judge(node, parent, best)
-        report = await self._analyze(node, parent, best)
-        node.analysis = report.analysis
-        if report.knowledge_proposals:
-            node.metadata["knowledge_proposals"] = report.knowledge_proposals
-            await self.agents.retriever.propose(node.id, report.knowledge_proposals)
-        if node.id in self._pruned:
-            node.status = PRUNED
-        node.finished_at = time.time()
-        self.store.save_node(node)
-        self._finished(node)
-
-    def _finished(self, node: Node) -> None:
-        if node.step >= 1:
-            self._steps_done += 1
-        self.sampler.observe(node)
-        self._report(node)
-
-    async def _blend_judge(self, node: Node, parent: Node | None, best: Node | None) -> None:
-        """final = (1 - ratio) * evaluation + ratio * judge; both kept in the results."""
-        inp = self._analysis_input(node, parent, best)
-        try:
-            verdict = await self.agents.judge.judge(inp)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a judge failure fails this node only
-            node.status, node.score = FAILED, None
-            node.error = f"judge: {type(exc).__name__}: {exc}".splitlines()[0][:500]
+    def _lost(self, node: Node, reason: str) -> None:
+        """A remote worker died under the node: run the same step again, a few times."""
+        losses = self._losses.get(node.id, 0) + 1
+        self._losses[node.id] = losses
+        if losses > MAX_LOSSES:
+            self._fail(node, f"evaluation lost {losses} times: {reason}")
             return
-        ratio = self.agents.judge_ratio
-        node.results["eval_score"] = node.score
-        node.results["judge_score"] = verdict
-        node.score = (1 - ratio) * node.score + ratio * verdict
+        node.status, node.started_at = PENDING, None
+        self.store.update_node(node.id, status=PENDING, started_at=None, metadata=node.metadata)
+        self.store.add_event("lost", f"{reason}; step {node.step} re-queued", node.id)
+        if node.step >= 1:
+            self._requeue.append(node)
 
-    def _analysis_input(self, node: Node, parent: Node | None, best: Node | None) -> AnalysisInput:
-        return AnalysisInput(
-            task_name=self.task.name,
-            task_description=self.task.description,
-            node=node,
-            parent=parent,
-            best=best,
-            maximize=self.task.maximize,
-        )
-
-    async def _analyze(self, node: Node, parent: Node | None, best: Node | None) -> Report:
-        if not self.use_analyzer:
-            return Report(analysis="")
-        inp = self._analysis_input(node, parent, best)
-        try:
-            return await self.agents.analyzer.analyze(inp)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a failed report must not lose the evaluation
-            return Report(analysis=f"(analyzer failed: {type(exc).__name__}: {exc})")
+    async def _post_only(self, node: Node) -> None:
+        parent, best = self._relatives(node)
+        await self.pipeline.post(node, parent, best)
+        self.sampler.observe(node)
 
     def _fail(self, node: Node, reason: str) -> None:
         node.status = PRUNED if node.id in self._pruned else FAILED
@@ -374,6 +385,26 @@ class Engine:
             node.id, status=node.status, error=node.error, finished_at=node.finished_at
         )
         self._finished(node)
+
+    def _finished(self, node: Node) -> None:
+        if node.step >= 1:
+            self._steps_done += 1
+        self.sampler.observe(node)
+        self._report(node)
+        if self.backups is not None:
+            try:
+                self.backups.maybe(self.store, self._steps_done)
+            except Exception:  # noqa: BLE001 - a failed backup is logged, the run goes on
+                log.exception("backup failed")
+                self.store.add_event("backup", "backup failed: see engine.log")
+
+    def _final_backup(self) -> None:
+        if self.backups is None or self.fatal:
+            return
+        try:
+            self.backups.now(self.store)
+        except Exception:  # noqa: BLE001
+            log.exception("final backup failed")
 
     def _report(self, node: Node) -> None:
         if node.status == DONE and node.score is not None and math.isfinite(node.score):
@@ -389,73 +420,22 @@ class Engine:
         else:
             outcome = f"{node.status.upper()}: {node.error}"
         self.store.add_event("node", f"step {node.step} #{node.id} {outcome}", node.id)
-        self.log(f"step {node.step:>4}  #{node.id:<5} <- {parent:<6} {outcome}  | best {best}")
+        self.say(f"step {node.step:>4}  #{node.id:<5} <- {parent:<6} {outcome}  | best {best}")
 
-    # --------------------------------------------------------------- commands
-    async def _poll_commands(self) -> None:
-        last_beat = 0.0
-        while True:
-            for command in self.store.new_commands():
-                ok, result = self._handle(command.kind, command.arg)
-                self.store.finish_command(command.id, result, ok)
-                self.store.add_event("command", f"{command.kind} {command.arg}: {result}".strip())
-            now = time.time()
-            if now - last_beat >= HEARTBEAT_SECONDS:
-                self._heartbeat(now)
-                last_beat = now
-            await asyncio.sleep(POLL_SECONDS)
-
-    def _handle(self, kind: str, arg: str) -> tuple[bool, str]:
-        if kind == "pause":
-            self.paused = True
-            self._set_state("paused")
-            return True, "paused: no new candidates start; running ones finish"
-        if kind == "resume":
-            self.paused = False
-            self._set_state("running")
-            self._wake.set()
-            return True, "resumed"
-        if kind == "stop":
-            self.request_stop("stop command")
-            return True, "stopping"
-        if kind == "prune":
-            return self._prune(arg)
-        return False, f"unknown command {kind!r}"
-
-    def _prune(self, arg: str) -> tuple[bool, str]:
-        try:
-            node_id = int(arg.lstrip("#"))
-        except ValueError:
-            return False, f"prune needs a node id, got {arg!r}"
-        node = self.store.get_node(node_id)
-        if node is None:
-            return False, f"no node #{node_id}"
-        if node.step == 0:
-            return False, "the initial program cannot be pruned"
-        if node.status == PRUNED:
-            return True, f"node #{node_id} was already pruned"
-        self._pruned.add(node_id)
-        self.sampler.prune(node_id)
-        if node.status in (DONE, FAILED):
-            self.store.update_node(node_id, status=PRUNED)
-        elif node_id in self._in_flight:
-            self._in_flight[node_id].cancel()  # stop spending compute on it
-        return True, f"pruned node #{node_id}"
-
-    def _heartbeat(self, now: float) -> None:
-        self.store.set_meta(
-            "engine",
-            {
-                "pid": os.getpid(),
-                "heartbeat": now,
-                "state": self._state,
-                "busy": len(self._in_flight),
-                "workers": self.workers,
-                "started": self._started,
-            },
-        )
+    # -------------------------------------------------------------- heartbeat
+    def _status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "state": self._state,
+            "busy": len(self._in_flight),
+            "workers": self.workers,
+            "started": self._started,
+        }
+        usage = getattr(self.pool, "usage", None)
+        if usage is not None:
+            status["slots"] = usage()
+        return status
 
     def _set_state(self, state: str) -> None:
         self._state = state
         self.store.set_meta("state", state)
-        self._heartbeat(time.time())
+        self.steering.heartbeat(time.time())
