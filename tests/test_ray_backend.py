@@ -1,0 +1,139 @@
+"""The Ray backend on a private local cluster bound to 127.0.0.1.
+
+Ray starts in a few seconds here; one cluster serves the whole module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+ray = pytest.importorskip("ray", reason="ray is not installed")
+
+from engine.agents import build_offline_agents  # noqa: E402
+from engine.executor import Limits  # noqa: E402
+from engine.loop import Engine  # noqa: E402
+from engine.ray_backend import RayEngineer, RaySettings, connect  # noqa: E402
+from engine.records import DONE  # noqa: E402
+from engine.samplers import make_sampler  # noqa: E402
+from engine.samplers.base import SamplerSettings  # noqa: E402
+from engine.store import RunStore  # noqa: E402
+from engine.task import load_task  # noqa: E402
+
+LOCAL = RaySettings(address="local", max_retries=0, num_cpus=2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    connect(LOCAL)
+    yield
+    ray.shutdown()
+
+
+def _engine(task_dir: Path, run_dir: Path, steps: int, workers: int = 2) -> Engine:
+    task = load_task(task_dir)
+    store = RunStore.create(run_dir)
+    store.set_meta("task", task.name)
+    return Engine(
+        store=store,
+        task=task,
+        run_dir=run_dir,
+        agents=build_offline_agents(0),
+        sampler=make_sampler(SamplerSettings(), store, True, 0),
+        engineer=RayEngineer(task, Limits(), settings=LOCAL),
+        steps_total=steps,
+        workers=workers,
+    )
+
+
+def test_circle_packing_runs_through_ray(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    engine = _engine(REPO / "domains" / "circle_packing", run, steps=3)
+    summary = asyncio.run(engine.run())
+    assert summary.steps_done == 3
+    nodes = list(engine.store.nodes())
+    root = nodes[0]
+    assert root.status == DONE and root.score == pytest.approx(0.9598, abs=1e-3)
+    assert all(n.status in ("done", "failed") for n in nodes)
+    # Results came back through Ray and were written into the head's work dirs.
+    assert (run / "nodes" / "0" / "results.json").is_file()
+    assert (run / "nodes" / "0" / "stdout.txt").is_file()
+
+
+# The first run of a node kills its own Ray worker (a lost machine); the re-run passes.
+CRASHING_EVALUATOR = textwrap.dedent(
+    """
+    import json, os, runpy, signal, sys
+    marker = os.environ["CRASH_MARKER"]
+    ns = runpy.run_path(sys.argv[1])
+    if ns.get("CRASH") and not os.path.exists(marker):
+        open(marker, "w").close()
+        worker = os.getppid()
+        while worker > 1:
+            with open(f"/proc/{worker}/cmdline", "rb") as f:
+                if b"ray::" in f.read():
+                    break
+            with open(f"/proc/{worker}/stat") as f:
+                worker = int(f.read().rsplit(")", 1)[1].split()[1])
+        os.kill(worker, signal.SIGKILL)
+    with open(os.environ["ASI_EVOLVE_RESULTS"], "w") as f:
+        json.dump({"score": float(ns["X"])}, f)
+    """
+)
+
+
+def test_a_lost_worker_becomes_a_rerun_of_the_same_step(tmp_path: Path, monkeypatch) -> None:
+    marker = tmp_path / "crashed"
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "task.yaml").write_text(
+        "name: crashy\ndescription: task.md\ninitial_program: initial.py\n"
+        "evaluator: evaluate.py\ntimeout: 60\n"
+    )
+    (task / "task.md").write_text("crash once\n")
+    (task / "initial.py").write_text("X = 1.0\nCRASH = True\n")
+    (task / "evaluate.py").write_text(CRASHING_EVALUATOR)
+    monkeypatch.setenv("CRASH_MARKER", str(marker))
+    ray.shutdown()  # the worker must inherit CRASH_MARKER
+    connect(LOCAL)
+    engine = _engine(task, tmp_path / "run", steps=1, workers=1)
+    summary = asyncio.run(engine.run())
+    assert marker.exists()  # the crash happened
+    nodes = list(engine.store.nodes())
+    assert [n.step for n in nodes] == [0, 1]  # no step lost, none duplicated
+    assert nodes[0].status == DONE and nodes[0].score == 1.0
+    assert summary.steps_done == 1
+    events = [e["message"] for e in engine.store.events()]
+    assert any("re-queued" in m for m in events), events
+
+
+def test_the_local_cluster_listens_on_loopback_only() -> None:
+    import psutil
+
+    daemons = {"raylet", "gcs_server"}
+    listening = [
+        c
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.pid is not None and _is_ray(c.pid, daemons)
+    ]
+    assert listening, "no Ray listener found"
+    outward = [
+        c.laddr for c in listening if not c.laddr.ip.replace("::ffff:", "").startswith("127.")
+    ]
+    assert not outward, f"Ray listens beyond loopback: {outward}"
+
+
+def _is_ray(pid: int, daemons: set[str]) -> bool:
+    import psutil
+
+    try:
+        name = psutil.Process(pid).name()
+    except psutil.Error:
+        return False
+    return name in daemons or name.startswith("ray::")
