@@ -12,6 +12,8 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from engine.agents.evolve_block import frozen_violation, has_markers
+
 SEARCH = re.compile(r"^\s*<{5,}\s*SEARCH\s*$")
 DIVIDER = re.compile(r"^\s*={5,}\s*$")
 REPLACE = re.compile(r"^\s*>{5,}\s*REPLACE\s*$")
@@ -67,11 +69,18 @@ def apply_blocks(code: str, blocks: list[Block]) -> str:
         raise DiffError("no SEARCH/REPLACE blocks found")
     lines = code.split("\n")
     problems: list[str] = []
+    guarded = has_markers(code)  # EVOLVE-BLOCK markers: text outside them is frozen
     for block in blocks:
         try:
-            lines = _apply(lines, block)
+            changed = _apply(lines, block)
         except DiffError as exc:
             problems.append(str(exc))
+            continue
+        violation = frozen_violation(code, "\n".join(changed)) if guarded else ""
+        if violation:
+            problems.append(f"block {block.number}: refused, {violation}")
+        else:
+            lines = changed
     if problems:
         return_hint = (
             "\nCopy SEARCH text exactly from the current program (whitespace included); "

@@ -22,6 +22,7 @@ from engine.agents.diff import (
     strip_blocks,
     strip_fences,
 )
+from engine.agents.evolve_block import frozen_violation, has_markers
 from engine.agents.llm_client import Completion, LLMClient
 from engine.agents.llm_settings import ResearcherSettings
 from engine.agents.prompts import Templates, lang_for, node_view
@@ -120,6 +121,7 @@ class LLMResearcher:
                 for k in ctx.knowledge
             ],
             "mode": self.settings.mode,
+            "evolve_blocks": has_markers(ctx.parent.code),
             "use_analyzer": bool(ctx.extras.get("use_analyzer", self.use_analyzer)),
             "step": ctx.step,
             "node_id": ctx.node_id,
@@ -189,6 +191,9 @@ class LLMResearcher:
             raise Unusable("no <code>...</code> section with the complete program found", "format")
         if not whole.strip():
             raise Unusable("the <code> section is empty", "format")
+        violation = frozen_violation(parent_code, whole)
+        if violation:
+            raise Unusable(f"the program was refused: {violation}", "format")
         return whole
 
 

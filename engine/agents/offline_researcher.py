@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.agents.base import AgentError, Proposal, ResearchContext
+from engine.agents.evolve_block import MarkerError, layout
 from engine.records import DONE, Node
 
 INT_WEIGHT = 0.08  # an int constant is this many times as likely to be picked as a float
@@ -63,8 +64,14 @@ class Literal:
 def find_literals(code: str) -> tuple[list[Literal], tuple]:
     """The real numeric literals of ``code`` and its skeleton (tokens, numbers masked).
 
-    Two programs with the same skeleton differ only in their constants.
+    Two programs with the same skeleton differ only in their constants. In a program
+    with EVOLVE-BLOCK markers only literals inside the blocks count; the others are
+    frozen and stay part of the skeleton.
     """
+    try:
+        regions = layout(code)
+    except MarkerError as exc:
+        raise AgentError(f"the parent program's EVOLVE-BLOCK markers are broken: {exc}") from None
     line_starts = [0] + [m.end() for m in re.finditer("\n", code)]
     literals: list[Literal] = []
     skeleton: list[tuple[int, str]] = []
@@ -75,7 +82,7 @@ def find_literals(code: str) -> tuple[list[Literal], tuple]:
     for tok in tokens:
         if tok.type in _SKIP:
             continue
-        if tok.type != tokenize.NUMBER:
+        if tok.type != tokenize.NUMBER or (regions and not regions.editable(tok.start[0])):
             skeleton.append((tok.type, "" if tok.type == tokenize.INDENT else tok.string))
             continue
         skeleton.append((tok.type, "#"))
