@@ -23,6 +23,7 @@ from typing import Any
 
 from engine.agents.base import AgentError, Agents
 from engine.executor import Engineer, EvaluationLost
+from engine.heartbeat import Heartbeat
 from engine.pipeline import POST_PENDING, Pipeline, PipelineSettings, Rejected, SlotPool
 from engine.records import DONE, FAILED, FINISHED, PENDING, PRUNED, Node
 from engine.samplers.base import Sampler
@@ -92,7 +93,8 @@ class Engine:
             pool=pool,
             is_pruned=lambda node_id: node_id in self._pruned,
         )
-        self.steering = Steering(store, self, self._status)
+        self.heartbeat = Heartbeat(run_dir, self._status)
+        self.steering = Steering(store, self, self.heartbeat.tick)
         self.paused = False
         self.stopping = False
         self.stop_reason = ""
@@ -123,11 +125,13 @@ class Engine:
             )
         best = self.store.best_node(self.task.maximize)
         self._best = best.score if best else None
+        self.heartbeat.start()
         try:
             async with asyncio.TaskGroup() as group:
                 poller = group.create_task(self.steering.poll_forever())
                 group.create_task(self._main(poller))
         finally:
+            self.heartbeat.stop()
             await self.agents.aclose()
             self._final_backup()
         if self.fatal:
@@ -438,4 +442,4 @@ class Engine:
     def _set_state(self, state: str) -> None:
         self._state = state
         self.store.set_meta("state", state)
-        self.steering.heartbeat(time.time())
+        self.store.set_meta("engine", self.heartbeat.content())

@@ -1,17 +1,16 @@
-"""Steering: the commands a person writes into the run database, and the heartbeat.
+"""Steering: the commands a person writes into the run database.
 
 The TUI and ``asi-evolve`` subcommands never talk to the engine directly; they insert
-rows into ``commands`` and read ``meta``. This module polls those rows and writes the
-heartbeat. It must never die while the engine works: a malformed row is refused with
-a reason, an error in one command is logged and answered, and the heartbeat goes on.
+rows into ``commands`` and read ``meta``. This module polls those rows. It must never
+die while the engine works: a malformed row is refused with a reason and an error in
+one command is logged and answered. (The heartbeat has its own thread:
+``engine/heartbeat.py``; the poller only tells it that the event loop is alive.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -20,7 +19,6 @@ from engine.records import DONE, FAILED, PRUNED
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25
-HEARTBEAT_SECONDS = 1.0
 
 
 class Steerable(Protocol):
@@ -34,25 +32,18 @@ class Steerable(Protocol):
 
 
 class Steering:
-    def __init__(self, store: Any, engine: Steerable, status: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, store: Any, engine: Steerable, tick: Callable[[], None]) -> None:
         self.store = store
         self.engine = engine
-        self.status = status  # the heartbeat's content (pid, state, busy, slots, ...)
+        self.tick = tick  # "the event loop is alive" (engine.heartbeat.Heartbeat.tick)
 
     async def poll_forever(self) -> None:
-        last_beat = 0.0
         while True:
+            self.tick()
             try:
                 self.poll_once()
             except Exception:  # noqa: BLE001 - the poller outlives any one bad command
                 log.exception("command poll failed")
-            now = time.time()
-            if now - last_beat >= HEARTBEAT_SECONDS:
-                try:
-                    self.heartbeat(now)
-                except Exception:  # noqa: BLE001 - a failed beat is retried next tick
-                    log.exception("heartbeat failed")
-                last_beat = now
             await asyncio.sleep(POLL_SECONDS)
 
     def poll_once(self) -> None:
@@ -98,6 +89,3 @@ class Steering:
         if node.status in (DONE, FAILED) and not self.engine.in_flight(node_id):
             self.store.update_node(node_id, status=PRUNED)
         return True, f"pruned node #{node_id}"
-
-    def heartbeat(self, now: float) -> None:
-        self.store.set_meta("engine", {"pid": os.getpid(), "heartbeat": now, **self.status()})
