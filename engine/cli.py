@@ -25,7 +25,9 @@ from engine.config import ConfigError, RunConfig, from_dict, load_file
 from engine.executor import Engineer, Limits
 from engine.lock import LockedError, RunLock, engine_alive
 from engine.loop import Engine, EngineError
+from engine.reaper import Reaper, kill_orphans, subreaper
 from engine.samplers import SAMPLERS, make_sampler
+from engine.sandbox import Sandbox, SandboxError, SandboxSettings, make_sandbox
 from engine.store import DB_NAME, RunStore, StoreError
 from engine.task import TaskError, TaskSpec, builtin_tasks, load_task, resolve_task
 
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         LockedError,
         agent_setup.AgentSetupError,
         CognitionError,
+        SandboxError,
     ) as exc:
         print(f"asi-evolve: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
@@ -137,6 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     mode = agent_setup.resolve_llm_mode(config.llm, config.api)
     built, attach = _build_agents(mode, config, task)
     seeds = cognition_setup.prepare(config, task)  # checked before anything is written
+    sandbox = _sandbox(config, run_dir, task)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
         store = RunStore.create(run_dir)
@@ -151,7 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.add_event("run", f"new run of {task.name} ({config.steps} steps)")
         cognition_setup.seed(store, config, seeds)  # a new run only, never on resume
         print(f"ASI-Evolve: new run of {task.name} in {run_dir}")
-        return _execute(store, task, run_dir, config, mode, built, args.quiet)
+        return _execute(store, task, run_dir, config, mode, built, args.quiet, sandbox)
 
 
 def _resume(task: TaskSpec, run_dir: Path, args: argparse.Namespace, flags: dict) -> int:
@@ -168,6 +172,7 @@ def _resume(task: TaskSpec, run_dir: Path, args: argparse.Namespace, flags: dict
         cognition_setup.prepare(config, None)
         mode = agent_setup.resolve_llm_mode(flags.get("llm") or config.llm, config.api)
         built, attach = _build_agents(mode, config, task)
+        sandbox = _sandbox(config, run_dir, task)
         attach(store)
         done = store.steps_done()
         stored = redact_config(config.to_dict())
@@ -182,7 +187,14 @@ def _resume(task: TaskSpec, run_dir: Path, args: argparse.Namespace, flags: dict
             f"ASI-Evolve: resuming the run in {run_dir}: {done}/{config.steps} steps done"
             f"{best_text}"
         )
-        return _execute(store, task, run_dir, config, mode, built, args.quiet)
+        return _execute(store, task, run_dir, config, mode, built, args.quiet, sandbox)
+
+
+def _sandbox(config: RunConfig, run_dir: Path, task: TaskSpec) -> Sandbox:
+    """The evaluators' sandbox, resolved before anything is written (SandboxError: exit 2)."""
+    e = config.engineer
+    settings = SandboxSettings(e.sandbox, e.sandbox_network, tuple(e.sandbox_writable))
+    return make_sandbox(settings, run_dir, task.directory)
 
 
 def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -246,6 +258,7 @@ def _execute(
     mode: str,
     built: agent_setup.Agents,
     quiet: bool,
+    sandbox: Sandbox | None = None,
 ) -> int:
     researcher = built.researcher.label
     if mode == "offline":
@@ -265,13 +278,25 @@ def _execute(
     )
     if e.timeout is not None:
         task.timeout = e.timeout
+    sandbox = sandbox or _sandbox(config, run_dir, task)
+    print(sandbox.describe())
+    store.add_event("sandbox", sandbox.describe())
+    orphans = kill_orphans(run_dir)  # evaluators a killed engine left running
+    if orphans:
+        store.add_event("reaper", f"killed {orphans} evaluator process(es) of an earlier engine")
     engine = Engine(
         store=store,
         task=task,
         run_dir=run_dir,
         agents=built,
         sampler=sampler,
-        engineer=Engineer(task, limits, secret_env=_secret_env_names(config.api)),
+        engineer=Engineer(
+            task,
+            limits,
+            secret_env=_secret_env_names(config.to_dict()),
+            sandbox=sandbox,
+            reaper=Reaper(run_dir),
+        ),
         steps_total=config.steps,
         workers=config.workers,
         use_analyzer=config.use_analyzer,
@@ -279,7 +304,8 @@ def _execute(
         can_start=_budget_check(store, config.budget),
         log=(lambda line: None) if quiet else _LinePrinter(),
     )
-    summary = asyncio.run(_run_with_signals(engine))
+    with subreaper():  # orphans of evaluators come back to us, to be killed and reaped
+        summary = asyncio.run(_run_with_signals(engine))
     best = "-" if summary.best_score is None else f"{summary.best_score:.6g} (#{summary.best_node})"
     counts = store.status_counts()
     print(
@@ -293,16 +319,32 @@ def _execute(
 
 async def _run_with_signals(engine: Engine):  # noqa: ANN202 - Summary
     loop = asyncio.get_running_loop()
-    for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+    signals = ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM"), (signal.SIGHUP, "SIGHUP"))
+    for sig, name in signals:  # SIGHUP: a dropped SSH session stops the run cleanly
         loop.add_signal_handler(sig, engine.request_stop, f"interrupted by {name}")
     return await engine.run()
 
 
-def _secret_env_names(api: dict[str, Any]) -> tuple[str, ...]:
-    """Environment variables holding API keys, kept from the evaluator's environment."""
-    roles = api.get("roles") or {}
-    sections = [api, *(r for r in roles.values() if isinstance(r, dict))]
-    return tuple({s["api_key_env"] for s in sections if s.get("api_key_env")})
+def _secret_env_names(config: dict[str, Any]) -> tuple[str, ...]:
+    """Environment variables holding API keys, kept from the evaluator's environment.
+
+    Every ``api_key_env`` (or other ``*_key_env``) value anywhere in the configuration
+    counts: api, its per-role sections, researcher/analyzer/judge, the cognition
+    embedding endpoint, and sections added later.
+    """
+    found: set[str] = set()
+    stack: list[Any] = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if str(key).endswith("key_env") and isinstance(value, str) and value:
+                    found.add(value)
+                else:
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return tuple(sorted(found))
 
 
 def _budget_check(store: RunStore, budget: dict[str, Any]) -> Callable[[], str | None]:

@@ -24,12 +24,25 @@ class ConfigError(Exception):
 
 @dataclass
 class EngineerSettings:
-    """How candidates are run: wall-clock limit (None = the task's), rlimits, kept output."""
+    """How candidates are run: wall-clock limit (None = the task's), rlimits, kept output.
+
+    sandbox: auto | bwrap | landlock | none (``engine/sandbox.py``); auto takes the best
+      one that works here and says which.
+    sandbox_network: False runs evaluators without network (bwrap only).
+    sandbox_writable: extra paths evaluators may write besides their node's work dir
+      (model and dataset caches); the run and task directories stay read-only.
+    backend: local (subprocesses on this machine, GPU/CPU slots from the slot pool) or
+      ray (stage runs on a Ray cluster, placed by Ray; see the ``ray:`` section).
+    """
 
     timeout: float | None = None
     cpu_seconds: int | None = None
     memory_mb: int | None = None
     output_tail_bytes: int = 64_000
+    sandbox: str = "auto"
+    sandbox_network: bool = True
+    sandbox_writable: list[str] = field(default_factory=lambda: ["~/.cache"])
+    backend: str = "local"
 
 
 @dataclass
@@ -49,6 +62,8 @@ class RunConfig:
     novelty: dict[str, Any] = field(default_factory=dict)
     budget: dict[str, Any] = field(default_factory=dict)
     researcher: dict[str, Any] = field(default_factory=dict)
+    # engineer.backend = ray: address / max_retries / num_cpus (engine.ray_backend.RaySettings).
+    ray: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -58,6 +73,15 @@ class RunConfig:
             raise ConfigError(f"steps must be >= 0, got {self.steps}")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.engineer.backend not in ("local", "ray"):
+            backend = self.engineer.backend
+            raise ConfigError(f"engineer.backend must be local or ray, got {backend!r}")
+        from engine.ray_backend import RaySettings
+
+        try:
+            RaySettings(**self.ray)
+        except TypeError as exc:
+            raise ConfigError(f"ray: {exc}".replace("RaySettings.__init__() ", "")) from None
         if self.llm is not None and self.llm not in LLM_MODES:
             raise ConfigError(f"llm must be one of {', '.join(LLM_MODES)}, got {self.llm!r}")
         s = self.sampler
@@ -73,6 +97,14 @@ class RunConfig:
             raise ConfigError("sampler exploration_ratio + exploitation_ratio must be in [0, 1]")
         if self.engineer.timeout is not None and self.engineer.timeout <= 0:
             raise ConfigError("engineer.timeout must be positive")
+        from engine.sandbox import KINDS
+
+        if self.engineer.sandbox not in KINDS:
+            raise ConfigError(
+                f"engineer.sandbox must be one of {', '.join(KINDS)}, got {self.engineer.sandbox!r}"
+            )
+        if not all(isinstance(p, str) and p for p in self.engineer.sandbox_writable):
+            raise ConfigError("engineer.sandbox_writable must be a list of paths")
 
 
 def from_dict(

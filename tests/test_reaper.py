@@ -1,0 +1,330 @@
+"""No evaluator process outlives its evaluation, its engine, or a SIGHUP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import reaper
+from engine.executor import Limits, run_command
+
+ESCAPE = textwrap.dedent(
+    """
+    import os, sys, time
+    # A grandchild that leaves the evaluator's session and is re-parented away.
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            open("escaped.pid", "w").write(str(os.getpid()))
+            time.sleep(120)
+        os._exit(0)
+    # A second one that clears its environment but stays in the evaluator's session.
+    if os.fork() == 0:
+        if os.fork() == 0:
+            os.execve("/bin/sleep", ["sleep", "121"], {})
+        os._exit(0)
+    while not os.path.exists("escaped.pid"):
+        time.sleep(0.01)
+    time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 0.2)
+    """
+)
+
+
+def _state(pid: int) -> str | None:
+    """'Z' for a zombie, None when the pid is gone, else the process state."""
+    proc = reaper.read_proc(pid)
+    return None if proc is None else proc.state
+
+
+def _dead(pid: int, within: float = 3.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if _state(pid) in (None, "Z", "X"):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _sleepers(marker: str) -> list[int]:
+    """Live processes whose command line holds ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmd and _state(int(entry.name)) not in (None, "Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def _write_script(tmp_path: Path) -> Path:
+    script = tmp_path / "escape.py"
+    script.write_text(ESCAPE)
+    return script
+
+
+def test_setsid_double_fork_is_dead_after_the_evaluation(tmp_path: Path) -> None:
+    script = _write_script(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    before = set(_sleepers("sleep 121"))
+    with reaper.subreaper() as adopted:
+        run = asyncio.run(
+            run_command(f"{sys.executable} {script}", work, 30, Limits(), reaper=reaper.Reaper())
+        )
+        assert run.returncode == 0, run.stderr_tail
+        escaped = int((work / "escaped.pid").read_text())
+        assert _dead(escaped), "the setsid + double-fork grandchild survived"
+        assert set(_sleepers("sleep 121")) <= before, "the env-cleared grandchild survived"
+        if adopted:  # it came back to us and was reaped: not even a zombie is left
+            assert _state(escaped) is None
+
+
+def test_without_the_reaper_the_grandchild_would_survive(tmp_path: Path) -> None:
+    """The test above can fail: the same evaluator without a reaper leaves it running."""
+    script = _write_script(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    asyncio.run(run_command(f"{sys.executable} {script}", work, 30, Limits(), reaper=None))
+    escaped = int((work / "escaped.pid").read_text())
+    try:
+        assert not _dead(escaped, within=0.3)
+    finally:
+        proc = reaper.read_proc(escaped)
+        if proc is not None:
+            reaper.kill_exact(escaped, proc.start)
+        for pid in _sleepers("sleep 121"):
+            proc = reaper.read_proc(pid)
+            if proc is not None and proc.sid != os.getsid(0):
+                reaper.kill_exact(pid, proc.start)
+
+
+def test_a_timeout_and_a_cancellation_are_swept_too(tmp_path: Path) -> None:
+    script = _write_script(tmp_path)
+    for case in ("timeout", "cancel"):
+        work = tmp_path / case
+        work.mkdir()
+
+        async def go(work: Path = work, case: str = case) -> None:
+            task = asyncio.create_task(
+                run_command(
+                    f"{sys.executable} {script} 60",
+                    work,
+                    1.5 if case == "timeout" else 60,
+                    Limits(kill_grace=0.2),
+                    reaper=reaper.Reaper(),
+                )
+            )
+            while not (work / "escaped.pid").exists():
+                await asyncio.sleep(0.02)
+            if case == "cancel":
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            else:
+                assert (await task).timed_out
+
+        asyncio.run(go())
+        assert _dead(int((work / "escaped.pid").read_text())), case
+
+
+ENGINE = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from engine import reaper
+    from engine.executor import Limits, run_command
+    run_dir, script = Path(sys.argv[1]), sys.argv[2]
+    work = run_dir / "nodes" / "1"
+    work.mkdir(parents=True)
+    asyncio.run(run_command(
+        f"{sys.executable} {script} 120", work, 300, Limits(), reaper=reaper.Reaper(run_dir)
+    ))
+    """
+)
+
+
+def test_orphans_of_a_killed_engine_are_killed_on_resume(tmp_path: Path) -> None:
+    script = _write_script(tmp_path)
+    engine_py = tmp_path / "engine_main.py"
+    engine_py.write_text(ENGINE)
+    run_dir = tmp_path / "run"
+    engine = subprocess.Popen([sys.executable, str(engine_py), str(run_dir), str(script)])
+    pid_file = run_dir / "nodes" / "1" / "escaped.pid"
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pid_file.exists()
+    time.sleep(0.2)
+    markers = list((run_dir / reaper.MARKERS_DIR).glob("*.json"))
+    assert len(markers) == 1
+    leader = json.loads(markers[0].read_text())["pid"]
+    engine.kill()  # SIGKILL: no cleanup of any kind
+    engine.wait()
+    escaped = int(pid_file.read_text())
+    assert not _dead(escaped, within=0.3) and not _dead(leader, within=0.1)  # orphans now
+    assert reaper.kill_orphans(run_dir) >= 2
+    assert _dead(escaped) and _dead(leader)
+    assert not list((run_dir / reaper.MARKERS_DIR).glob("*.json"))
+    assert reaper.kill_orphans(run_dir) == 0
+
+
+def test_kill_orphans_never_hits_a_recycled_pid_or_a_live_engine(tmp_path: Path) -> None:
+    bystander = subprocess.Popen(["sleep", "30"])
+    try:
+        start = reaper.read_proc(bystander.pid).start
+        me = reaper.read_proc(os.getpid())
+        markers = tmp_path / reaper.MARKERS_DIR
+        markers.mkdir()
+        boot = reaper._boot_id()
+        dead_engine = {"pid": 1, "start": -5}
+        # Same pid as the bystander but another start time: a recycled pid.
+        (markers / "a.json").write_text(
+            json.dumps(
+                {
+                    "token": "aaaa",
+                    "boot_id": boot,
+                    "engine": dead_engine,
+                    "pid": bystander.pid,
+                    "start": start - 1,
+                }
+            )
+        )
+        # The bystander itself, but the marker's engine (this process) is alive.
+        (markers / "b.json").write_text(
+            json.dumps(
+                {
+                    "token": "bbbb",
+                    "boot_id": boot,
+                    "engine": {"pid": me.pid, "start": me.start},
+                    "pid": bystander.pid,
+                    "start": start,
+                }
+            )
+        )
+        (markers / "c.json").write_text("{not json")
+        (markers / "d.json").write_text(
+            json.dumps({"token": "dddd", "boot_id": "another-boot", "pid": bystander.pid})
+        )
+        assert reaper.kill_orphans(tmp_path) == 0
+        assert bystander.poll() is None
+        assert sorted(p.name for p in markers.iterdir()) == ["b.json", "c.json"]
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_subreaper_context_restores_the_setting() -> None:
+    before = reaper.is_subreaper()
+    with reaper.subreaper() as ok:
+        assert reaper.is_subreaper() == ok
+    assert reaper.is_subreaper() == before
+
+
+TASK_YAML = """\
+name: hup_task
+description: task.md
+initial_program: initial.py
+evaluator: evaluate.py
+timeout: 300
+"""
+
+EVALUATOR = textwrap.dedent(
+    """
+    import os, time
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(300)
+        os._exit(0)
+    time.sleep(300)
+    """
+)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sandbox", ["auto", "none"])
+def test_sighup_stops_a_real_run_and_leaves_no_evaluator(tmp_path: Path, sandbox: str) -> None:
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "task.yaml").write_text(TASK_YAML)
+    (task / "task.md").write_text("# hup\n")
+    (task / "initial.py").write_text("X = 1\n")
+    (task / "evaluate.py").write_text(EVALUATOR)
+    run_dir = tmp_path / "run"
+    config = tmp_path / "config.yaml"
+    config.write_text(f"engineer:\n  sandbox: {sandbox}\n  sandbox_writable: []\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
+    engine = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "run",
+            str(task),
+            "--run-dir",
+            str(run_dir),
+            "--steps",
+            "2",
+            "--llm",
+            "offline",
+            "--no-cognition",
+            "--quiet",
+            "--config",
+            str(config),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        start_new_session=True,  # its own group: we signal only the engine itself
+    )
+    try:
+        deadline = time.monotonic() + 40
+        evaluators: list[int] = []
+        while time.monotonic() < deadline and engine.poll() is None:
+            evaluators = _carriers(run_dir)
+            if len(evaluators) >= 3:  # shell or sandbox, evaluator, escaped grandchild
+                break
+            time.sleep(0.1)
+        assert evaluators, "the evaluator never started"
+        engine.send_signal(signal.SIGHUP)
+        out, _ = engine.communicate(timeout=30)
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+    text = out.decode(errors="replace")
+    assert "Traceback" not in text, text
+    assert engine.returncode == 0, text
+    assert "interrupted by SIGHUP" in text or "stopped" in text, text
+    assert all(_dead(pid) for pid in evaluators), [_state(p) for p in evaluators]
+    assert _carriers(run_dir) == []
+
+
+def _carriers(run_dir: Path) -> list[int]:
+    """Live processes of evaluations in ``run_dir`` (other tests may run beside us)."""
+    found = []
+    needle = f"ASI_EVOLVE_WORKDIR={run_dir.resolve()}".encode()
+    for pid, proc in reaper.snapshot().items():
+        if not reaper.alive(proc) or reaper.token_of(pid) is None:
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if any(item.startswith(needle) for item in environ.split(b"\0")):
+            found.append(pid)
+    return found
