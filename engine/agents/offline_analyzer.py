@@ -23,6 +23,8 @@ CLEAR_MARGIN = 0.02  # relative gain over the best context node (and the record)
 MIN_MARGIN = 1e-6  # absolute floor of that margin (for scores near zero)
 MAX_METRICS = 8  # metric lines per report
 MAX_CHANGES = 4  # changes quoted per report
+UNCOVERED = 0.5  # a breakdown row whose "removed" share is below this is an uncovered issue
+MAX_ROWS = 6  # breakdown rows quoted per report (worst first)
 
 
 class OfflineAnalyzer:
@@ -32,6 +34,7 @@ class OfflineAnalyzer:
 
     def __init__(self) -> None:
         self.record: float | None = None  # best score seen so far (in the maximize sense)
+        self.flagged: set[str] = set()  # breakdown issue types already proposed this run
 
     async def analyze(self, inp: AnalysisInput) -> Report:
         node, parent, best = inp.node, inp.parent, inp.best
@@ -51,10 +54,11 @@ class OfflineAnalyzer:
         if best is not None and best.id != node.id and (parent is None or best.id != parent.id):
             lines.append(f"- Against the best context node{_delta(node, best, inp.maximize, '')}")
         lines += _metric_lines(node, parent)
+        lines += _breakdown_lines(node)
         verdict = _verdict(node, parent, inp.maximize)
         if changes and parent is not None and parent.score is not None:
             lines.append(_change_line(changes, verdict, node.score - parent.score, parent))
-        proposals = _proposals(inp, changes, self.record)
+        proposals = _proposals(inp, changes, self.record) + _issue_proposals(inp, self.flagged)
         for seen in (node, parent, best):
             if seen is not None and seen.score is not None:
                 fitness = seen.score if inp.maximize else -seen.score
@@ -147,6 +151,65 @@ def _changes(node: Node) -> str:
         return ""
     more = f" (+{len(changes) - MAX_CHANGES} more)" if len(changes) > MAX_CHANGES else ""
     return f"{'Change' if len(changes) == 1 else 'Changes'} {', '.join(shown)}{more}"
+
+
+def _breakdown(node: Node) -> dict[str, dict]:
+    """A task's per-issue-type table: ``results["breakdown"]`` = {type: {"removed": share,
+    "kept": share, "docs": n, ...}} (e.g. the data curation evaluator's noise types)."""
+    table = (node.results or {}).get("breakdown")
+    if not isinstance(table, dict):
+        return {}
+    return {str(k): v for k, v in table.items() if isinstance(v, dict)}
+
+
+def _breakdown_lines(node: Node) -> list[str]:
+    """``- Per type (worst first): html removed 0.04 kept 0.83; ...`` and the uncovered ones."""
+    rows = [(k, v) for k, v in _breakdown(node).items() if _share(v.get("removed")) is not None]
+    if not rows:
+        return []
+    rows.sort(key=lambda kv: _share(kv[1]["removed"]))
+    parts = []
+    for label, row in rows[:MAX_ROWS]:
+        kept = _share(row.get("kept"))
+        kept_text = "" if kept is None else f" kept {kept:.2f}"
+        parts.append(f"{label} removed {row['removed']:.2f}{kept_text}")
+    lines = [f"- Per type (worst first): {'; '.join(parts)}"]
+    weak = [label for label, row in rows if _share(row["removed"]) < UNCOVERED]
+    if weak:
+        lines.append(f"- Uncovered issues (under {UNCOVERED:.0%} removed): {', '.join(weak)}")
+    return lines
+
+
+def _issue_proposals(inp: AnalysisInput, flagged: set[str]) -> list[dict[str, str]]:
+    """One pending knowledge item per uncovered issue type, the first time it is seen."""
+    node = inp.node
+    samples = (node.results or {}).get("samples")
+    out = []
+    for label, row in _breakdown(node).items():
+        removed = _share(row.get("removed"))
+        if removed is None or removed >= UNCOVERED or label in flagged or len(out) == 2:
+            continue
+        flagged.add(label)
+        left = []
+        for sample in samples if isinstance(samples, list) else []:
+            if isinstance(sample, dict) and sample.get("noise") == label:
+                left += [str(w) for w in sample.get("leftover_words") or []][:4]
+        example = f" Surviving words such as {', '.join(left[:6])}." if left else ""
+        out.append(
+            {
+                "title": f"{inp.task_name}: uncovered issue type '{label}'",
+                "content": (
+                    f"Node #{node.id} removed only {removed:.0%} of the '{label}' noise.{example} "
+                    "A rule aimed at this kind of defect is missing from the candidates so far."
+                ),
+            }
+        )
+    return out
+
+
+def _share(value: object) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
 
 
 def _vs(parent: Node | None) -> str:
