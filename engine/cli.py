@@ -27,7 +27,7 @@ from engine.lock import LockedError, RunLock, engine_alive
 from engine.loop import Engine, EngineError
 from engine.reaper import Reaper, kill_orphans, subreaper
 from engine.samplers import SAMPLERS, make_sampler
-from engine.sandbox import Sandbox, SandboxError, SandboxSettings, make_sandbox
+from engine.sandbox import Sandbox, SandboxError, SandboxSettings, make_sandbox, private_memory
 from engine.store import DB_NAME, RunStore, StoreError
 from engine.task import TaskError, TaskSpec, builtin_tasks, load_task, resolve_task
 
@@ -304,7 +304,9 @@ def _execute(
         can_start=_budget_check(store, config.budget),
         log=(lambda line: None) if quiet else _LinePrinter(),
     )
-    with subreaper():  # orphans of evaluators come back to us, to be killed and reaped
+    # Orphans of evaluators come back to us (to be killed and reaped); our memory and
+    # environment (API keys) are closed to same-user processes.
+    with subreaper(), private_memory():
         summary = asyncio.run(_run_with_signals(engine))
     best = "-" if summary.best_score is None else f"{summary.best_score:.6g} (#{summary.best_node})"
     counts = store.status_counts()

@@ -24,11 +24,14 @@ only). ``auto`` takes bubblewrap, then Landlock, then none, and says which.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +39,7 @@ KINDS = ("auto", "bwrap", "landlock", "none")
 TMP_NAME = ".tmp"
 DEFAULT_WRITABLE = ("~/.cache",)
 _PROBE_TIMEOUT = 20.0
+PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
 
 
 class SandboxError(Exception):
@@ -172,9 +176,7 @@ def choose(kind: str, network: bool = True) -> tuple[str, str]:
     return "none", "auto: no sandbox available (" + "; ".join(reasons) + ")"
 
 
-def make_sandbox(
-    settings: SandboxSettings, run_dir: Path, task_dir: Path | None = None
-) -> Sandbox:
+def make_sandbox(settings: SandboxSettings, run_dir: Path, task_dir: Path | None = None) -> Sandbox:
     """Resolve ``settings`` for a run; raises SandboxError with a one-line reason."""
     kind, note = choose(settings.kind, settings.network)
     readonly = tuple(Path(p).resolve() for p in (run_dir, task_dir) if p is not None)
@@ -197,6 +199,28 @@ def make_sandbox(
                     )
         writable.append(path)
     return Sandbox(kind, readonly, tuple(writable), settings.network, note)
+
+
+@contextlib.contextmanager
+def private_memory() -> Iterator[bool]:
+    """Inside the block this process is not dumpable, as ssh-agent does for its keys.
+
+    Then ``/proc/<engine>/environ``, ``maps`` and ``mem`` (where the API keys live) are
+    closed to other processes of the same user unless they hold CAP_SYS_PTRACE: the
+    evaluators under Landlock or no sandbox, where the engine's /proc is visible. Children
+    are dumpable again after exec, so the reaper can still read theirs. Restored after.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        before = libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
+        ok = before >= 0 and libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        before, ok = -1, False
+    try:
+        yield ok
+    finally:
+        if ok and before > 0:
+            libc.prctl(PR_SET_DUMPABLE, before, 0, 0, 0)
 
 
 def _one_line(text: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -246,3 +248,38 @@ def test_every_key_variable_named_in_the_config_is_kept_from_evaluators(
     evaluation = asyncio.run(engineer.evaluate("X = 2\n", tmp_path / "work"))
     assert evaluation.ok, evaluation.error
     assert evaluation.results["metrics"]["seen"] == 0, evaluation.results["logs"]
+
+
+PEEK = textwrap.dedent(
+    """
+    import subprocess, sys
+    sys.path.insert(0, sys.argv[1])
+    from engine.sandbox import private_memory
+    peek = "import os, sys; open(f'/proc/{os.getppid()}/environ', 'rb').read(); print('read')"
+
+    def peeks() -> str:
+        done = subprocess.run([sys.executable, "-c", peek], capture_output=True, text=True)
+        return done.stdout.strip() or "denied"
+
+    print(peeks())
+    with private_memory() as ok:
+        print(ok, peeks())
+    print(peeks())
+    """
+)
+
+
+def test_private_memory_closes_the_engine_environment_to_same_user_processes() -> None:
+    """Run as an unprivileged user (root may read any process's memory anyway)."""
+    repo = str(Path(__file__).resolve().parents[1])
+    if os.getuid() != 0:
+        argv = [sys.executable, "-c", PEEK, repo]
+    elif shutil.which("setpriv") and Path("/usr/bin/python3").exists():
+        drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        argv = [*drop, "/usr/bin/python3", "-c", PEEK, repo]
+    else:
+        pytest.skip("running as root without setpriv and /usr/bin/python3 to drop privileges")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd="/")
+    if done.returncode != 0:
+        pytest.skip(f"cannot run as an unprivileged user here: {done.stderr.strip()[-200:]}")
+    assert done.stdout.split("\n")[:3] == ["read", "True denied", "read"], done.stdout
