@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -254,64 +255,102 @@ EVALUATOR = textwrap.dedent(
 )
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("sandbox", ["auto", "none"])
-def test_sighup_stops_a_real_run_and_leaves_no_evaluator(tmp_path: Path, sandbox: str) -> None:
+def _task(tmp_path: Path, sandbox: str) -> tuple[Path, Path]:
     task = tmp_path / "task"
     task.mkdir()
     (task / "task.yaml").write_text(TASK_YAML)
     (task / "task.md").write_text("# hup\n")
     (task / "initial.py").write_text("X = 1\n")
     (task / "evaluate.py").write_text(EVALUATOR)
-    run_dir = tmp_path / "run"
     config = tmp_path / "config.yaml"
     config.write_text(f"engineer:\n  sandbox: {sandbox}\n  sandbox_writable: []\n")
+    return task, config
+
+
+def _start_engine(task: Path, run_dir: Path, config: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
-    engine = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "run",
-            str(task),
-            "--run-dir",
-            str(run_dir),
-            "--steps",
-            "2",
-            "--llm",
-            "offline",
-            "--no-cognition",
-            "--quiet",
-            "--config",
-            str(config),
-        ],
+    argv = [sys.executable, "-m", "engine.cli", "run", str(task), "--run-dir", str(run_dir)]
+    argv += ["--steps", "2", "--llm", "offline", "--no-cognition", "--quiet"]
+    return subprocess.Popen(
+        [*argv, "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
         cwd=Path(__file__).resolve().parents[1],
         start_new_session=True,  # its own group: we signal only the engine itself
     )
+
+
+def _wait_for_evaluators(engine: subprocess.Popen, run_dir: Path) -> list[int]:
+    """The evaluation's processes once all three run: shell or sandbox, evaluator and
+    the escaped grandchild."""
+    deadline = time.monotonic() + 40
+    evaluators: list[int] = []
+    while time.monotonic() < deadline and engine.poll() is None:
+        evaluators = _carriers(run_dir)
+        if len(evaluators) >= 3:
+            return evaluators
+        time.sleep(0.1)
+    return evaluators
+
+
+def _stop(engine: subprocess.Popen, sig: int) -> str:
     try:
-        deadline = time.monotonic() + 40
-        evaluators: list[int] = []
-        while time.monotonic() < deadline and engine.poll() is None:
-            evaluators = _carriers(run_dir)
-            if len(evaluators) >= 3:  # shell or sandbox, evaluator, escaped grandchild
-                break
-            time.sleep(0.1)
-        assert evaluators, "the evaluator never started"
-        engine.send_signal(signal.SIGHUP)
+        engine.send_signal(sig)
         out, _ = engine.communicate(timeout=30)
     finally:
         if engine.poll() is None:
             engine.kill()
             engine.wait()
-    text = out.decode(errors="replace")
+    return out.decode(errors="replace")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sandbox", ["auto", "none"])
+def test_sighup_stops_a_real_run_and_leaves_no_evaluator(tmp_path: Path, sandbox: str) -> None:
+    task, config = _task(tmp_path, sandbox)
+    run_dir = tmp_path / "run"
+    engine = _start_engine(task, run_dir, config)
+    evaluators = _wait_for_evaluators(engine, run_dir)
+    assert evaluators, "the evaluator never started"
+    text = _stop(engine, signal.SIGHUP)
     assert "Traceback" not in text, text
     assert engine.returncode == 0, text
-    assert "interrupted by SIGHUP" in text or "stopped" in text, text
+    assert "run stopped" in text, text
     assert all(_dead(pid) for pid in evaluators), [_state(p) for p in evaluators]
     assert _carriers(run_dir) == []
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sandbox", ["auto", "none"])
+def test_evaluators_of_an_engine_killed_with_sigkill_are_gone_on_resume(
+    tmp_path: Path, sandbox: str
+) -> None:
+    """auto (bubblewrap here): they die with the engine; none: the resumed engine kills
+    them from their markers before it evaluates anything."""
+    task, config = _task(tmp_path, sandbox)
+    run_dir = tmp_path / "run"
+    first = _start_engine(task, run_dir, config)
+    old = _wait_for_evaluators(first, run_dir)
+    assert len(old) >= 3, "the evaluator never started"
+    _stop(first, signal.SIGKILL)
+    if sandbox == "none":  # nothing tied them to the engine: they are orphans now
+        assert not any(_dead(pid, within=0.2) for pid in old)
+    second = _start_engine(task, run_dir, config)
+    try:
+        assert all(_dead(pid, within=20) for pid in old), [_state(p) for p in old]
+        new = _wait_for_evaluators(second, run_dir)
+        assert new and not set(new) & set(old)  # the re-run started with a fresh evaluator
+    finally:
+        text = _stop(second, signal.SIGTERM)
+    assert "resuming" in text and "Traceback" not in text, text
+    assert second.returncode == 0, text
+    assert sorted(p.name for p in (run_dir / "nodes").iterdir()) == ["0", "0.attempt-1"]
+    assert _carriers(run_dir) == []
+    with sqlite3.connect(run_dir / "evolve.db") as db:
+        events = [m for (m,) in db.execute("SELECT message FROM events WHERE kind = 'reaper'")]
+    if sandbox == "none":
+        assert events and "earlier engine" in events[0], events
 
 
 def _carriers(run_dir: Path) -> list[int]:
