@@ -185,6 +185,8 @@ def make_sandbox(settings: SandboxSettings, run_dir: Path, task_dir: Path | None
         path = Path(os.path.expandvars(os.path.expanduser(raw)))
         if not path.is_absolute():
             raise SandboxError(f"engineer.sandbox_writable: {raw!r} is not an absolute path")
+        if kind == "none":  # everything is writable anyway: create nothing
+            continue
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
