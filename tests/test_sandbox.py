@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -283,3 +284,28 @@ def test_private_memory_closes_the_engine_environment_to_same_user_processes() -
     if done.returncode != 0:
         pytest.skip(f"cannot run as an unprivileged user here: {done.stderr.strip()[-200:]}")
     assert done.stdout.split("\n")[:3] == ["read", "True denied", "read"], done.stdout
+
+
+@pytest.mark.parametrize("network", [True, False])
+def test_bwrap_network_is_left_as_is_or_cut(network: bool, tmp_path: Path) -> None:
+    _need("bwrap")
+    if not network and sandbox.probe("bwrap", network=False):
+        pytest.skip("bwrap cannot make a network namespace here")
+    run_dir, task_dir, work = _layout(tmp_path)
+    settings = sandbox.SandboxSettings("bwrap", network=network, writable=())
+    box = sandbox.make_sandbox(settings, run_dir, task_dir)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        probe = (
+            "import socket\n"
+            "try:\n"
+            f"    socket.create_connection(('127.0.0.1', {port}), timeout=2).close()\n"
+            "    print('connected')\n"
+            "except OSError as exc:\n"
+            "    print('refused', exc)\n"
+        )
+        (work / "net.py").write_text(probe)
+        run = asyncio.run(run_command(f"{sys.executable} net.py", work, 30, Limits(), sandbox=box))
+    assert run.stdout_tail.startswith("connected" if network else "refused"), run.stdout_tail
