@@ -15,6 +15,7 @@ text the n-gram and neural reference LMs are trained on).
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import os
 import sysconfig
@@ -92,8 +93,13 @@ def part_of(text: str) -> str:
     return PART_SHARES[-1][0]
 
 
+@functools.lru_cache(maxsize=1)
 def reference_documents() -> dict[str, list[str]]:
-    """All clean documents (>= MIN_CHARS, de-duplicated), grouped by part, in fixed order."""
+    """All clean documents (>= MIN_CHARS, de-duplicated), grouped by part, in fixed order.
+
+    Memoised: parsing the standard library takes seconds and one evaluator may build
+    several corpora from it. Callers must not modify the lists.
+    """
     parts: dict[str, list[str]] = {name: [] for name, _ in PART_SHARES}
     seen: set[str] = set()
     for raw in _all_texts():
