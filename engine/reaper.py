@@ -33,11 +33,11 @@ import json
 import logging
 import os
 import secrets
-import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+
+from engine.procs import PROC, Proc, alive, kill_exact, read_proc, same_process, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,6 @@ MARKERS_DIR = "evaluators"
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 SWEEP_SECONDS = 2.0  # a fork bomb outrunning the sweep this long is left to the next one
-_PROC = Path("/proc")
-_PF_EXITING = 0x4  # task flag (field 9 of /proc/PID/stat)
 
 
 # ---------------------------------------------------------------------- subreaper
@@ -96,54 +94,10 @@ def subreaper() -> Iterator[bool]:
             set_subreaper(False)
 
 
-# -------------------------------------------------------------------- /proc reading
-@dataclass(frozen=True)
-class Proc:
-    """One process as /proc shows it. ``start`` is in clock ticks since boot;
-    ``exiting``: the kernel is already tearing it down (PF_EXITING)."""
-
-    pid: int
-    ppid: int
-    pgid: int
-    sid: int
-    start: int
-    state: str
-    exiting: bool = False
-
-
-def read_proc(pid: int) -> Proc | None:
-    try:
-        raw = (_PROC / str(pid) / "stat").read_bytes()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    try:
-        return Proc(
-            pid,
-            ppid=int(fields[1]),
-            pgid=int(fields[2]),
-            sid=int(fields[3]),
-            start=int(fields[19]),
-            state=fields[0].decode(),
-            exiting=bool(int(fields[6]) & _PF_EXITING),
-        )
-    except (IndexError, ValueError):
-        return None
-
-
-def snapshot() -> dict[int, Proc]:
-    procs: dict[int, Proc] = {}
-    for entry in os.scandir(_PROC):
-        if entry.name.isdigit() and (proc := read_proc(int(entry.name))) is not None:
-            procs[proc.pid] = proc
-    return procs
-
-
 def token_of(pid: int) -> str | None:
     """The evaluation token in ``pid``'s environment, if any (unreadable: None)."""
     try:
-        environ = (_PROC / str(pid) / "environ").read_bytes()
+        environ = (PROC / str(pid) / "environ").read_bytes()
     except OSError:
         return None
     prefix = f"{TOKEN_ENV}=".encode()
@@ -151,32 +105,6 @@ def token_of(pid: int) -> str | None:
         if item.startswith(prefix):
             return item[len(prefix) :].decode(errors="replace")
     return None
-
-
-def alive(proc: Proc) -> bool:
-    return proc.state not in ("Z", "X") and not proc.exiting
-
-
-def same_process(pid: int, start: int) -> bool:
-    proc = read_proc(pid)
-    return proc is not None and proc.start == start and alive(proc)
-
-
-def kill_exact(pid: int, start: int, sig: int = signal.SIGKILL) -> bool:
-    """Signal ``pid`` only if it is still the process that started at ``start``."""
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:
-        return False
-    try:  # the pidfd pins the process: checking after opening cannot race a recycled pid
-        if not same_process(pid, start):
-            return False
-        signal.pidfd_send_signal(fd, sig)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
 
 
 def targets(token: str, procs: dict[int, Proc], leader: int | None = None) -> list[Proc]:
@@ -256,7 +184,7 @@ def reap(pids: set[int]) -> set[int]:
 # ------------------------------------------------------------------ per evaluation
 def _boot_id() -> str:
     try:
-        return (_PROC / "sys/kernel/random/boot_id").read_text().strip()
+        return (PROC / "sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return ""
 
