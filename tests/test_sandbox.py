@@ -309,3 +309,16 @@ def test_bwrap_network_is_left_as_is_or_cut(network: bool, tmp_path: Path) -> No
         (work / "net.py").write_text(probe)
         run = asyncio.run(run_command(f"{sys.executable} net.py", work, 30, Limits(), sandbox=box))
     assert run.stdout_tail.startswith("connected" if network else "refused"), run.stdout_tail
+
+
+def test_auto_without_any_sandbox_says_so_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "probe", lambda kind, network=True: f"{kind} is missing")
+    box = sandbox.make_sandbox(sandbox.SandboxSettings("auto"), Path("/nonexistent/run"))
+    assert box.kind == "none"
+    line = box.describe()
+    assert "\n" not in line and "bwrap is missing" in line and "landlock is missing" in line
+    assert box.wrap(["/bin/true"], Path("/nonexistent/work")) == ["/bin/true"]
+    with pytest.raises(sandbox.SandboxError, match="needs a working bwrap"):
+        sandbox.choose("auto", network=False)
+    with pytest.raises(sandbox.SandboxError, match="bwrap is not available here"):
+        sandbox.choose("bwrap")
