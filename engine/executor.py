@@ -39,6 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.reaper import TOKEN_ENV, Reaper
+from engine.sandbox import Sandbox
+from engine.stages import DEFAULT_STAGE, PRECHECK_STAGE, Stage
 from engine.task import TaskSpec
 
 RESULTS_NAME = "results.json"
@@ -82,6 +85,11 @@ class RunResult:
     stderr_tail: str
     stdout_bytes: int
     stderr_bytes: int
+
+
+class EvaluationLost(Exception):
+    """The evaluation could not finish for reasons that are not the candidate's (a remote
+    worker died): the loop re-queues the node for the same step instead of failing it."""
 
 
 @dataclass
@@ -200,28 +208,43 @@ async def run_command(
     timeout: float,
     limits: Limits,
     env: dict[str, str] | None = None,
+    sandbox: Sandbox | None = None,
+    reaper: Reaper | None = None,
 ) -> RunResult:
     """Run ``command`` with ``/bin/sh -c`` in its own process group under ``timeout``.
 
     On a timeout the group gets SIGTERM, then SIGKILL after ``limits.kill_grace``; after
     a normal exit whatever is left in the group gets SIGKILL; on cancellation the group
     is killed and CancelledError propagates. ``env=None`` inherits the environment.
-    A process that leaves the group (``setsid``) cannot be tracked this way.
+    A process that leaves the group (``setsid``) is found by ``reaper`` (its token) and
+    killed too; ``sandbox`` confines the command (``engine/sandbox.py``).
     """
     loop = asyncio.get_running_loop()
     start = loop.time()
-    proc = await asyncio.create_subprocess_exec(
-        "/bin/sh",
-        "-c",
-        command,
-        cwd=str(cwd),
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-        preexec_fn=_rlimit_setter(limits),
-    )
+    argv = ["/bin/sh", "-c", command]
+    if sandbox is not None:
+        argv = sandbox.wrap(argv, cwd)
+        env = {**(os.environ if env is None else env), **sandbox.env(cwd)}
+    token = reaper.begin(cwd) if reaper is not None else None
+    if token is not None:
+        env = {**(os.environ if env is None else env), TOKEN_ENV: token}
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=str(cwd),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_rlimit_setter(limits),
+        )
+    except BaseException:
+        if reaper is not None and token is not None:
+            reaper.finish(token)  # nothing ran: drops the marker
+        raise
+    if reaper is not None and token is not None:
+        reaper.spawned(token, proc.pid)
     pgid = proc.pid  # the session leader's pid is the group id
     out = _Tail(limits.output_tail_bytes)
     err = _Tail(limits.output_tail_bytes)
@@ -237,6 +260,8 @@ async def run_command(
             await _wait_quiet(proc, readers, limits.kill_grace)
         _signal_group(pgid, signal.SIGKILL)  # leftovers: grandchildren, SIGTERM ignorers
         await _wait_exit(proc, _REAP_TIMEOUT)
+        if reaper is not None and token is not None:
+            reaper.finish(token)  # what left the group: setsid, double forks
         _, pending = await asyncio.wait(readers, timeout=_DRAIN_TIMEOUT)
         if pending:
             _close_pipes(proc, readers)
@@ -245,6 +270,8 @@ async def run_command(
         _close_pipes(proc, readers)
         with contextlib.suppress(BaseException):  # brief best-effort reaping
             await _wait_exit(proc, 1.0)
+        if reaper is not None and token is not None:
+            reaper.finish(token)
         raise
     return RunResult(
         returncode=proc.returncode,
@@ -259,21 +286,57 @@ async def run_command(
 
 # ---------------------------------------------------------------------------- Engineer
 class Engineer:
-    """Evaluates candidates of one task: precheck, run, parse ``results.json``."""
+    """Evaluates candidates of one task, one stage at a time (see ``engine/stages.py``).
+
+    ``run_stage`` is the unit the loop schedules (it holds the stage's slots around the
+    call); ``evaluate`` runs every stage in order with no slots, for simple callers.
+    """
 
     def __init__(
-        self, task: TaskSpec, limits: Limits | None = None, secret_env: tuple[str, ...] = ()
+        self,
+        task: TaskSpec,
+        limits: Limits | None = None,
+        secret_env: tuple[str, ...] = (),
+        sandbox: Sandbox | None = None,
+        reaper: Reaper | None = None,
     ) -> None:
         self.task = task
         self.limits = limits or Limits()
         # LLM-written programs must not see the API keys the engine holds.
         self.secret_env = {"OPENAI_API_KEY", *secret_env}
+        self.sandbox = sandbox  # None: no confinement (engine/sandbox.py)
+        self.reaper = reaper or Reaper()  # kills what an evaluation leaves behind
 
     async def evaluate(self, code: str, workdir: Path, timeout: float | None = None) -> Evaluation:
-        """Evaluate ``code`` in ``workdir``; never raises for a failing candidate.
+        """Every stage of the task in order; the first failing one decides the outcome.
 
-        ``runtime`` covers precheck and evaluation; ``results["eval_runtime"]`` only the
-        command that ran last.
+        ``timeout`` overrides the limit of the score stage (the others keep theirs).
+        """
+        started = time.monotonic()
+        staged: dict[str, Evaluation] = {}
+        for stage in self.task.stages:
+            limit = timeout if timeout is not None and stage.name == self.task.score_stage else None
+            evaluation = await self.run_stage(code, stage, workdir, timeout=limit)
+            staged[stage.name] = evaluation
+            if not evaluation.ok:
+                break
+        combined = combine_stages(staged, self.task.score_stage)
+        combined.runtime = time.monotonic() - started
+        return combined
+
+    async def run_stage(
+        self,
+        code: str,
+        stage: Stage,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Evaluation:
+        """Run one stage of ``code`` in ``workdir``; never raises for a failing candidate.
+
+        ``env`` is added to the evaluator's environment (slot grants: CUDA_VISIBLE_DEVICES,
+        thread counts). Only the score stage must write a score; another stage that exits
+        0 without a results file passes.
         """
         started = time.monotonic()
         workdir = Path(workdir).resolve()
@@ -281,37 +344,40 @@ class Engineer:
         program = workdir / self.task.program_name
         program.parent.mkdir(parents=True, exist_ok=True)
         program.write_text(code, encoding="utf-8")
-        results_file = workdir / RESULTS_NAME
+        prefix = stage_prefix(stage.name)
+        results_file = workdir / f"{prefix}{RESULTS_NAME}"
         results_file.unlink(missing_ok=True)  # a re-run after a crash must not read it
-        env = {
+        full_env = {
             **{k: v for k, v in os.environ.items() if k not in self.secret_env},
             "ASI_EVOLVE_PROGRAM": str(program),
             "ASI_EVOLVE_WORKDIR": str(workdir),
             "ASI_EVOLVE_RESULTS": str(results_file),
+            "ASI_EVOLVE_STAGE": stage.name,
+            "ASI_EVOLVE_TASK_DIR": str(self.task.directory),
             "PYTHONUNBUFFERED": "1",
+            **(env or {}),
         }
+        scored = stage.name == self.task.score_stage
+        is_precheck = stage.name == PRECHECK_STAGE
 
         def finish(
             ok: bool, results: dict[str, Any], error: str, score: float | None = None
         ) -> Evaluation:
-            runtime = time.monotonic() - started
-            return Evaluation(ok, score if ok else None, results, error, runtime)
+            if error and not is_precheck and stage.name != self.task.score_stage:
+                error = f"{stage.name}: {error}"
+            return Evaluation(ok, score if ok else None, results, error, time.monotonic() - started)
 
-        if self.task.precheck_command:
-            command = self.task.command_for(program, workdir, template=self.task.precheck_command)
-            timeout_s = self.task.precheck_timeout
-            run, failure = await self._run(command, workdir, timeout_s, env, "precheck")
-            if run is None or failure:
-                results = _run_results(run) if run else {}
-                results["precheck_rejected"] = True
-                return finish(False, results, f"rejected by precheck: {failure}")
-            results_file.unlink(missing_ok=True)
-
-        timeout_s = self.task.timeout if timeout is None else timeout
-        command = self.task.command_for(program, workdir)
-        run, failure = await self._run(command, workdir, timeout_s, env, "evaluator")
+        limit = stage.timeout if timeout is None else timeout
+        command = self.task.command_for(program, workdir, template=stage.command)
+        what = "precheck" if is_precheck else "evaluator"
+        run, failure = await self._run(command, workdir, limit, full_env, what, prefix)
         if run is None:
             return finish(False, {}, failure)
+        if is_precheck:
+            if failure:
+                results = {**_run_results(run), "precheck_rejected": True}
+                return finish(False, results, f"rejected by precheck: {failure}")
+            return finish(True, _run_results(run), "")
 
         data, problem = _read_results(results_file)
         results = dict(data) if data is not None else {}
@@ -322,34 +388,85 @@ class Engineer:
         if failure:
             return finish(False, results, failure)
         if data is None:
+            if not scored and not results_file.exists():
+                return finish(True, results, "")
             return finish(False, results, problem)
         if not data.get("valid", True):
             reason = _one_line(str(data.get("error") or "")) or "the evaluator marked it invalid"
             return finish(False, results, f"invalid: {reason}")
         score, problem = _score(data)
         if score is None:
+            if not scored:
+                return finish(True, results, "")
             return finish(False, results, problem)
         return finish(True, results, "", score)
 
     async def _run(
-        self, command: str, workdir: Path, timeout: float, env: dict[str, str], stage: str
+        self,
+        command: str,
+        workdir: Path,
+        timeout: float,
+        env: dict[str, str],
+        what: str,
+        prefix: str,
     ) -> tuple[RunResult | None, str]:
-        """Run one stage, keep its output tails in files; (result, failure reason or "").
-
-        The evaluator's output goes to ``stdout.txt``/``stderr.txt``, the precheck's to
-        ``precheck_stdout.txt``/``precheck_stderr.txt``.
-        """
-        precheck = stage == "precheck"
+        """Run one command, keep its output tails in ``<prefix>stdout.txt``/``stderr.txt``."""
         try:
-            run = await run_command(command, workdir, timeout, self.limits, env=env)
+            run = await run_command(
+                command,
+                workdir,
+                timeout,
+                self.limits,
+                env=env,
+                sandbox=self.sandbox,
+                reaper=self.reaper,
+            )
         except OSError as exc:
-            what = "could not start" if precheck else "could not start the evaluator"
-            return None, f"{what}: {_one_line(str(exc))}"
-        prefix = "precheck_" if precheck else ""
+            starting = "could not start" if what == "precheck" else "could not start the evaluator"
+            return None, f"{starting}: {_one_line(str(exc))}"
         for name, text in (("stdout", run.stdout_tail), ("stderr", run.stderr_tail)):
             with contextlib.suppress(OSError):
                 (workdir / f"{prefix}{name}.txt").write_text(text, encoding="utf-8")
-        return run, _run_failure(run, timeout, stage)
+        return run, _run_failure(run, timeout, what)
+
+
+def stage_prefix(name: str) -> str:
+    """File-name prefix of a stage's outputs: none for the single default stage."""
+    return "" if name == DEFAULT_STAGE else f"{name}_"
+
+
+def stage_record(evaluation: Evaluation) -> dict[str, Any]:
+    """What the node keeps of one stage under ``results["stages"][name]``."""
+    return {
+        "ok": evaluation.ok,
+        "score": evaluation.score,
+        "error": evaluation.error,
+        "runtime": round(evaluation.runtime, 3),
+        "results": evaluation.results,
+    }
+
+
+def combine_stages(staged: dict[str, Evaluation], score_stage: str) -> Evaluation:
+    """The node's evaluation from its stages, in the order they ran.
+
+    A failed stage decides the outcome; otherwise the score stage gives the score and the
+    top-level results (so agents and the TUI read metrics where they always did). Every
+    stage stays under ``results["stages"]``; a single default stage adds nothing.
+    """
+    if not staged:
+        return Evaluation(False, None, {}, "no stage ran", 0.0)
+    failed = next((e for e in staged.values() if not e.ok), None)
+    main = failed or staged.get(score_stage) or list(staged.values())[-1]
+    results = dict(main.results)
+    if list(staged) != [DEFAULT_STAGE]:
+        results["stages"] = {name: stage_record(e) for name, e in staged.items()}
+    runtime = sum(e.runtime for e in staged.values())
+    if failed is not None:
+        return Evaluation(False, None, results, failed.error, runtime)
+    scored = staged.get(score_stage)
+    if scored is None or scored.score is None:
+        return Evaluation(False, None, results, f"score stage {score_stage!r} did not run", runtime)
+    return Evaluation(True, scored.score, results, "", runtime)
 
 
 def _run_results(run: RunResult) -> dict[str, Any]:
