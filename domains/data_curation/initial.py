@@ -13,9 +13,9 @@ import html
 import re
 
 # EVOLVE-BLOCK-START
-MAX_TAG_CHARS = 0.5  # strip <tags> whose inside is at most this long (0 = keep all tags)
-ENTITY_FIX = 0.2  # above 0.5: decode HTML entities such as &amp; and &#39;
-MOJIBAKE_FIX = 0.2  # above 0.5: repair UTF-8 text that was decoded as cp1252
+MAX_TAG_CHARS = 0.8  # strip <tags> whose inside is at most this long (0 = keep all tags)
+ENTITY_FIX = 0.4  # above 0.5: decode HTML entities such as &amp; and &#39;
+MOJIBAKE_FIX = 0.4  # above 0.5: repair UTF-8 text that was decoded as cp1252
 LINE_MIN_ALPHA = 0.1  # drop lines whose share of letters and spaces is below this
 LINE_MIN_VOWELS = 0.01  # drop lines whose letters are less than this share vowels
 BOILERPLATE_RATIO = 0.95  # drop lines where this share of words are navigation words
