@@ -206,3 +206,12 @@ def test_corpus_is_deterministic_and_split_by_hash(tmp_path, monkeypatch):
     assert loaded["valid"].tobytes() == again["valid"]
     assert corpus.split_of("x" * 300, 5) == corpus.split_of("x" * 300, 5)
     assert corpus.load()["valid"].tobytes() == again["valid"]  # served from the cache
+
+
+def test_cognition_seed_has_40_sourced_items():
+    from cognition.importer import load_file
+
+    drafts = load_file(DOMAIN / "cognition.yaml", "yaml")
+    assert len(drafts) >= 40
+    assert all(d.source and d.content and d.title for d in drafts)
+    assert any("multi-path" in d.title.lower() for d in drafts)  # the paper's finding

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import logging
 import os
 import sys
 import sysconfig
@@ -88,9 +89,14 @@ def load(min_chars: int = 200, valid_percent: int = 5) -> dict[str, np.ndarray]:
     folder = cache_root() / key
     paths = {name: folder / f"{name}.bin" for name in ("train", "valid")}
     if not all(p.is_file() for p in paths.values()):
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, data in build(min_chars, valid_percent).items():
-            tmp = paths[name].with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(data)
-            os.replace(tmp, paths[name])
+        built = build(min_chars, valid_percent)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, data in built.items():
+                tmp = paths[name].with_suffix(f".tmp{os.getpid()}")
+                tmp.write_bytes(data)
+                os.replace(tmp, paths[name])
+        except OSError as exc:  # e.g. a sandbox without a writable cache: build every time
+            logging.getLogger(__name__).warning("corpus cache not written (%s)", exc)
+            return {name: np.frombuffer(data, dtype=np.uint8) for name, data in built.items()}
     return {name: np.fromfile(p, dtype=np.uint8) for name, p in paths.items()}

@@ -313,6 +313,9 @@ def evaluate(program: str, stage: str | None) -> dict[str, Any]:
 
 
 def _cuda_available() -> bool:
+    """Whether a CUDA device is usable; torch (seconds to import) only where one may exist."""
+    if not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")):
+        return False
     import torch
 
     return torch.cuda.is_available()
