@@ -26,7 +26,7 @@ import curation_noise  # noqa: E402
 import curation_score  # noqa: E402
 
 TINY = {"n_docs": 60, "check_docs": 20, "lm_train_chars": 30000, "lm_eval_chars": 20000,
-        "child_timeout": 20}
+        "child_timeout": 20, "neural": {"enabled": True, "steps": 15, "eval_chars": 2000}}
 STRONG = {  # a careful setting of the initial program's knobs
     "MAX_TAG_CHARS": 60.0, "ENTITY_FIX": 1.0, "MOJIBAKE_FIX": 1.0, "LINE_MIN_ALPHA": 0.55,
     "LINE_MIN_VOWELS": 0.12, "BOILERPLATE_RATIO": 0.5, "MAX_LINE_REPEATS": 1.0,
@@ -149,6 +149,7 @@ def test_initial_noop_dropall_and_strong(env: dict) -> None:
 
     verify = evaluate(env, with_knobs(initial, **STRONG), "verify", name="strong")
     assert verify["valid"] and verify["score"] > 70 and "heldout_kept" in verify["metrics"]
+    assert verify["metrics"]["heldout_neural_bpb"] > 0  # the neural check ran
 
 
 def test_cheating_and_broken_candidates_are_caught(env: dict) -> None:

@@ -157,6 +157,7 @@ def score_docs(program: str, data: Any, settings: dict[str, Any], lm: Any) -> di
         "breakdown": breakdown,
         "samples": samples,
         "logs": _logs(metrics, breakdown, samples, answer),
+        "_outputs": outputs,  # for the verify stage's neural check; never written out
     }
     if error:
         result["error"] = error
@@ -218,6 +219,7 @@ def evaluate(program: str, stage: str | None, settings: dict[str, Any]) -> dict[
     if stage in (None, "check"):
         subset = dev.select(range(min(len(dev), int(settings["check_docs"]))))
         result = score_docs(program, subset, settings, lm=None)
+        result.pop("_outputs", None)
         result["metrics"] = {f"check_{k}": v for k, v in result["metrics"].items()
                              if k in ("f1", "kept", "removed", "error_rate", "eval_seconds")}
         # A poor start is not an error at check time: only crashes and errors fail here.
@@ -231,14 +233,17 @@ def evaluate(program: str, stage: str | None, settings: dict[str, Any]) -> dict[
         held = curation_corpus.load_variant(settings, "heldout")
         result = score_docs(program, held, settings, lm)
         result["metrics"] = {f"heldout_{k}": v for k, v in result["metrics"].items()}
+        outputs = result.pop("_outputs", None)
         if result["valid"] and (settings.get("neural") or {}).get("enabled"):
             import curation_neural
 
-            neural_error = curation_neural.check(program, held, settings, result, run_cleaner)
+            neural_error = curation_neural.check(program, held, settings, result, outputs)
             if neural_error:
                 result.update(valid=False, error=neural_error, score=0.0)
         return result
-    return score_docs(program, dev, settings, lm)
+    result = score_docs(program, dev, settings, lm)
+    result.pop("_outputs", None)
+    return result
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
