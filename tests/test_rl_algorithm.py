@@ -22,14 +22,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = ROOT / "domains" / "rl_algorithm"
 sys.path.insert(0, str(DOMAIN))
 
-from rl_checks import advantage_problems, loss_problems, static_problems  # noqa: E402
+from rl_checks import advantage_problems, loss_problems  # noqa: E402
 from rl_data import exact_reward, make_splits  # noqa: E402
+from rl_static import static_problems  # noqa: E402
 from rl_trainer import CandidateError, check_advantages, check_loss  # noqa: E402
 
 TINY = {
     "seed": 0,
-    "verify_seeds": [1, 2],
-    "check_steps": 1,
+    "verify_seeds": [1],
     "check_timeout": 60,
     "train_timeout": 60,
     "warm_start": {
@@ -62,7 +62,7 @@ def candidate(**replace: str) -> str:
 def load(source: str, tmp_path: Path):
     path = tmp_path / "candidate.py"
     path.write_text(source, encoding="utf-8")
-    from rl_run import load_candidate
+    from rl_checks import load_candidate
 
     return load_candidate(str(path))
 
@@ -77,6 +77,19 @@ def tiny_task(tmp_path_factory) -> Path:
     spec["settings"] = TINY
     spec["timeout"] = 120
     (task / "task.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    # Build the warm start here, so that sandboxed evaluators only ever read the cache.
+    from rl_model import cached_warm_start
+    from rl_settings import load_settings
+
+    saved = os.environ.get("ASI_EVOLVE_CACHE")
+    os.environ["ASI_EVOLVE_CACHE"] = str(base / "cache")
+    try:
+        cached_warm_start(load_settings(task).warm_start)
+    finally:
+        if saved is None:
+            os.environ.pop("ASI_EVOLVE_CACHE")
+        else:
+            os.environ["ASI_EVOLVE_CACHE"] = saved
     return task
 
 

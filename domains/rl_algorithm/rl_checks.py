@@ -1,9 +1,7 @@
 """The check stage: cheap contract tests that a candidate must pass before it may train.
 
-Two kinds. ``static_problems`` reads the source without running it: only a few numeric
-modules may be imported and a few builtins (file access, exec) may not appear, because the
-candidate runs inside the training process and should change the algorithm, not the
-harness. ``contract_problems`` calls the two functions on synthetic tensors and checks the
+``rl_static.static_problems`` reads the source without running it (imports, banned
+builtins). The functions here call the two functions on synthetic tensors and checks the
 properties every policy-gradient method has, so that a broken candidate costs seconds
 instead of a training run:
 
@@ -20,44 +18,33 @@ Each check returns a list of one-line problems; empty means passed.
 
 from __future__ import annotations
 
-import ast
+import importlib.util
 import math
+from pathlib import Path
 
 import torch
-
-ALLOWED_IMPORTS = frozenset({"torch", "math", "numpy", "typing", "dataclasses", "functools"})
-BANNED_NAMES = frozenset(
-    {"open", "exec", "eval", "compile", "__import__", "breakpoint", "globals", "input"}
-)
-FUNCTIONS = ("compute_advantages", "policy_loss")
+from rl_static import FUNCTIONS
 
 
-def static_problems(source: str) -> list[str]:
-    """Problems visible in the source alone (syntax, imports, banned builtins, functions)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as exc:
-        return [f"syntax error at line {exc.lineno}: {exc.msg}"]
-    problems = []
-    defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+class ContractError(Exception):
+    """The program cannot be used as a candidate; the message is one line."""
+
+
+def load_candidate(program: str):
+    """(compute_advantages, policy_loss) from the program file, or ContractError."""
+    path = Path(program).resolve()
+    spec = importlib.util.spec_from_file_location("rl_candidate", path)
+    if spec is None or spec.loader is None:
+        raise ContractError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    functions = []
     for name in FUNCTIONS:
-        if name not in defined:
-            problems.append(f"program defines no top-level function {name}()")
-    for node in ast.walk(tree):
-        modules: list[str] = []
-        if isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
-            modules = [node.module or "."]
-        for module in modules:
-            if module.split(".")[0] not in ALLOWED_IMPORTS:
-                problems.append(
-                    f"line {node.lineno}: import of {module!r} is not allowed "
-                    f"(allowed: {', '.join(sorted(ALLOWED_IMPORTS))})"
-                )
-        if isinstance(node, ast.Name) and node.id in BANNED_NAMES:
-            problems.append(f"line {node.lineno}: use of {node.id!r} is not allowed")
-    return problems
+        function = getattr(module, name, None)
+        if not callable(function):
+            raise ContractError(f"program defines no function {name}()")
+        functions.append(function)
+    return functions[0], functions[1]
 
 
 def advantage_problems(compute_advantages) -> list[str]:

@@ -12,7 +12,6 @@ parallel evaluators neither duplicate the work nor read a half-written model.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -20,52 +19,14 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from rl_data import Problem, build_tokenizer, greedy_accuracy, make_splits
+from rl_settings import WarmStartSettings
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 2
-
-
-@dataclass(frozen=True)
-class WarmStartSettings:
-    """Everything that determines the warm-start model (and so its cache key).
-
-    max_operand: problems are ``a+b=`` with 0 <= a, b <= max_operand.
-    n_test: held-out problems the score is measured on.
-    n_val: problems that decide when the warm-up stops.
-    data_seed: shuffles the pairs into splits.
-    hidden_size, intermediate_size, num_layers, num_heads: the Llama's shape.
-    init_seed: seeds the weights and the warm-up batches.
-    sft_lr, sft_batch_size: AdamW step size and batch size of the warm-up.
-    sft_max_steps: upper bound on warm-up steps.
-    sft_eval_every: steps between validation checks.
-    sft_target_accuracy: stop at the first check whose validation accuracy reaches this.
-    max_new_tokens: generation length for the answers (digits plus EOS).
-    """
-
-    max_operand: int = 99
-    n_test: int = 400
-    n_val: int = 200
-    data_seed: int = 0
-    hidden_size: int = 96
-    intermediate_size: int = 256
-    num_layers: int = 2
-    num_heads: int = 4
-    init_seed: int = 0
-    sft_lr: float = 3e-3
-    sft_batch_size: int = 64
-    sft_max_steps: int = 3000
-    sft_eval_every: int = 25
-    sft_target_accuracy: float = 0.3
-    max_new_tokens: int = 5
-
-    def key(self) -> str:
-        text = json.dumps({"v": CACHE_VERSION, **asdict(self)}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def build_model(settings: WarmStartSettings, vocab_size: int):

@@ -9,7 +9,6 @@ runs in this process cannot touch the score.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -20,28 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rl_checks import ContractError, load_candidate
 from rl_data import Problem, exact_reward
-from rl_trainer import REF_SENTINEL_BETA, CandidateError, CandidateGRPOTrainer, RLSettings
+from rl_settings import RLSettings
+from rl_trainer import REF_SENTINEL_BETA, CandidateGRPOTrainer
 
 WEIGHTS_FILE = "model.safetensors"
 CURVE_FILE = "curve.json"
-
-
-def load_candidate(program: str):
-    """(compute_advantages, policy_loss) from the program file, or CandidateError."""
-    path = Path(program).resolve()
-    spec = importlib.util.spec_from_file_location("rl_candidate", path)
-    if spec is None or spec.loader is None:
-        raise CandidateError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    functions = []
-    for name in ("compute_advantages", "policy_loss"):
-        function = getattr(module, name, None)
-        if not callable(function):
-            raise CandidateError(f"program defines no function {name}()")
-        functions.append(function)
-    return functions[0], functions[1]
 
 
 def reward_function(answers_by_prompt: dict[str, str]):
@@ -145,7 +129,7 @@ def child_main(program: str, job_file: str) -> int:
             Path(job["out_dir"]),
         )
     except BaseException as exc:  # noqa: BLE001 - report anything, SystemExit included
-        reason = str(exc) if isinstance(exc, CandidateError) else f"{type(exc).__name__}: {exc}"
+        reason = str(exc) if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
         Path(job["out_dir"]).mkdir(parents=True, exist_ok=True)
         error_path.write_text(reason.splitlines()[0][:500] if reason else repr(exc), "utf-8")
         import traceback

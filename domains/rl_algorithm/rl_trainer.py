@@ -22,39 +22,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
+from rl_checks import ContractError
 from trl import GRPOTrainer
 
 REF_SENTINEL_BETA = 1e-3  # only makes trl load the reference model; the candidate owns the KL
 
 
-class CandidateError(Exception):
-    """The candidate's functions broke the contract; the message says how."""
-
-
-@dataclass(frozen=True)
-class RLSettings:
-    """The fixed GRPO budget every candidate gets (identical for all, so scores compare).
-
-    steps: optimiser steps.
-    prompts_per_step: distinct prompts per generation batch.
-    group_size: completions sampled per prompt (G).
-    num_iterations: optimiser passes over each generation batch (> 1 makes the ratio and
-      its clipping matter, as in PPO).
-    learning_rate: AdamW step size (constant schedule).
-    temperature: sampling temperature of the rollouts.
-    max_completion_length: tokens sampled per completion.
-    """
-
-    steps: int = 120
-    prompts_per_step: int = 16
-    group_size: int = 8
-    num_iterations: int = 2
-    learning_rate: float = 1e-3
-    temperature: float = 1.0
-    max_completion_length: int = 5
+class CandidateError(ContractError):
+    """The candidate's functions broke the contract during training; the message says how."""
 
 
 class CandidateGRPOTrainer(GRPOTrainer):
