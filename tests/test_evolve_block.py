@@ -102,7 +102,8 @@ def test_programs_without_markers_are_unrestricted():
 def test_full_rewrite_must_keep_frozen_text():
     good = PROGRAM.replace("RATE * x + 2.5", "RATE * x * x")
     bad = PROGRAM.replace("LIMIT = 10", "LIMIT = 1")
-    assert LLMResearcher._code(None, f"<code>\n{good}</code>", PROGRAM, Attempt("full")) == good.rstrip("\n")
+    accepted = LLMResearcher._code(None, f"<code>\n{good}</code>", PROGRAM, Attempt("full"))
+    assert accepted == good.rstrip("\n")
     with pytest.raises(Unusable, match="refused: the frozen line 'LIMIT = 10'"):
         LLMResearcher._code(None, f"<code>\n{bad}</code>", PROGRAM, Attempt("full"))
     gone = PROGRAM.replace("# EVOLVE-BLOCK-END\n", "")

@@ -112,7 +112,7 @@ def test_no_stage_runs_check_then_explore(tiny_task, tmp_path):
     assert both["valid"], both.get("error")
     metrics = both["metrics"]
     assert "param_ratio" in metrics and "growth_flops" in metrics  # the check stage ran
-    for key in ("bpb", "mqar", "delta_bpb", "delta_mqar", "lm_step_ms", "mixer_params"):
+    for key in ("bpb", "mqar", "delta_bpb", "delta_mqar", "lm_step_ms", "params"):
         assert key in metrics  # and the explore stage
     assert isinstance(both["score"], float)
 
