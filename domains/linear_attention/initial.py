@@ -18,9 +18,9 @@ CONV_SIZE = 4  # width of the causal short convolution on q, k and v
 CHUNK_SIZE = 32  # tokens per chunk of the chunkwise delta rule (speed, not maths)
 BETA_MAX = 1.0  # beta = BETA_MAX * sigmoid(w . x + BETA_BIAS); the rule is stable up to 2
 BETA_BIAS = 0.0  # initial bias of the write strength
-QK_SCALE = 1.0  # multiplies the usual head_dim ** -0.5 on the queries
+QK_SCALE = 1.00  # multiplies the usual head_dim ** -0.5 on the queries
 NORM_EPS = 1e-5  # epsilon of the per-head output RMS norm
-SHORTCUT = 0.0  # weight of a direct path from the convolved values to the output
+SHORTCUT = 0.00  # weight of a direct path from the convolved values to the output
 
 
 class TokenMixer(nn.Module):
