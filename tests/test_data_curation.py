@@ -179,11 +179,27 @@ def test_cheating_and_broken_candidates_are_caught(env: dict) -> None:
     res = evaluate(slow, "def clean(doc):\n    while True:\n        pass\n", "check", name="hang")
     assert not res["valid"] and res["error"].startswith("timeout")
     # The candidate sees a plain list of texts: no references, no labels.
-    peek = ("import json, sys\nseen = json.load(open(sys.argv[2]))\n"
+    peek = ("import json, os, sys\nseen = json.load(open(sys.argv[2]))\n"
             "print('PEEK', all(isinstance(t, str) for t in seen), len(seen))\n"
+            "print('ENV', [k for k in os.environ if k.startswith('ASI_EVOLVE')])\n"
+            "try:\n    import curation_noise\n    print('GENERATOR visible')\n"
+            "except ImportError:\n    pass\n"
             "def clean(doc):\n    return doc\n")
     res = evaluate(env, peek, "check", name="peek")
-    assert "PEEK True 20" in res["logs"]
+    assert "PEEK True 20" in res["logs"] and "ENV []" in res["logs"]
+    assert "GENERATOR" not in res["logs"]
+
+
+def test_memorising_the_dev_templates_does_not_transfer(env: dict) -> None:
+    knobs = {**STRONG, "BOILERPLATE_RATIO": 1.01}  # no general boilerplate rule ...
+    strong = with_knobs((DOMAIN / "initial.py").read_text(), **knobs)
+    memo = repr(set(curation_noise.DEV.nav_lines + curation_noise.DEV.page_lines))  # ... a list
+    cheat = strong.replace("def _junk_line(line: str) -> bool:\n",
+                           f"def _junk_line(line: str) -> bool:\n    if line in {memo}:\n"
+                           "        return True\n", 1)
+    dev = evaluate(env, cheat, "explore", name="memo")["metrics"]
+    held = evaluate(env, cheat, "verify", name="memo")["metrics"]
+    assert dev["removed_boilerplate"] > 0.9 and held["heldout_removed_boilerplate"] < 0.5
 
 
 # --- user corpora -----------------------------------------------------------------------

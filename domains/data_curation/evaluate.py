@@ -92,8 +92,10 @@ def run_cleaner(program: str, texts: list[str], timeout: float) -> dict[str, Any
         cmd = [sys.executable, str(HERE / "run_candidate.py"), os.path.abspath(program),
                in_path, out_path]
         with open(log_path, "wb") as child_log:
+            env = {k: v for k, v in os.environ.items()
+                   if not k.startswith("ASI_EVOLVE_")}  # no task dir, cache or results path
             proc = subprocess.Popen(cmd, stdout=child_log, stderr=subprocess.STDOUT,
-                                    cwd=tmp, start_new_session=True)
+                                    cwd=tmp, env=env, start_new_session=True)
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -23,6 +23,9 @@ from pathlib import Path
 
 def main(argv: list[str]) -> int:
     program, in_path, out_path = argv
+    # The evaluator's own modules (and the generator) are not importable by the candidate.
+    here = str(Path(__file__).resolve().parent)
+    sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != Path(here)]
     start = time.monotonic()
     try:
         path = Path(program).resolve()
