@@ -95,11 +95,16 @@ def test_verify_compares_with_a_cached_baseline(tiny_task, tmp_path, monkeypatch
 
     monkeypatch.setattr(evaluate, "run_pairs", fake_pairs)
     settings = {**evaluate.load_settings(use_cuda=False), "verify_seeds": [0, 1]}
-    out = evaluate.stage_verify("cand.py", settings, tmp_path)
+    candidate = tmp_path / "cand.py"
+    candidate.write_text(NO_MIXING)
+    out = evaluate.stage_verify(str(candidate), settings, tmp_path)
     assert out["beats_baseline"] and out["baseline_bpb"] == 3.105 and out["bpb"] == 3.005
     assert calls == ["verify", "baseline"]
-    evaluate.stage_verify("cand.py", settings, tmp_path)
+    evaluate.stage_verify(str(candidate), settings, tmp_path)
     assert calls == ["verify", "baseline", "verify"]  # the baseline came from the cache
+    skipped = evaluate.stage_verify(str(tiny_task / "initial.py"), settings, tmp_path)
+    assert skipped["beats_baseline"] is False and "verify_skipped" in skipped
+    assert calls == ["verify", "baseline", "verify"]  # nothing trained for the baseline itself
 
 
 def test_no_stage_runs_check_then_explore(tiny_task, tmp_path):

@@ -253,8 +253,12 @@ def stage_verify(program: str, settings: dict, scratch: Path) -> dict[str, Any]:
     s = {**settings, "steps": settings["verify_steps"], "seq_len": settings["verify_seq_len"],
          "mqar_steps": settings["verify_mqar_steps"]}
     seeds = list(s["verify_seeds"])
-    mine = run_pairs(program, s, seeds, scratch, "verify")
     initial = task_dir() / "initial.py"
+    if Path(program).read_text(encoding="utf-8").strip() == initial.read_text(
+        encoding="utf-8"
+    ).strip():  # the baseline cannot beat itself: spend no hour on proving it
+        return {"beats_baseline": False, "verify_skipped": "the program is the initial DeltaNet"}
+    mine = run_pairs(program, s, seeds, scratch, "verify")
     key = hashlib.sha256(
         (json.dumps(s, sort_keys=True) + initial.read_text(encoding="utf-8")).encode()
     ).hexdigest()[:16]
