@@ -26,7 +26,8 @@ import curation_noise  # noqa: E402
 import curation_score  # noqa: E402
 
 TINY = {"n_docs": 60, "check_docs": 20, "lm_train_chars": 30000, "lm_eval_chars": 20000,
-        "child_timeout": 20, "neural": {"enabled": True, "steps": 15, "eval_chars": 2000}}
+        "child_timeout": 20, "neural": {"enabled": False}}
+NEURAL = {"enabled": True, "steps": 15, "eval_chars": 2000}  # one test turns it on
 STRONG = {  # a careful setting of the initial program's knobs
     "MAX_TAG_CHARS": 60.0, "ENTITY_FIX": 1.0, "MOJIBAKE_FIX": 1.0, "LINE_MIN_ALPHA": 0.55,
     "LINE_MIN_VOWELS": 0.12, "BOILERPLATE_RATIO": 0.5, "MAX_LINE_REPEATS": 1.0,
@@ -59,6 +60,16 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict:
                "OMP_NUM_THREADS": "1"}
     return {"base": base, "task": task, "cache": cache, "env": environ,
             "settings": spec["settings"]}
+
+
+def variant(env: dict, name: str, **settings: object) -> dict:
+    """``env`` with a copy of its task whose settings are changed."""
+    task = env["base"] / name
+    shutil.copytree(env["task"], task, dirs_exist_ok=True)
+    spec = yaml.safe_load((task / "task.yaml").read_text())
+    spec["settings"].update(settings)
+    (task / "task.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return {**env, "task": task, "env": {**env["env"], "ASI_EVOLVE_TASK_DIR": str(task)}}
 
 
 def evaluate(env: dict, code: str, stage: str | None = None, name: str = "p") -> dict:
@@ -147,7 +158,8 @@ def test_initial_noop_dropall_and_strong(env: dict) -> None:
     strong = evaluate(env, with_knobs(initial, **STRONG), "explore", name="strong")
     assert strong["valid"] and strong["score"] > 80 and strong["score"] > start["score"] + 30
 
-    verify = evaluate(env, with_knobs(initial, **STRONG), "verify", name="strong")
+    neural = variant(env, "neural_task", neural=NEURAL)
+    verify = evaluate(neural, with_knobs(initial, **STRONG), "verify", name="strong")
     assert verify["valid"] and verify["score"] > 70 and "heldout_kept" in verify["metrics"]
     assert verify["metrics"]["heldout_neural_bpb"] > 0  # the neural check ran
 
@@ -169,13 +181,7 @@ def test_cheating_and_broken_candidates_are_caught(env: dict) -> None:
     assert not res["valid"] and "failed to load" in res["error"]
     res = evaluate(env, "def clean(doc):\n    return 42\n", "check", name="type")
     assert not res["valid"] and "returned int" in res["error"]
-    slow = {**env, "env": {**env["env"]}}
-    spec = yaml.safe_load((env["task"] / "task.yaml").read_text())
-    spec["settings"]["child_timeout"] = 2
-    hang_task = env["base"] / "hang_task"
-    shutil.copytree(env["task"], hang_task, dirs_exist_ok=True)
-    (hang_task / "task.yaml").write_text(yaml.safe_dump(spec))
-    slow["env"]["ASI_EVOLVE_TASK_DIR"] = str(hang_task)
+    slow = variant(env, "hang_task", child_timeout=2)
     res = evaluate(slow, "def clean(doc):\n    while True:\n        pass\n", "check", name="hang")
     assert not res["valid"] and res["error"].startswith("timeout")
     # The candidate sees a plain list of texts: no references, no labels.
