@@ -112,6 +112,15 @@ def node_view(
         "stderr": tail(str(results.get("stderr_tail") or ""), logs_chars),
         "judge_score": results.get("judge_score"),
         "eval_score": results.get("eval_score"),
+        # A task's own structured report (e.g. data curation: per-issue-type table, pairs).
+        "breakdown": results.get("breakdown") or {},
+        "samples": results.get("samples") or [],
+        # Staged evaluation: each stage's outcome, without its bulky results.
+        "stages": {
+            name: {k: v for k, v in record.items() if k != "results"}
+            for name, record in (results.get("stages") or {}).items()
+            if isinstance(record, dict)
+        },
         "code": code,
         "code_omitted": omitted,
         "lang": lang,
