@@ -190,6 +190,35 @@ def test_trainer_side_guards() -> None:
         check_loss(torch.tensor(1.0))
 
 
+def test_real_model_settings_and_math_set(tmp_path: Path) -> None:
+    """The real-model path: a local datasets directory, last-number reward, settings checks."""
+    from datasets import Dataset, DatasetDict
+    from rl_data import number_reward
+    from rl_real import problem_source
+    from rl_settings import SettingsError, load_settings
+
+    rows = {"question": [f"{i}+1=" for i in range(12)],
+            "answer": [f"so #### {i + 1}" for i in range(12)]}
+    DatasetDict({"train": Dataset.from_dict(rows)}).save_to_disk(tmp_path / "math")
+    task = tmp_path / "task"
+    task.mkdir()
+    real = {"model_path": str(tmp_path), "dataset_path": str(tmp_path / "math"), "n_test": 4}
+    (task / "task.yaml").write_text(yaml.safe_dump({"settings": {"real_model": real}}), "utf-8")
+    source = problem_source(load_settings(task))
+    assert len(source.splits.test) == 4 and len(source.splits.train) == 8
+    assert source.splits.test[0].prompt.startswith("0+1=")
+    assert source.reward("1+1 is 2, #### 2", "x #### 2") == 1.0 == number_reward("1,000", "1000")
+    assert number_reward("no number", "#### 2") == 0.0
+    (task / "task.yaml").write_text(
+        yaml.safe_dump({"settings": {"real_model": {"model_path": "m"}}}), "utf-8"
+    )
+    with pytest.raises(SettingsError, match="dataset_path"):
+        load_settings(task)
+    (task / "task.yaml").write_text(yaml.safe_dump({"settings": {"rl": {"stepz": 1}}}), "utf-8")
+    with pytest.raises(SettingsError, match="stepz"):
+        load_settings(task)
+
+
 # --- the evaluator, through its command line ----------------------------------------------
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rl_settings import TaskSettings, load_settings  # noqa: E402
+from rl_settings import TaskSettings, load_settings, task_dir  # noqa: E402
 
 LOG_LIMIT = 3000
 
@@ -81,21 +81,17 @@ def child(job_file: str) -> int:
     return 0
 
 
-def _train_job(program: str, settings: TaskSettings, warm: Path, seed: int, out: Path, rl) -> dict:
-    data = settings.warm_start
+def _train_job(
+    program: str, settings: TaskSettings, start: Path, seed: int, out: Path
+) -> dict[str, Any]:
     return {
         "kind": "train",
         "program": program,
-        "warm_dir": str(warm),
+        "start_dir": str(start),
+        "task_dir": settings.source_dir,
         "seed": seed,
         "out_dir": str(out),
-        "rl": rl,
-        "data": {
-            "max_operand": data.max_operand,
-            "n_test": data.n_test,
-            "n_val": data.n_val,
-            "seed": data.data_seed,
-        },
+        "rl": settings.rl_dict(),
     }
 
 
@@ -119,20 +115,20 @@ def train_and_score(
     program: str, settings: TaskSettings, seed: int, scratch: Path
 ) -> tuple[str, dict[str, Any], str]:
     """One GRPO run; (error or "", metrics, logs)."""
-    from rl_model import cached_warm_start, warm_start_accuracy
+    from rl_real import starting_accuracy, starting_model_dir
     from rl_score import score_weights
 
-    warm = cached_warm_start(settings.warm_start)
+    start_dir = starting_model_dir(settings)
     out = scratch / f"seed{seed}"
-    job = _train_job(program, settings, warm, seed, out, settings.rl_dict())
+    job = _train_job(program, settings, start_dir, seed, out)
     start = time.monotonic()
     error, logs = run_child(job, settings.train_timeout)
     if error:
         return error, {}, logs
-    accuracy, problem = score_weights(warm, out, settings.warm_start)
+    accuracy, problem = score_weights(settings, start_dir, out)
     if problem:
         return problem, {}, logs
-    base = warm_start_accuracy(warm, settings.warm_start)
+    base = starting_accuracy(settings, start_dir)
     curve = json.loads((out / "curve.json").read_text(encoding="utf-8"))
     metrics = {
         "accuracy": accuracy,
@@ -188,7 +184,7 @@ def stage_verify(program: str, settings: TaskSettings, scratch: Path) -> dict[st
 
 
 def evaluate(program: str, stage: str | None) -> dict[str, Any]:
-    settings = load_settings()
+    settings = load_settings(task_dir())
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rl_eval_") as tmp:
         scratch = Path(tmp)

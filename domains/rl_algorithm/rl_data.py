@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -93,11 +94,32 @@ def exact_reward(completion: str, answer: str) -> float:
     return 1.0 if completion.strip() == answer else 0.0
 
 
+def number_reward(completion: str, answer: str) -> float:
+    """1.0 when the last number in the completion equals the answer's last number, else 0.0.
+
+    For real math sets, whose answers come with working (GSM8K: ``... #### 42``) and whose
+    models write working before the result; thousands separators are ignored.
+    """
+    got = re.findall(r"-?\d+(?:\.\d+)?", completion.replace(",", ""))
+    want = re.findall(r"-?\d+(?:\.\d+)?", answer.replace(",", ""))
+    if not got or not want:
+        return 0.0
+    try:
+        return 1.0 if abs(float(got[-1]) - float(want[-1])) < 1e-6 else 0.0
+    except ValueError:
+        return 0.0
+
+
 @torch.no_grad()
 def greedy_accuracy(
-    model, tokenizer, problems: list[Problem], max_new_tokens: int, batch_size: int = 256
+    model,
+    tokenizer,
+    problems: list[Problem],
+    max_new_tokens: int,
+    batch_size: int = 256,
+    reward: Callable[[str, str], float] = exact_reward,
 ) -> float:
-    """Fraction of problems whose greedy completion is exactly the answer."""
+    """Mean reward of the greedy completions (exact match unless told otherwise)."""
     if not problems:
         return 0.0
     was_training = model.training
@@ -107,6 +129,7 @@ def greedy_accuracy(
     for start in range(0, len(problems), batch_size):
         chunk = problems[start : start + batch_size]
         encoded = tokenizer([p.prompt for p in chunk], return_tensors="pt", padding=True)
+        encoded = {k: v.to(model.device) for k, v in encoded.items()}
         output = model.generate(
             **encoded,
             max_new_tokens=max_new_tokens,
@@ -117,7 +140,7 @@ def greedy_accuracy(
         texts = tokenizer.batch_decode(
             output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True
         )
-        correct += sum(exact_reward(t, p.answer) for t, p in zip(texts, chunk, strict=True))
+        correct += sum(reward(t, p.answer) for t, p in zip(texts, chunk, strict=True))
     if was_training:
         model.train()
     return correct / len(problems)

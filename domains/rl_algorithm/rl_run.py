@@ -1,10 +1,11 @@
 """One GRPO training run of a candidate from the cached warm start (the child-process side).
 
 ``train_candidate`` imports the candidate program, builds trl's GRPOConfig for the fixed
-budget, trains ``CandidateGRPOTrainer`` and saves the trained weights (safetensors) plus the
-training curve. It does not score anything: the evaluator's parent process loads the weights
-into a model of the known shape and measures held-out accuracy itself, so a candidate that
-runs in this process cannot touch the score.
+budget (CPU float32 for the tiny setup; GPU and bf16 where available for a real model; never
+gradient checkpointing or vLLM), trains ``CandidateGRPOTrainer`` and saves the trained
+weights (safetensors) plus the training curve. It does not score anything: the evaluator's
+parent process loads the weights into a model of the known shape and measures held-out
+accuracy itself, so a candidate that runs in this process cannot touch the score.
 """
 
 from __future__ import annotations
@@ -15,55 +16,63 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from rl_checks import ContractError, load_candidate
-from rl_data import Problem, exact_reward
-from rl_settings import RLSettings
+from rl_real import ProblemSource, problem_source
+from rl_settings import RLSettings, load_settings
 from rl_trainer import REF_SENTINEL_BETA, CandidateGRPOTrainer
 
 WEIGHTS_FILE = "model.safetensors"
 CURVE_FILE = "curve.json"
 
 
-def reward_function(answers_by_prompt: dict[str, str]):
-    """trl reward function: exact-match reward against the answer column."""
+def reward_function(reward: Callable[[str, str], float]):
+    """trl reward function: the task's reward of each completion against its answer column."""
 
-    def exact_answer(prompts, completions, answer, **kwargs) -> list[float]:
-        return [exact_reward(c, a) for c, a in zip(completions, answer, strict=True)]
+    def correct(prompts, completions, answer, **kwargs) -> list[float]:
+        return [reward(c, a) for c, a in zip(completions, answer, strict=True)]
 
-    exact_answer.__name__ = "exact_answer"
-    return exact_answer
+    return correct
 
 
 def train_candidate(
     program: str,
-    warm_dir: Path,
-    train_problems: list[Problem],
+    start_dir: Path,
+    source: ProblemSource,
     rl: RLSettings,
     seed: int,
     out_dir: Path,
+    real: bool = False,
 ) -> dict[str, Any]:
-    """Train the warm start with the candidate's GRPO; write weights and curve to out_dir."""
+    """Train the starting policy with the candidate's GRPO; write weights and curve to out_dir."""
     from datasets import Dataset
-    from transformers import AutoTokenizer, LlamaForCausalLM, PrinterCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import GRPOConfig
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
     compute_advantages, policy_loss = load_candidate(program)
-    tokenizer = AutoTokenizer.from_pretrained(warm_dir)
-    model = LlamaForCausalLM.from_pretrained(warm_dir, dtype=torch.float32)
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    tokenizer = AutoTokenizer.from_pretrained(start_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = torch.bfloat16 if (real and bf16) else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(start_dir, dtype=dtype)
+    train = source.splits.train
     dataset = Dataset.from_dict(
-        {"prompt": [p.prompt for p in train_problems], "answer": [p.answer for p in train_problems]}
+        {"prompt": [p.prompt for p in train], "answer": [p.answer for p in train]}
     )
     batch = rl.prompts_per_step * rl.group_size
     with tempfile.TemporaryDirectory(prefix="rl_grpo_") as scratch:
         config = GRPOConfig(
             output_dir=scratch,
-            use_cpu=True,
-            bf16=False,
+            use_cpu=not cuda,
+            bf16=real and bf16,
+            gradient_checkpointing=False,
             fp16=False,
             seed=seed,
             data_seed=seed,
@@ -85,7 +94,7 @@ def train_candidate(
         )
         trainer = CandidateGRPOTrainer(
             model=model,
-            reward_funcs=reward_function({}),
+            reward_funcs=reward_function(source.reward),
             args=config,
             train_dataset=dataset,
             processing_class=tokenizer,
@@ -98,6 +107,8 @@ def train_candidate(
         train_seconds = time.monotonic() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     trainer.model.save_pretrained(out_dir, safe_serialization=True)
+    if real:
+        tokenizer.save_pretrained(out_dir)
     history = [row for row in trainer.state.log_history if "reward" in row]
     curve = {
         "reward": [round(float(row["reward"]), 4) for row in history],
@@ -116,17 +127,15 @@ def child_main(program: str, job_file: str) -> int:
     error_path = Path(job["out_dir"]) / "error.txt"
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     try:
-        from rl_data import make_splits
-
-        data = job["data"]
-        splits = make_splits(data["max_operand"], data["n_test"], data["n_val"], data["seed"])
+        settings = load_settings(Path(job["task_dir"]))
         train_candidate(
             program,
-            Path(job["warm_dir"]),
-            splits.train,
+            Path(job["start_dir"]),
+            problem_source(settings),
             RLSettings(**job["rl"]),
             int(job["seed"]),
             Path(job["out_dir"]),
+            real=settings.real_model.enabled,
         )
     except BaseException as exc:  # noqa: BLE001 - report anything, SystemExit included
         reason = str(exc) if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"

@@ -1,9 +1,10 @@
 """Scoring trained weights in the evaluator's own process.
 
-The training child only hands back a safetensors file. It is loaded into a fresh model
-built from the warm start's config (which the candidate never wrote), strictly - every
-tensor present with the right shape - and must be finite; then greedy accuracy on the
-held-out split is the score.
+The training child only hands back weights. In the tiny setup they are loaded strictly into a
+fresh model built from the warm start's config (which the candidate never wrote): every
+tensor present, right shapes, all finite. Greedy accuracy on the held-out split is the score.
+In the real-model setup the saved model directory is loaded with ``AutoModelForCausalLM``
+(no remote code) and checked for finite weights the same way.
 """
 
 from __future__ import annotations
@@ -11,38 +12,65 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from rl_data import greedy_accuracy, make_splits
-from rl_model import WarmStartSettings
+from rl_real import greedy_score, problem_source
+from rl_settings import TaskSettings
 
 
-def score_weights(
-    warm_dir: Path, trained_dir: Path, settings: WarmStartSettings
-) -> tuple[float, str]:
-    """(held-out accuracy, problem or "") for the weights in ``trained_dir``."""
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_policy(directory: Path):
+    """(model, tokenizer) of a real model directory, on the GPU when there is one."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype).to(device())
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    return model, tokenizer
+
+
+def _load_tiny(start_dir: Path, trained_dir: Path):
+    """(model, problem or "") from the child's safetensors, strictly, in the known shape."""
     from safetensors.torch import load_file
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     weights = trained_dir / "model.safetensors"
     if not weights.is_file():
-        return 0.0, "training produced no model.safetensors"
-    config = LlamaConfig.from_pretrained(warm_dir)
+        return None, "training produced no model.safetensors"
+    config = LlamaConfig.from_pretrained(start_dir)
     model = LlamaForCausalLM(config)
     state = load_file(str(weights))
     expected = model.state_dict()
     for name, tensor in expected.items():
         if name in state and state[name].shape != tensor.shape:
-            return 0.0, f"trained weight {name} has shape {tuple(state[name].shape)}"
-    try:
-        model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        return 0.0, f"trained weights do not load: {str(exc).splitlines()[0]}"
+            return None, f"trained weight {name} has shape {tuple(state[name].shape)}"
     missing = [n for n in expected if n not in state and "lm_head" not in n]
     if missing:
-        return 0.0, f"trained weights miss {missing[0]}"
+        return None, f"trained weights miss {missing[0]}"
+    model.load_state_dict(state, strict=False)
     if config.tie_word_embeddings:
         model.tie_weights()
+    model.eval()
+    return model, ""
+
+
+def score_weights(settings: TaskSettings, start_dir: Path, trained_dir: Path) -> tuple[float, str]:
+    """(held-out accuracy, problem or "") for the weights in ``trained_dir``."""
+    from transformers import AutoTokenizer
+
+    if settings.real_model.enabled:
+        if not (trained_dir / "config.json").is_file():
+            return 0.0, "training produced no model directory"
+        model, tokenizer = load_policy(trained_dir)
+    else:
+        model, problem = _load_tiny(start_dir, trained_dir)
+        if problem:
+            return 0.0, problem
+        tokenizer = AutoTokenizer.from_pretrained(start_dir)
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         return 0.0, "trained weights contain NaN or infinity"
-    tokenizer = AutoTokenizer.from_pretrained(warm_dir)
-    splits = make_splits(settings.max_operand, settings.n_test, settings.n_val, settings.data_seed)
-    return greedy_accuracy(model, tokenizer, splits.test, settings.max_new_tokens), ""
+    return greedy_score(model, tokenizer, problem_source(settings)), ""

@@ -71,13 +71,45 @@ class RLSettings:
     max_completion_length: tokens sampled per completion.
     """
 
-    steps: int = 120
+    steps: int = 300
     prompts_per_step: int = 16
     group_size: int = 8
     num_iterations: int = 2
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-4
     temperature: float = 1.0
     max_completion_length: int = 5
+
+
+@dataclass(frozen=True)
+class RealModelSettings:
+    """Optional: a real small model on a real math set instead of the tiny synthetic setup.
+
+    model_path: a local Hugging Face model directory (e.g. a 0.5B instruct model); when set,
+      it is the starting policy (no warm-up) and ``dataset_path`` must be set too.
+    dataset_path: a ``datasets.save_to_disk`` directory: a DatasetDict with ``train`` and
+      ``test`` splits, or one Dataset whose first ``n_test`` rows become the test split.
+    question_field, answer_field: its columns; the answer's last number is the target
+      (so GSM8K's ``... #### 42`` works as is).
+    prompt_template: the prompt, with ``{question}`` in it.
+    n_test: held-out problems to score on (taken from ``test`` or from the front).
+    max_new_tokens: greedy generation length when scoring.
+    eval_batch_size: prompts per generate call when scoring.
+    """
+
+    model_path: str | None = None
+    dataset_path: str | None = None
+    question_field: str = "question"
+    answer_field: str = "answer"
+    prompt_template: str = (
+        "{question}\nSolve step by step, then write the final number after '####'.\n"
+    )
+    n_test: int = 200
+    max_new_tokens: int = 256
+    eval_batch_size: int = 32
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.model_path)
 
 
 class SettingsError(Exception):
@@ -90,18 +122,23 @@ class TaskSettings:
 
     warm_start: the model, the data splits and the supervised warm-up (rl_model.py).
     rl: the GRPO budget every candidate gets (rl_trainer.py).
+    real_model: a real model and data set instead of the tiny setup (rl_real.py).
     seed: GRPO seed of the explore stage.
     verify_seeds: GRPO seeds of the verify stage (score = mean accuracy over them).
     check_timeout: seconds the check child may run.
     train_timeout: seconds one training child may run.
+    source_dir: the task directory these settings were read from (set by load_settings;
+      training children re-read the settings from it).
     """
 
     warm_start: WarmStartSettings = field(default_factory=WarmStartSettings)
     rl: RLSettings = field(default_factory=RLSettings)
+    real_model: RealModelSettings = field(default_factory=RealModelSettings)
     seed: int = 0
     verify_seeds: tuple[int, ...] = (1, 2, 3)
     check_timeout: float = 60.0
     train_timeout: float = 400.0
+    source_dir: str = ""
 
     def rl_dict(self) -> dict[str, Any]:
         return asdict(self.rl)
@@ -119,23 +156,31 @@ def _build(cls, raw: Any, where: str):
     return cls(**raw)
 
 
-def load_settings(task_dir: Path | None = None) -> TaskSettings:
-    """Settings from ``task_dir`` / $ASI_EVOLVE_TASK_DIR / this file's directory."""
-    if task_dir is None:
-        env = os.environ.get("ASI_EVOLVE_TASK_DIR")
-        task_dir = Path(env) if env else Path(__file__).resolve().parent
-    spec = task_dir / "task.yaml"
+def task_dir() -> Path:
+    """$ASI_EVOLVE_TASK_DIR, else the directory of this file (the domain itself)."""
+    env = os.environ.get("ASI_EVOLVE_TASK_DIR")
+    return Path(env).resolve() if env else Path(__file__).resolve().parent
+
+
+def load_settings(directory: Path | None = None) -> TaskSettings:
+    """Settings from the task.yaml in ``directory`` (default: ``task_dir()``)."""
+    directory = (directory or task_dir()).resolve()
+    spec = directory / "task.yaml"
     raw = yaml.safe_load(spec.read_text(encoding="utf-8")) or {}
     settings = raw.get("settings") or {}
     if not isinstance(settings, dict):
         raise SettingsError(f"{spec}: settings must be a mapping")
-    top = {f.name for f in fields(TaskSettings)}
+    top = {f.name for f in fields(TaskSettings)} - {"source_dir"}
     unknown = sorted(set(settings) - top)
     if unknown:
         raise SettingsError(f"{spec}: unknown setting settings.{unknown[0]}")
     values = dict(settings)
     values["warm_start"] = _build(WarmStartSettings, settings.get("warm_start"), "warm_start")
     values["rl"] = _build(RLSettings, settings.get("rl"), "rl")
+    values["real_model"] = _build(RealModelSettings, settings.get("real_model"), "real_model")
+    if values["real_model"].enabled and not values["real_model"].dataset_path:
+        raise SettingsError(f"{spec}: settings.real_model.model_path needs dataset_path too")
     if "verify_seeds" in values:
         values["verify_seeds"] = tuple(int(s) for s in values["verify_seeds"])
+    values["source_dir"] = str(directory)
     return TaskSettings(**values)
