@@ -237,9 +237,9 @@ class _CountingEngineer(Engineer):
         super().__init__(*args, **kwargs)
         self.codes: list[str] = []
 
-    async def evaluate(self, code: str, workdir: Path, timeout: float | None = None):  # noqa: ANN201
+    async def run_stage(self, code: str, stage, workdir: Path, **kwargs):  # noqa: ANN001, ANN003, ANN201
         self.codes.append(code)
-        return await super().evaluate(code, workdir, timeout)
+        return await super().run_stage(code, stage, workdir, **kwargs)
 
 
 def test_novelty_rejection_spends_no_evaluation(tmp_path: Path, minilm) -> None:
@@ -269,7 +269,7 @@ def test_novelty_rejection_spends_no_evaluation(tmp_path: Path, minilm) -> None:
     for node in rest:
         assert node.status == FAILED and node.error == f"duplicate of #{first.id}"
         assert len(node.metadata["rejected_proposals"]) == 3  # the first try + 2 retries
-        assert not (run_dir / "nodes" / f"{node.step:06d}").exists()
+        assert not (run_dir / "nodes" / str(node.step)).exists()
     assert len(engineer.codes) == 2  # the initial program and the one new idea
     assert researcher.calls == 1 + 2 * 3
     novelty_events = [e for e in store.events() if e["kind"] == "novelty"]
