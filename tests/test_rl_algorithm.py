@@ -233,17 +233,21 @@ def test_check_stage_reports_reasons(tiny_task: Path, tmp_path: Path) -> None:
     assert result["valid"] is False and "SystemExit" in result["error"]
 
 
-def test_explore_is_deterministic_and_reports_metrics(tiny_task: Path, tmp_path: Path) -> None:
-    program = DOMAIN / "initial.py"
-    first = run_evaluator(tiny_task, program, "explore", tmp_path / "one")
-    second = run_evaluator(tiny_task, program, "explore", tmp_path / "two")
-    assert first["valid"], first.get("error")
-    assert first["score"] == second["score"]
-    metrics = first["metrics"]
+@pytest.fixture(scope="module")
+def initial_explore(tiny_task: Path, tmp_path_factory) -> dict:
+    """The explore result of the initial program, run once through the evaluator's CLI."""
+    workdir = tmp_path_factory.mktemp("explore")
+    return run_evaluator(tiny_task, DOMAIN / "initial.py", "explore", workdir)
+
+
+def test_explore_reports_metrics(initial_explore: dict) -> None:
+    assert initial_explore["valid"], initial_explore.get("error")
+    metrics = initial_explore["metrics"]
     for key in ("accuracy", "warm_start_accuracy", "accuracy_gain", "reward_end", "kl_end"):
         assert key in metrics
-    assert 0.0 <= first["score"] <= 1.0
-    assert "reward curve" in first["logs"]
+    assert 0.0 <= initial_explore["score"] <= 1.0
+    assert initial_explore["score"] == metrics["accuracy"]
+    assert "reward curve" in initial_explore["logs"]
 
 
 def test_nan_loss_in_training_fails_with_reason(tiny_task: Path, tmp_path: Path) -> None:
@@ -263,7 +267,11 @@ def test_nan_loss_in_training_fails_with_reason(tiny_task: Path, tmp_path: Path)
     assert "non-finite loss" in result["error"]
 
 
-def test_end_to_end_run_through_the_cli(tiny_task: Path, tmp_path: Path) -> None:
+def test_end_to_end_run_through_the_cli(
+    tiny_task: Path, initial_explore: dict, tmp_path: Path
+) -> None:
+    """Two offline steps through the real CLI and stages; the engine's score of the initial
+    program equals the one the evaluator gave on its own (same seed: deterministic)."""
     run_dir = tmp_path / "run"
     env = {**os.environ, "ASI_EVOLVE_CACHE": str(tiny_task.parent / "cache"),
            "OMP_NUM_THREADS": "1"}
@@ -280,3 +288,7 @@ def test_end_to_end_run_through_the_cli(tiny_task: Path, tmp_path: Path) -> None
     summary = json.loads(status.stdout)
     assert summary["steps_done"] == 2
     assert summary["best_score"] is not None and 0.0 <= summary["best_score"] <= 1.0
+    from engine.store import RunStore
+
+    root = next(RunStore.open(run_dir, readonly=True).nodes("step = 0"))
+    assert root.score == initial_explore["score"]
