@@ -219,6 +219,18 @@ def test_real_model_settings_and_math_set(tmp_path: Path) -> None:
         load_settings(task)
 
 
+def test_missing_packages_give_one_clear_line(monkeypatch) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rl_algorithm_evaluate", DOMAIN / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    result = module.evaluate(str(DOMAIN / "initial.py"), "check")
+    assert result["valid"] is False
+    assert "pip install 'asi-evolve[domains]'" in result["error"]
+
+
 # --- the evaluator, through its command line ----------------------------------------------
 
 

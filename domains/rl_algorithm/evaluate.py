@@ -183,7 +183,19 @@ def stage_verify(program: str, settings: TaskSettings, scratch: Path) -> dict[st
     return {"score": round(mean, 4), "valid": True, "metrics": metrics, "logs": "".join(all_logs)}
 
 
+def missing_packages() -> list[str]:
+    """The packages this task needs that are not installed (an install without the extra)."""
+    import importlib.util
+
+    needed = ("transformers", "trl", "datasets", "tokenizers", "safetensors")
+    return [name for name in needed if importlib.util.find_spec(name) is None]
+
+
 def evaluate(program: str, stage: str | None) -> dict[str, Any]:
+    if missing := missing_packages():
+        return _invalid(
+            f"rl_algorithm needs {', '.join(missing)}: pip install 'asi-evolve[domains]'", ""
+        )
     settings = load_settings(task_dir())
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rl_eval_") as tmp:
