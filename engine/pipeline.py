@@ -160,7 +160,7 @@ class Pipeline:
             if done and done.get("code") == code_hash and done.get("ok"):
                 staged[stage.name] = _from_record(done)  # committed earlier: never re-run
                 continue
-            skip = self._promotion_refusal(stage, staged)
+            skip = self._promotion_refusal(node, stage, staged)
             if skip:
                 records[stage.name] = {"skipped": skip, "code": code_hash}
                 continue
@@ -196,11 +196,13 @@ class Pipeline:
         async with self.pool.acquire(resources) as grant:
             yield grant
 
-    def _promotion_refusal(self, stage: Stage, staged: dict[str, Evaluation]) -> str:
+    def _promotion_refusal(self, node: Node, stage: Stage, staged: dict[str, Evaluation]) -> str:
         """Why a gated stage is skipped for this node, or "" when it runs."""
         rule = stage.promote
         if rule is None:
             return ""
+        if rule.beat_baseline and node.step == 0:
+            return "the initial program is the baseline"
         scored = staged.get(self.task.score_stage)
         if scored is None or scored.score is None:
             return f"no {self.task.score_stage} score to promote on"

@@ -277,3 +277,26 @@ def test_toy_task_without_stages_keeps_flat_results(tmp_path: Path) -> None:
     asyncio.run(engine.run())
     root = next(engine.store.nodes("step = 0"))
     assert "stages" not in root.results and root.results["metrics"]["x"] == 1.0
+
+
+def test_beat_baseline_gate_skips_the_baseline_itself(tmp_path: Path, monkeypatch) -> None:
+    log = tmp_path / "stages.log"
+    monkeypatch.setenv("STAGE_LOG", str(log))
+    task = make_staged_task(tmp_path / "tasks")
+    spec = (task / "task.yaml").read_text().replace("{top_k: 2}", "{beat_baseline: true}")
+    (task / "task.yaml").write_text(spec)
+    engine = _engine(task, tmp_path / "run", steps=4)
+    asyncio.run(engine.run())
+    nodes = list(engine.store.nodes())
+    root = nodes[0]
+    assert root.results["stages"]["verify"] == {"skipped": "the initial program is the baseline"}
+    for node in nodes[1:]:
+        verify = node.results.get("stages", {}).get("verify", {})
+        if node.status == DONE and node.score <= root.score:
+            assert verify["skipped"].startswith("does not beat the initial program")
+        if verify.get("ok"):
+            assert node.score > root.score
+    verified = sum(1 for line in _log_lines(log) if line.startswith("verify"))
+    assert verified == sum(
+        1 for n in nodes if n.results.get("stages", {}).get("verify", {}).get("ok")
+    )
