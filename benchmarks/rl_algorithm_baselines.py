@@ -78,6 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         rl = dataclasses.replace(settings.rl, steps=args.steps)
         settings = dataclasses.replace(settings, rl=rl)
     print(f"rl settings: {settings.rl}")
+    # transformers resolves names lazily and not thread-safely: resolve them once up front,
+    # or two scoring threads can see "cannot import name 'AutoTokenizer'".
+    from transformers import (  # noqa: F401
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
     with tempfile.TemporaryDirectory(prefix="rl_bench_") as tmp:
         scratch = Path(tmp)
         programs = {v: program_for(v, scratch) for v in variants}

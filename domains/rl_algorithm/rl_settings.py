@@ -71,7 +71,7 @@ class RLSettings:
     max_completion_length: tokens sampled per completion.
     """
 
-    steps: int = 300
+    steps: int = 600
     prompts_per_step: int = 16
     group_size: int = 8
     num_iterations: int = 2
