@@ -20,12 +20,12 @@ from typing import Any, NoReturn
 from cognition import setup as cognition_setup
 from cognition.items import CognitionError
 from engine import agents as agent_setup
+from engine import session
 from engine.agents.llm_settings import redact_config
 from engine.config import ConfigError, RunConfig, from_dict, load_file
-from engine.executor import Engineer, Limits
 from engine.lock import LockedError, RunLock, engine_alive
 from engine.loop import Engine, EngineError
-from engine.reaper import Reaper, kill_orphans, subreaper
+from engine.reaper import kill_orphans, subreaper
 from engine.samplers import SAMPLERS, make_sampler
 from engine.sandbox import Sandbox, SandboxError, SandboxSettings, make_sandbox, private_memory
 from engine.store import DB_NAME, RunStore, StoreError
@@ -140,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     mode = agent_setup.resolve_llm_mode(config.llm, config.api)
     built, attach = _build_agents(mode, config, task)
     seeds = cognition_setup.prepare(config, task)  # checked before anything is written
-    sandbox = _sandbox(config, run_dir, task)
+    execution = _execution(config, run_dir, task)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
         store = RunStore.create(run_dir)
@@ -155,7 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.add_event("run", f"new run of {task.name} ({config.steps} steps)")
         cognition_setup.seed(store, config, seeds)  # a new run only, never on resume
         print(f"ASI-Evolve: new run of {task.name} in {run_dir}")
-        return _execute(store, task, run_dir, config, mode, built, args.quiet, sandbox)
+        return _execute(store, task, run_dir, config, mode, built, args.quiet, execution)
 
 
 def _resume(task: TaskSpec, run_dir: Path, args: argparse.Namespace, flags: dict) -> int:
@@ -172,7 +172,7 @@ def _resume(task: TaskSpec, run_dir: Path, args: argparse.Namespace, flags: dict
         cognition_setup.prepare(config, None)
         mode = agent_setup.resolve_llm_mode(flags.get("llm") or config.llm, config.api)
         built, attach = _build_agents(mode, config, task)
-        sandbox = _sandbox(config, run_dir, task)
+        execution = _execution(config, run_dir, task)
         attach(store)
         done = store.steps_done()
         stored = redact_config(config.to_dict())
@@ -187,7 +187,7 @@ def _resume(task: TaskSpec, run_dir: Path, args: argparse.Namespace, flags: dict
             f"ASI-Evolve: resuming the run in {run_dir}: {done}/{config.steps} steps done"
             f"{best_text}"
         )
-        return _execute(store, task, run_dir, config, mode, built, args.quiet, sandbox)
+        return _execute(store, task, run_dir, config, mode, built, args.quiet, execution)
 
 
 def _sandbox(config: RunConfig, run_dir: Path, task: TaskSpec) -> Sandbox:
@@ -195,6 +195,15 @@ def _sandbox(config: RunConfig, run_dir: Path, task: TaskSpec) -> Sandbox:
     e = config.engineer
     settings = SandboxSettings(e.sandbox, e.sandbox_network, tuple(e.sandbox_writable))
     return make_sandbox(settings, run_dir, task.directory)
+
+
+def _execution(config: RunConfig, run_dir: Path, task: TaskSpec) -> session.Execution:
+    """Sandbox, Engineer and slots, checked before anything is written (exit 2 if unusable)."""
+    sandbox = _sandbox(config, run_dir, task)
+    secret_env = _secret_env_names(config.to_dict())
+    execution = session.plan_execution(task, config, run_dir, sandbox, secret_env)
+    execution.notes.insert(0, sandbox.describe())
+    return execution
 
 
 def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -258,7 +267,7 @@ def _execute(
     mode: str,
     built: agent_setup.Agents,
     quiet: bool,
-    sandbox: Sandbox | None = None,
+    execution: session.Execution,
 ) -> int:
     researcher = built.researcher.label
     if mode == "offline":
@@ -272,15 +281,9 @@ def _execute(
     built.retriever = cognition_setup.retriever(store, config, built.retriever)
     print(cognition_setup.describe(store, config))
     sampler = make_sampler(config.sampler, store, task.maximize, config.seed)
-    e = config.engineer
-    limits = Limits(
-        cpu_seconds=e.cpu_seconds, memory_mb=e.memory_mb, output_tail_bytes=e.output_tail_bytes
-    )
-    if e.timeout is not None:
-        task.timeout = e.timeout
-    sandbox = sandbox or _sandbox(config, run_dir, task)
-    print(sandbox.describe())
-    store.add_event("sandbox", sandbox.describe())
+    for note in execution.notes:
+        print(note)
+        store.add_event("engineer", note)
     orphans = kill_orphans(run_dir)  # evaluators a killed engine left running
     if orphans:
         store.add_event("reaper", f"killed {orphans} evaluator process(es) of an earlier engine")
@@ -290,13 +293,9 @@ def _execute(
         run_dir=run_dir,
         agents=built,
         sampler=sampler,
-        engineer=Engineer(
-            task,
-            limits,
-            secret_env=_secret_env_names(config.to_dict()),
-            sandbox=sandbox,
-            reaper=Reaper(run_dir),
-        ),
+        engineer=execution.engineer,
+        pool=execution.pool,
+        debug_attempts=config.engineer.debug_attempts,
         steps_total=config.steps,
         workers=config.workers,
         use_analyzer=config.use_analyzer,
@@ -306,8 +305,12 @@ def _execute(
     )
     # Orphans of evaluators come back to us (to be killed and reaped); our memory and
     # environment (API keys) are closed to same-user processes.
-    with subreaper(), private_memory():
-        summary = asyncio.run(_run_with_signals(engine))
+    log_handler = session.start_log(run_dir)
+    try:
+        with subreaper(), private_memory():
+            summary = asyncio.run(_run_with_signals(engine))
+    finally:
+        session.stop_log(log_handler)
     best = "-" if summary.best_score is None else f"{summary.best_score:.6g} (#{summary.best_node})"
     counts = store.status_counts()
     print(

@@ -33,6 +33,12 @@ class EngineerSettings:
       (model and dataset caches); the run and task directories stay read-only.
     backend: local (subprocesses on this machine, GPU/CPU slots from the slot pool) or
       ray (stage runs on a Ray cluster, placed by Ray; see the ``ray:`` section).
+    gpus: the GPUs experiments may use: auto (nvidia-smi/torch), a count, or a list of ids
+      (``ASI_EVOLVE_FAKE_GPUS=N`` fakes N for tests).
+    cpus: CPU slots shared by running experiments (None: this machine's core count).
+    resources: per-stage overrides of the task's requests on this machine, e.g.
+      ``{explore: {gpus: 1, cpus: 4}}``.
+    debug_attempts: fixes the debug agent may try after a candidate crashes (0: off).
     """
 
     timeout: float | None = None
@@ -43,6 +49,10 @@ class EngineerSettings:
     sandbox_network: bool = True
     sandbox_writable: list[str] = field(default_factory=lambda: ["~/.cache"])
     backend: str = "local"
+    gpus: Any = "auto"
+    cpus: int | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+    debug_attempts: int = 2
 
 
 @dataclass
@@ -73,6 +83,15 @@ class RunConfig:
             raise ConfigError(f"steps must be >= 0, got {self.steps}")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.engineer.cpus is not None and self.engineer.cpus < 1:
+            raise ConfigError(f"engineer.cpus must be >= 1, got {self.engineer.cpus}")
+        if self.engineer.debug_attempts < 0:
+            raise ConfigError("engineer.debug_attempts must be >= 0")
+        for name, wanted in self.engineer.resources.items():
+            if not isinstance(wanted, dict) or not set(wanted) <= {"cpus", "gpus"}:
+                raise ConfigError(f"engineer.resources.{name} must be a mapping of cpus/gpus")
+            if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in wanted.values()):
+                raise ConfigError(f"engineer.resources.{name}: counts must be integers >= 0")
         if self.engineer.backend not in ("local", "ray"):
             backend = self.engineer.backend
             raise ConfigError(f"engineer.backend must be local or ray, got {backend!r}")
@@ -155,7 +174,8 @@ def _overlay(obj: Any, value: Any, origin: str) -> Any:
         raise ConfigError(f"{origin}: {exc}") from None
 
 
-_OPTIONAL_INT = {"seed", "cpu_seconds", "memory_mb", "parent_top_k", "context_top_k"}
+_OPTIONAL_INT = {"seed", "cpu_seconds", "memory_mb", "parent_top_k", "context_top_k", "cpus"}
+_FREE_FORM = {"gpus"}  # auto | a count | a list of ids: checked by engine.resources
 _OPTIONAL_FLOAT = {"timeout"}
 _OPTIONAL_STR = {"llm"}
 
@@ -164,6 +184,8 @@ def _coerce(value: Any, current: Any, origin: str, key: str) -> Any:
     """Check a value against the type of the default it replaces."""
     if value is None and (key in _OPTIONAL_INT | _OPTIONAL_FLOAT | _OPTIONAL_STR):
         return None
+    if key in _FREE_FORM:
+        return value
     expected: type
     if key in _OPTIONAL_INT:
         expected = int
