@@ -137,3 +137,28 @@ def _is_ray(pid: int, daemons: set[str]) -> bool:
     except psutil.Error:
         return False
     return name in daemons or name.startswith("ray::")
+
+
+def test_cli_run_on_a_local_ray_cluster(tmp_path: Path) -> None:
+    from conftest import cli
+
+    config = tmp_path / "config.yaml"
+    config.write_text("engineer:\n  backend: ray\nray:\n  address: local\n  num_cpus: 2\n")
+    run = tmp_path / "run"
+    result = cli(
+        "run",
+        "circle_packing",
+        "--steps",
+        "3",
+        "--run-dir",
+        str(run),
+        "--config",
+        str(config),
+        env={"RAY_AUTH_MODE": "disabled"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "engineer: Ray cluster at local" in result.stdout
+    store = RunStore.open(run)
+    assert store.steps_done() == 3
+    root = next(store.nodes("step = 0"))
+    assert root.status == DONE and root.score == pytest.approx(0.9598, abs=1e-3)
