@@ -235,7 +235,8 @@ def test_check_llm_reports_model_latency_and_tokens() -> None:
         result = cli("check-llm", env=env_for(server))
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip()
-    assert line.startswith("ok researcher, analyzer, judge: model scripted-model")
+    roles = "researcher, analyzer, judge, debugger, static_check"
+    assert line.startswith(f"ok {roles}: model scripted-model")
     assert "latency" in line and "tokens" in line and KEY not in line
 
 

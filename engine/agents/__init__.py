@@ -24,6 +24,7 @@ def resolve_llm_mode(requested: str | None, api: dict[str, Any]) -> str:
 
 
 def build_offline_agents(seed: int | None) -> Agents:
+    from engine.agents.debugger import OfflineDebugger
     from engine.agents.offline_analyzer import OfflineAnalyzer
     from engine.agents.offline_researcher import OfflineResearcher
 
@@ -31,6 +32,7 @@ def build_offline_agents(seed: int | None) -> Agents:
         researcher=OfflineResearcher(seed=seed),
         analyzer=OfflineAnalyzer(),
         retriever=NoRetriever(),
+        debugger=OfflineDebugger(),
     )
 
 
@@ -66,6 +68,8 @@ def build_llm_agents(config: Any, task: Any) -> tuple[Agents, Any]:
         "researcher_fallback.j2",
         "analyzer_system.j2",
         "analyzer.j2",
+        "debug_system.j2",
+        "debug.j2",
     )
     recorder = CallRecorder()
 
@@ -97,6 +101,15 @@ def build_llm_agents(config: Any, task: Any) -> tuple[Agents, Any]:
             program_name=task.program_name,
         )
         agents.judge_ratio = judging.ratio
+    from engine.agents import static_check
+    from engine.agents.debugger import LLMDebugger
+
+    agents.debugger = LLMDebugger(client("debugger"), templates, program_name=task.program_name)
+    if static_check.wanted(task):
+        templates.check("static_check_system.j2", static_check.TEMPLATE)
+        agents.static_checker = static_check.LLMStaticChecker(
+            client("static_check"), templates, program_name=task.program_name
+        )
     agents.closers = [c.close for c in clients]
     return agents, recorder
 

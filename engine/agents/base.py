@@ -132,6 +132,10 @@ class Agents:
     retriever: Retriever
     judge: Judge | None = None
     judge_ratio: float = 0.0
+    # Optional: fixes crashes within a node (engine/agents/debugger.py) and refuses a
+    # candidate before any experiment (engine/agents/static_check.py).
+    debugger: Any | None = None
+    static_checker: Any | None = None
     # Releases what the agents hold (HTTP connection pools), inside the event loop that
     # used them: a pool closed later, by the garbage collector, finds its loop gone.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

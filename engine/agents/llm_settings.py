@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.agents import AgentSetupError
 
-ROLES = ("researcher", "analyzer", "judge")
+ROLES = ("researcher", "analyzer", "judge", "debugger", "static_check")
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
 
