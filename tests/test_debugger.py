@@ -148,3 +148,37 @@ def test_llm_debugger_turns_a_crash_into_a_pass_through_the_cli(tmp_path: Path) 
     assert status == DONE and code.startswith("import math\nX = math.sqrt(4.0)")
     attempts = json.loads(metadata)["debug_attempts"]
     assert [a["outcome"] for a in attempts] == ["fixed"]
+
+
+def test_static_check_refusal_spends_no_experiment(tmp_path: Path) -> None:
+    task = make_toy_task(tmp_path / "tasks")
+    (task / "prompts").mkdir()
+    (task / "prompts" / "static_check.j2").write_text(
+        "Requirement: X must never be 2.0.\n```{{ lang }}\n{{ code }}\n```\n"
+    )
+    editor = ConstantEditor([("X = 1.0", "X = 2.0")])
+    others = agents_script(editor)
+    reviewed: list[str] = []
+
+    def handle(request: dict[str, Any]) -> Reply | str:
+        if "You are a strict reviewer" in request["messages"][0]["content"]:
+            program = request["messages"][1]["content"]
+            reviewed.append(program)
+            if "X = 2.0" in program:
+                return Reply("<verdict>refuse</verdict><reason>X is 2.0 on line 1</reason>")
+            return Reply("<verdict>pass</verdict>")
+        return others(request)
+
+    run = tmp_path / "run"
+    with ScriptedServer(handle) as server:
+        result = cli(
+            "run", str(task), "--llm", "openai", "--steps", "1", "--workers", "1",
+            "--run-dir", str(run),
+            env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test"},
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(reviewed) == 1  # the candidate only: the initial program is not reviewed
+    db = sqlite3.connect(run / "evolve.db")
+    status, error = db.execute("SELECT status, error FROM nodes WHERE step = 1").fetchone()
+    assert status == FAILED and error == "static check: X is 2.0 on line 1"
+    assert not (run / "nodes" / "1").exists()  # no experiment was spent
