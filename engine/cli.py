@@ -278,6 +278,14 @@ def _execute(
     else:
         print(f"researcher: {researcher} · analyzer: {built.analyzer.label}")
     print(f"sampler: {config.sampler.name} · workers {config.workers} · steps {config.steps}")
+    from engine.agents import static_check
+
+    if built.static_checker is None and static_check.wanted(task):
+        note = "static check: not available offline (needs an LLM endpoint); check stages run"
+        print(note)
+        store.add_event("engineer", note)
+    if built.debugger is not None and config.engineer.debug_attempts:
+        print(f"debug agent: {built.debugger.label}, {config.engineer.debug_attempts} attempts")
     built.retriever = cognition_setup.retriever(store, config, built.retriever)
     print(cognition_setup.describe(store, config))
     sampler = make_sampler(config.sampler, store, task.maximize, config.seed)
