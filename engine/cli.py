@@ -22,6 +22,7 @@ from cognition.items import CognitionError
 from engine import agents as agent_setup
 from engine import session
 from engine.agents.llm_settings import redact_config
+from engine.backup import Backups
 from engine.config import ConfigError, RunConfig, from_dict, load_file
 from engine.lock import LockedError, RunLock, engine_alive
 from engine.loop import Engine, EngineError
@@ -92,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cognition.cli import register as register_cognition
 
     register_cognition(sub)  # cognition import|list|add|remove|show|search|..., report
+    from engine.backup import register as register_backup
+
+    register_backup(sub)  # backup, restore
     return parser
 
 
@@ -292,6 +296,11 @@ def _execute(
     for note in execution.notes:
         print(note)
         store.add_event("engineer", note)
+    expired = store.expire_stale_commands(time.time())
+    if expired:
+        note = f"expired {expired} command(s) written while no engine was running"
+        print(note)
+        store.add_event("command", note)
     orphans = kill_orphans(run_dir)  # evaluators a killed engine left running
     if orphans:
         store.add_event("reaper", f"killed {orphans} evaluator process(es) of an earlier engine")
@@ -304,6 +313,7 @@ def _execute(
         engineer=execution.engineer,
         pool=execution.pool,
         debug_attempts=config.engineer.debug_attempts,
+        backups=Backups(run_dir, every=config.backup_every),
         steps_total=config.steps,
         workers=config.workers,
         use_analyzer=config.use_analyzer,
@@ -319,6 +329,8 @@ def _execute(
             summary = asyncio.run(_run_with_signals(engine))
     finally:
         session.stop_log(log_handler)
+    if not engine.fatal:
+        store.checkpoint()  # a clean stop leaves one self-contained database file
     best = "-" if summary.best_score is None else f"{summary.best_score:.6g} (#{summary.best_node})"
     counts = store.status_counts()
     print(

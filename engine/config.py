@@ -63,6 +63,7 @@ class RunConfig:
     llm: str | None = None  # None: openai when an endpoint is configured, else offline
     use_analyzer: bool = True
     use_cognition: bool = True
+    backup_every: int = 10  # online backup of the run database every N finished nodes (0: off)
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     engineer: EngineerSettings = field(default_factory=EngineerSettings)
     # Sections owned by the agents and the cognition base; kept as plain mappings here.
@@ -83,6 +84,8 @@ class RunConfig:
             raise ConfigError(f"steps must be >= 0, got {self.steps}")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.backup_every < 0:
+            raise ConfigError(f"backup_every must be >= 0, got {self.backup_every}")
         if self.engineer.cpus is not None and self.engineer.cpus < 1:
             raise ConfigError(f"engineer.cpus must be >= 1, got {self.engineer.cpus}")
         if self.engineer.debug_attempts < 0:

@@ -20,6 +20,8 @@ import sqlite_utils
 from engine.records import DONE, FAILED, FINISHED, PENDING, PRUNED, RUNNING, Command, Node
 
 DB_NAME = "evolve.db"
+COMMAND_KINDS = ("pause", "resume", "stop", "prune")
+MAX_COMMAND_ARG = 1000
 SCHEMA_VERSION = 1
 
 _NODE_COLUMNS: dict[str, type] = {
@@ -58,6 +60,36 @@ class RunStore:
         self.db = db
         self.path = path
         self.readonly = readonly
+        self._identity = _identity(path)  # the file this connection writes to
+
+    # ------------------------------------------------------------ integrity
+    def check_intact(self) -> None:
+        """Raise StoreError when the database file was deleted, replaced or damaged.
+
+        An open connection keeps writing to a deleted file's inode, so without this check
+        an engine would go on "committing" a run that no longer exists on disk. Cheap
+        enough for every step: a stat, a 16-byte header read and a one-row query.
+        """
+        restore = f"restore from backup: asi-evolve restore {self.path.parent}"
+        try:
+            now = _identity(self.path)
+        except FileNotFoundError:
+            raise StoreError(f"run database deleted: {self.path} ({restore})") from None
+        if now != self._identity:
+            raise StoreError(f"run database replaced by another file: {self.path} ({restore})")
+        try:
+            with open(self.path, "rb") as f:
+                header = f.read(16)
+            self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise StoreError(f"damaged run database: {_one_line(exc)} ({restore})") from None
+        if header != b"SQLite format 3\x00":
+            raise StoreError(f"damaged run database: bad file header ({restore})")
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database file (clean stop, before a backup)."""
+        if not self.readonly:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -287,10 +319,40 @@ class RunStore:
         return cur.lastrowid
 
     def new_commands(self) -> list[Command]:
+        """New commands in order; a malformed row (a BLOB or huge argument, a NULL or
+        unknown kind) is marked rejected with the reason and never reaches the engine."""
         rows = self.db.execute(
-            "SELECT id, kind, arg, ts FROM commands WHERE status = 'new' ORDER BY id"
+            "SELECT id, typeof(kind), substr(kind, 1, 40), typeof(arg), length(arg), "
+            "substr(arg, 1, ?), ts FROM commands WHERE status = 'new' ORDER BY id",
+            [MAX_COMMAND_ARG],
         ).fetchall()
-        return [Command(id=r[0], kind=r[1], arg=r[2] or "", created_at=r[3]) for r in rows]
+        commands = []
+        for cid, kind_type, kind, arg_type, arg_len, arg, ts in rows:
+            problem = ""
+            if kind_type != "text" or kind not in COMMAND_KINDS:
+                problem = f"unknown command kind {kind!r}" if kind_type == "text" else "bad kind"
+            elif arg_type not in ("text", "null"):
+                problem = f"argument must be text, got {arg_type}"
+            elif (arg_len or 0) > MAX_COMMAND_ARG:
+                problem = f"argument too long ({arg_len} characters)"
+            if problem:
+                self.finish_command(cid, problem, ok=False)
+                continue
+            commands.append(Command(id=cid, kind=kind, arg=arg or "", created_at=ts or 0.0))
+        return commands
+
+    def expire_stale_commands(self, before: float) -> int:
+        """Reject the commands written while no engine ran (before it started): a pause
+        or prune typed last week must not silently act on today's run."""
+        with self.db.conn:
+            cur = self.db.execute(
+                "UPDATE commands SET status = 'rejected', handled_at = ?, "
+                "result = 'expired: written while no engine was running' "
+                "WHERE status = 'new' AND (ts IS NULL OR typeof(ts) NOT IN ('real', 'integer') "
+                "OR ts < ?)",
+                [time.time(), before],
+            )
+        return cur.rowcount
 
     def finish_command(self, command_id: int, result: str, ok: bool = True) -> None:
         with self.db.conn:
@@ -332,6 +394,15 @@ class RunStore:
                 "INSERT OR IGNORE INTO island_members(node_id, island, since) VALUES (?, ?, ?)",
                 [(n, i, now) for n, i in pairs],
             )
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_dev, info.st_ino
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def _connect(path: Path, readonly: bool = False) -> sqlite_utils.Database:
