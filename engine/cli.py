@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -120,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as exc:
         print(f"asi-evolve: {_one_line(exc)}", file=sys.stderr)
         return 1
+    except sqlite3.DatabaseError as exc:  # e.g. a corrupted page met while reading
+        print(f"asi-evolve: error: damaged run database: {_one_line(exc)} "
+              "(restore from backup: asi-evolve restore RUN_DIR)", file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:  # output piped into e.g. `head`: not an error of ours
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return 0

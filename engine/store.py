@@ -120,7 +120,10 @@ class RunStore:
                 version = json.loads(row[0]) if row else None
             probe.conn.close()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path} is not a readable run database: {exc}") from None
+            raise StoreError(
+                f"damaged run database: {path}: {exc} "
+                f"(restore from backup: asi-evolve restore {path.parent})"
+            ) from None
         if version is None or "nodes" not in tables:
             raise StoreError(f"{path} is not an ASI-Evolve run database")
         if int(version) > SCHEMA_VERSION:
@@ -192,7 +195,15 @@ class RunStore:
     # ------------------------------------------------------------------- meta
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return default if row is None else json.loads(row[0])
+        if row is None:
+            return default
+        try:
+            return json.loads(row[0])
+        except (TypeError, ValueError):
+            raise StoreError(
+                f"damaged run database: meta {key!r} is not JSON "
+                f"(restore from backup: asi-evolve restore {self.path.parent})"
+            ) from None
 
     def set_meta(self, key: str, value: Any) -> None:
         with self.db.conn:
@@ -203,7 +214,8 @@ class RunStore:
             )
 
     def all_meta(self) -> dict[str, Any]:
-        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+        keys = [row[0] for row in self.db.execute("SELECT key FROM meta")]
+        return {key: self.get_meta(key) for key in keys}
 
     # ------------------------------------------------------------------ nodes
     def insert_node(self, node: Node) -> int:

@@ -153,3 +153,28 @@ def test_backup_command_and_rotation(toy_task: Path, tmp_path: Path) -> None:
     assert len(backups.list()) == 2
     with pytest.raises(StoreError, match="no backup found"):
         restore(tmp_path / "empty-run")
+
+
+def test_damaged_database_is_one_line_for_reading_commands(toy_task: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert cli("run", str(toy_task), "--run-dir", str(run), "--steps", "2").returncode == 0
+    db = sqlite3.connect(run / DB_NAME)
+    db.execute("UPDATE meta SET value = '{not json' WHERE key = 'task'")
+    db.commit()
+    db.close()
+    result = cli("status", str(run))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "damaged run database: meta 'task' is not JSON" in result.stderr
+
+    other = tmp_path / "run2"
+    assert cli("run", str(toy_task), "--run-dir", str(other), "--steps", "2").returncode == 0
+    path = other / DB_NAME
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for offset in range(page, len(data), page):  # every page but the header page
+        data[offset : offset + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    result = cli("status", str(other))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "damaged run database" in result.stderr and "asi-evolve restore" in result.stderr
