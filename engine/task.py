@@ -4,20 +4,61 @@ A task directory holds ``task.yaml`` (what to run), ``task.md`` (the problem
 statement), the initial program, the evaluator, and optionally ``cognition.yaml``
 (seed knowledge) and ``prompts/`` (template overrides). Built-in domains under
 ``domains/`` are task directories too.
+
+Everything in ``task.yaml`` is checked here, before a run directory exists: an unknown
+key (a typo), a wrong type, a text file that is not UTF-8, a ``name`` or ``program_name``
+that would leave its directory, or a malformed ``stages:`` list is a one-line
+``TaskError`` rather than a surprise hours into a run.
 """
 
 from __future__ import annotations
 
+import math
+import shlex
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
 import domains
+from engine.stages import (
+    DEFAULT_STAGE,
+    NAME_PATTERN,
+    PRECHECK_STAGE,
+    Promotion,
+    Resources,
+    Stage,
+    default_score_stage,
+)
 
 DEFAULT_COMMAND = "{python} {evaluator} {program}"
+PLACEHOLDERS = ("python", "evaluator", "program", "workdir", "task_dir")
+TASK_KEYS = frozenset(
+    {
+        "name",
+        "description",
+        "initial_program",
+        "evaluator",
+        "evaluate_command",
+        "program_name",
+        "timeout",
+        "direction",
+        "precheck_command",
+        "precheck_timeout",
+        "settings",
+        "stages",
+        "score_stage",
+    }
+)
+STAGE_KEYS = frozenset({"name", "command", "timeout", "resources", "promote"})
+RESOURCE_KEYS = frozenset({"cpus", "gpus"})
+PROMOTE_KEYS = frozenset({"top_k", "beat_baseline"})
+MAX_STAGES = 32
+MAX_NAME_CHARS = 100
+# Files the engine writes next to the program (``<stage>_`` prefixed for named stages).
+OUTPUT_NAMES = ("results.json", "stdout.txt", "stderr.txt")
 
 
 class TaskError(Exception):
@@ -26,6 +67,9 @@ class TaskError(Exception):
 
 @dataclass
 class TaskSpec:
+    """A checked task. ``stages`` is never empty: a task without ``stages:`` gets
+    ``default_stages`` (``precheck`` when it has a precheck command, then ``evaluate``)."""
+
     name: str
     directory: Path
     description: str
@@ -38,6 +82,14 @@ class TaskSpec:
     precheck_command: str | None = None
     precheck_timeout: float = 30.0
     settings: dict[str, Any] = field(default_factory=dict)
+    stages: tuple[Stage, ...] = ()
+    score_stage: str = DEFAULT_STAGE
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            self.stages = default_stages(
+                self.evaluate_command, self.timeout, self.precheck_command, self.precheck_timeout
+            )
 
     @property
     def maximize(self) -> bool:
@@ -58,8 +110,6 @@ class TaskSpec:
 
     def command_for(self, program: Path, workdir: Path, template: str | None = None) -> str:
         """The shell command that evaluates ``program`` (placeholders filled, paths quoted)."""
-        import shlex
-
         values = {
             "python": shlex.quote(sys.executable),
             "evaluator": shlex.quote(str(self.evaluator)),
@@ -68,6 +118,19 @@ class TaskSpec:
             "task_dir": shlex.quote(str(self.directory)),
         }
         return (template or self.evaluate_command).format(**values)
+
+
+def default_stages(
+    evaluate_command: str,
+    timeout: float,
+    precheck_command: str | None = None,
+    precheck_timeout: float = 30.0,
+) -> tuple[Stage, ...]:
+    """The stages of a task without ``stages:``, so old tasks run unchanged."""
+    evaluate = Stage(DEFAULT_STAGE, evaluate_command, timeout)
+    if precheck_command is None:
+        return (evaluate,)
+    return (Stage(PRECHECK_STAGE, precheck_command, precheck_timeout), evaluate)
 
 
 def builtin_tasks() -> dict[str, Path]:
@@ -82,7 +145,7 @@ def resolve_task(name_or_path: str) -> TaskSpec:
     if name_or_path in builtins:
         return load_task(builtins[name_or_path])
     path = Path(name_or_path)
-    if path.is_dir():
+    if _is_dir(path):
         return load_task(path)
     known = ", ".join(builtins) or "none"
     raise TaskError(
@@ -91,70 +154,297 @@ def resolve_task(name_or_path: str) -> TaskSpec:
 
 
 def load_task(directory: Path) -> TaskSpec:
-    directory = directory.resolve()
+    """Read and check ``directory/task.yaml`` and the files it names."""
+    try:
+        directory = directory.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise TaskError(f"{directory}: not a usable task directory ({_one_line(exc)})") from None
     spec_file = directory / "task.yaml"
-    if not spec_file.is_file():
+    if not _is_file(spec_file):
         raise TaskError(f"{directory} has no task.yaml")
     try:
-        raw = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_text_file(spec_file, "task.yaml"))
     except yaml.YAMLError as exc:
         raise TaskError(f"{spec_file}: malformed YAML ({_one_line(exc)})") from None
     if not isinstance(raw, dict):
         raise TaskError(f"{spec_file}: expected a mapping at the top level")
+    unknown = [k for k in raw if k not in TASK_KEYS]
+    if unknown:
+        raise TaskError(
+            f"{spec_file}: unknown key {unknown[0]!r} (known: {', '.join(sorted(TASK_KEYS))})"
+        )
+    where = str(spec_file)
 
     def need_file(key: str) -> Path:
         value = raw.get(key)
-        if not value or not isinstance(value, str):
+        if value is None or value == "":
             raise TaskError(f"{spec_file}: missing {key!r}")
-        path = (directory / value).resolve()
-        if not path.is_file():
+        if not isinstance(value, str) or "\x00" in value:
+            raise TaskError(f"{spec_file}: {key} must be a file name")
+        path = directory / value
+        if not _is_file(path):
             raise TaskError(f"{spec_file}: {key} file {value!r} not found")
-        return path
+        return path.resolve()
 
     initial = need_file("initial_program")
     evaluator = need_file("evaluator")
     description_file = need_file("description")
-    direction = str(raw.get("direction", "maximize"))
+    description = read_text_file(description_file, "description")
+    read_text_file(initial, "initial program")
+
+    direction = raw.get("direction", "maximize")
     if direction not in ("maximize", "minimize"):
         raise TaskError(f"{spec_file}: direction must be 'maximize' or 'minimize'")
-    timeout = _positive(raw.get("timeout", 300), "timeout", spec_file)
-    command = str(raw.get("evaluate_command", DEFAULT_COMMAND))
-    _check_template(command, spec_file, "evaluate_command")
+    timeout = positive_number(raw.get("timeout", 300), f"{where}: timeout")
+    command = _text(raw.get("evaluate_command", DEFAULT_COMMAND), f"{where}: evaluate_command")
+    check_template(command, f"{where}: evaluate_command")
     precheck = raw.get("precheck_command")
     if precheck is not None:
-        _check_template(str(precheck), spec_file, "precheck_command")
+        precheck = _text(precheck, f"{where}: precheck_command")
+        check_template(precheck, f"{where}: precheck_command")
+    precheck_timeout = positive_number(
+        raw.get("precheck_timeout", 30), f"{where}: precheck_timeout"
+    )
+    settings = raw.get("settings")
+    if settings is not None and not isinstance(settings, dict):
+        raise TaskError(f"{spec_file}: settings must be a mapping")
+
+    if "stages" in raw:
+        legacy = ("evaluate_command", "precheck_command", "precheck_timeout")
+        mixed = [k for k in legacy if k in raw]
+        if mixed:
+            raise TaskError(
+                f"{spec_file}: give either stages: or {mixed[0]}, not both "
+                "(a stage's command replaces it)"
+            )
+        stages = parse_stages(raw["stages"], timeout, where)
+    else:
+        stages = default_stages(command, timeout, precheck, precheck_timeout)
+    score_stage = parse_score_stage(raw.get("score_stage"), stages, where)
+
     return TaskSpec(
-        name=str(raw.get("name") or directory.name),
+        name=check_task_name(raw.get("name", directory.name), where),
         directory=directory,
-        description=description_file.read_text(encoding="utf-8"),
+        description=description,
         initial_program=initial,
         evaluator=evaluator,
         evaluate_command=command,
-        program_name=str(raw.get("program_name", initial.name)),
+        program_name=check_program_name(raw.get("program_name", initial.name), where),
         timeout=timeout,
         direction=direction,
-        precheck_command=str(precheck) if precheck is not None else None,
-        precheck_timeout=_positive(raw.get("precheck_timeout", 30), "precheck_timeout", spec_file),
-        settings=dict(raw.get("settings") or {}),
+        precheck_command=precheck,
+        precheck_timeout=precheck_timeout,
+        settings=dict(settings or {}),
+        stages=stages,
+        score_stage=score_stage,
     )
 
 
-def _positive(value: Any, key: str, spec_file: Path) -> float:
+# ---------------------------------------------------------------------------- stages
+def parse_stages(value: Any, default_timeout: float, where: str) -> tuple[Stage, ...]:
+    """The ``stages:`` list -> Stages; names unique, every field checked.
+
+    A stage without ``timeout`` gets the task's ``timeout``.
+    """
+    if not isinstance(value, list) or not value:
+        raise TaskError(f"{where}: stages must be a non-empty list of stages")
+    if len(value) > MAX_STAGES:
+        raise TaskError(f"{where}: at most {MAX_STAGES} stages, got {len(value)}")
+    stages: list[Stage] = []
+    for index, item in enumerate(value):
+        stage = _parse_stage(item, default_timeout, f"{where}: stages[{index}]")
+        if any(s.name == stage.name for s in stages):
+            raise TaskError(f"{where}: stages[{index}]: duplicate stage name {stage.name!r}")
+        stages.append(stage)
+    return tuple(stages)
+
+
+def _parse_stage(item: Any, default_timeout: float, where: str) -> Stage:
+    if not isinstance(item, dict):
+        raise TaskError(f"{where}: a stage must be a mapping with name and command")
+    _no_unknown(item, STAGE_KEYS, where)
+    name = item.get("name")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise TaskError(
+            f"{where}: stage name must match [a-z][a-z0-9_-]* (at most 32 chars), got {name!r}"
+        )
+    where = f"{where} ({name})"
+    if "command" not in item:
+        raise TaskError(f"{where}: missing 'command'")
+    command = _text(item["command"], f"{where}: command")
+    check_template(command, f"{where}: command")
+    timeout = positive_number(item.get("timeout", default_timeout), f"{where}: timeout")
+    resources = _parse_resources(item.get("resources"), f"{where}: resources")
+    promote = _parse_promote(item["promote"], f"{where}: promote") if "promote" in item else None
+    return Stage(name, command, timeout, resources, promote)
+
+
+def _parse_resources(value: Any, where: str) -> Resources:
+    if value is None:
+        return Resources()
+    if not isinstance(value, dict):
+        raise TaskError(f"{where} must be a mapping like {{cpus: 1, gpus: 0}}")
+    _no_unknown(value, RESOURCE_KEYS, where)
+    cpus = _integer(value.get("cpus", 1), f"{where}.cpus", minimum=1)
+    gpus = _integer(value.get("gpus", 0), f"{where}.gpus", minimum=0)
+    return Resources(cpus=cpus, gpus=gpus)
+
+
+def _parse_promote(value: Any, where: str) -> Promotion:
+    if not isinstance(value, dict):
+        raise TaskError(f"{where} must be a mapping: {{top_k: N}} or {{beat_baseline: true}}")
+    _no_unknown(value, PROMOTE_KEYS, where)
+    top_k = value.get("top_k")
+    if top_k is not None:
+        top_k = _integer(top_k, f"{where}.top_k", minimum=1)
+    beat = value.get("beat_baseline", False)
+    if not isinstance(beat, bool):
+        raise TaskError(f"{where}.beat_baseline must be true or false")
+    if top_k is None and not beat:
+        raise TaskError(f"{where} needs top_k or beat_baseline: true (else drop promote)")
+    return Promotion(top_k=top_k, beat_baseline=beat)
+
+
+def parse_score_stage(value: Any, stages: tuple[Stage, ...], where: str) -> str:
+    """The stage whose score ranks nodes: named, ungated, and before every gated stage.
+
+    A gate compares the score stage's score, so a gated stage can only come after it.
+    """
+    names = [s.name for s in stages]
+    if value is None:
+        name = default_score_stage(stages)
+    elif not isinstance(value, str) or value not in names:
+        raise TaskError(f"{where}: score_stage {value!r} is not a stage ({', '.join(names)})")
+    else:
+        name = value
+    if name == PRECHECK_STAGE:
+        raise TaskError(f"{where}: score_stage cannot be {PRECHECK_STAGE!r} (it reports no score)")
+    position = names.index(name)
+    if stages[position].promote is not None:
+        raise TaskError(
+            f"{where}: score stage {name!r} cannot have promote (gates compare its score)"
+        )
+    early = [s.name for s in stages[:position] if s.promote is not None]
+    if early:
+        raise TaskError(
+            f"{where}: gated stage {early[0]!r} comes before the score stage {name!r}"
+            " (its gate compares the score stage's score)"
+        )
+    return name
+
+
+# ---------------------------------------------------------------------------- checks
+def check_task_name(value: Any, where: str) -> str:
+    """A task name is one plain path component (it names ``runs/<name>``)."""
+    if not isinstance(value, str) or not value.strip():
+        raise TaskError(f"{where}: name must be a non-empty string")
+    if (
+        len(value) > MAX_NAME_CHARS
+        or any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in value)
+        or value.startswith((".", "-"))
+        or value != value.strip()
+    ):
+        raise TaskError(
+            f"{where}: name {value[:MAX_NAME_CHARS]!r} must be one plain directory name "
+            f"(no '/', no leading '.' or '-', at most {MAX_NAME_CHARS} chars)"
+        )
+    return value
+
+
+def check_program_name(value: Any, where: str) -> str:
+    """``program_name`` is a relative path that stays inside the node's working directory."""
+    if not isinstance(value, str) or not value.strip():
+        raise TaskError(f"{where}: program_name must be a non-empty file name")
+    if "\x00" in value or "\\" in value or len(value) > 255:
+        raise TaskError(f"{where}: program_name {value[:80]!r} is not a usable file name")
+    parts = value.split("/")
+    if PurePosixPath(value).is_absolute() or any(p in ("", ".", "..") for p in parts):
+        raise TaskError(
+            f"{where}: program_name {value!r} must stay inside the working directory "
+            "(a relative path without '..')"
+        )
+    if parts[-1].endswith(OUTPUT_NAMES):
+        raise TaskError(f"{where}: program_name {value!r} clashes with the engine's output files")
+    return value
+
+
+def check_template(template: str, where: str) -> None:
+    """Every ``{placeholder}`` is one the engine fills."""
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TaskError(f"{spec_file}: {key} must be a number") from None
-    if number <= 0:
-        raise TaskError(f"{spec_file}: {key} must be positive")
+        template.format(**{key: "" for key in PLACEHOLDERS})
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise TaskError(
+            f"{where} has an unknown or malformed placeholder ({_one_line(exc)}); "
+            f"known: {', '.join('{' + k + '}' for k in PLACEHOLDERS)}"
+        ) from None
+
+
+def positive_number(value: Any, where: str) -> float:
+    """A finite number > 0 (YAML ``.nan``, ``.inf``, booleans and strings are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TaskError(f"{where} must be a number, got {_short(value)}")
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise TaskError(f"{where} must be a finite positive number, got {_short(value)}")
     return number
 
 
-def _check_template(template: str, spec_file: Path, key: str) -> None:
+def read_text_file(path: Path, what: str) -> str:
+    """A text file's content; binary (NUL bytes) or non-UTF-8 content is a TaskError."""
     try:
-        template.format(python="", evaluator="", program="", workdir="", task_dir="")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise TaskError(f"{spec_file}: {key} has an unknown placeholder {exc}") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TaskError(f"{path}: cannot read the {what} ({_one_line(exc)})") from None
+    if b"\x00" in data:
+        raise TaskError(f"{path}: the {what} is a binary file (it has NUL bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TaskError(
+            f"{path}: the {what} is not UTF-8 text (bad byte at offset {exc.start})"
+        ) from None
 
 
-def _one_line(exc: Exception) -> str:
+def _integer(value: Any, where: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TaskError(f"{where} must be an integer, got {_short(value)}")
+    if value < minimum:
+        raise TaskError(f"{where} must be >= {minimum}, got {value}")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise TaskError(f"{where} must be a non-empty string")
+    if "\x00" in value:
+        raise TaskError(f"{where} must not contain NUL bytes")
+    return value
+
+
+def _no_unknown(mapping: dict[Any, Any], known: frozenset[str], where: str) -> None:
+    unknown = [k for k in mapping if k not in known]
+    if unknown:
+        raise TaskError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
