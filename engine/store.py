@@ -253,6 +253,8 @@ class RunStore:
             self.db.execute(f"UPDATE nodes SET {sets} WHERE id = ?", [*row.values(), node.id])
 
     def get_node(self, node_id: int) -> Node | None:
+        if not -(2**63) <= node_id < 2**63:  # beyond SQLite's integer range: no such node
+            return None
         rows = list(self.db.query("SELECT * FROM nodes WHERE id = ?", [node_id]))
         return Node.from_row(rows[0]) if rows else None
 

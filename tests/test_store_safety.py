@@ -178,3 +178,9 @@ def test_damaged_database_is_one_line_for_reading_commands(toy_task: Path, tmp_p
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "damaged run database" in result.stderr and "asi-evolve restore" in result.stderr
+
+
+def test_ids_beyond_sqlite_range_are_simply_missing(tmp_path: Path) -> None:
+    store = RunStore.create(tmp_path / "run")
+    assert store.get_node(2**70) is None
+    assert store.get_node(-(2**70)) is None
