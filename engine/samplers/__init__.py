@@ -11,10 +11,12 @@ from engine.samplers.greedy import GreedySampler
 from engine.samplers.islands import IslandSampler
 from engine.samplers.population import Population
 from engine.samplers.random_sampler import RandomSampler
+from engine.samplers.rank import RankSampler
 from engine.samplers.ucb1 import UCB1Sampler
 from engine.store import RunStore
 
 SAMPLERS: dict[str, type[Sampler]] = {
+    "rank": RankSampler,
     "ucb1": UCB1Sampler,
     "greedy": GreedySampler,
     "random": RandomSampler,
@@ -40,6 +42,7 @@ __all__ = [
     "IslandSampler",
     "Population",
     "RandomSampler",
+    "RankSampler",
     "Sampler",
     "SamplerSettings",
     "UCB1Sampler",

@@ -23,9 +23,14 @@ from engine.store import RunStore
 class SamplerSettings:
     """How the next round's context is chosen (the ``sampler:`` section of a run config)."""
 
-    name: str = "ucb1"  # ucb1 | greedy | random | island
+    name: str = "rank"  # rank | ucb1 | greedy | random | island
     n_context: int = 3  # context nodes per round; the parent is the first
-    ucb_c: float = 1.414
+    ucb_c: float = 1.414  # ucb1: the paper's exploration constant
+    # rank: parent weight exp(-rank / rank_tau) / (1 + visits) ** visit_power; the other
+    # context nodes by (1 - context_explore) * normalised fitness + context_explore / sqrt(n).
+    rank_tau: float = 4.0
+    visit_power: float = 0.5
+    context_explore: float = 0.3
     # Candidate pool: the parent comes from the top K1 nodes by fitness, the other context
     # nodes are drawn uniformly from the top K2 (default K1). Used by ucb1, greedy, random.
     parent_top_k: int | None = None
@@ -43,6 +48,10 @@ class SamplerSettings:
     def __post_init__(self) -> None:
         if self.n_context < 1:
             raise ValueError("sampler.n_context must be at least 1")
+        if self.rank_tau <= 0 or self.visit_power < 0 or not 0 <= self.context_explore <= 1:
+            raise ValueError(
+                "sampler.rank_tau must be > 0, visit_power >= 0, context_explore in [0, 1]"
+            )
         if self.parent_top_k is not None and self.parent_top_k < 1:
             raise ValueError("sampler.parent_top_k must be at least 1")
         if self.context_top_k is not None and self.context_top_k < 1:
@@ -73,6 +82,7 @@ class Sampler:
         self.settings = settings
         self.store = store
         self.maximize = maximize
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.pop = Population()
         for row in store.node_summaries():
@@ -87,8 +97,16 @@ class Sampler:
             )
 
     # ------------------------------------------------------------------ engine API
-    def sample(self) -> Selection:
-        """Choose the next parent and context, and count (in memory and store) their visit."""
+    def sample(self, step: int | None = None) -> Selection:
+        """Choose the next parent and context, and count (in memory and store) their visit.
+
+        With ``step`` (the step the selection is for) the random draws come from a generator
+        seeded by (run seed, step), so a step's choice depends only on the population it
+        sees, never on how many rounds were sampled before it (a resume, a retry, worker
+        timing). See ``engine/samplers/barrier.py`` for making what it sees deterministic.
+        """
+        if step is not None and self.seed is not None:
+            self.rng = np.random.default_rng([self.seed, step])
         selection = self._select()
         self.pop.add_visits([self.pop.row(i) for i in selection.context_ids])
         self.store.add_visits(selection.context_ids)

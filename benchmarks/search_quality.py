@@ -1,0 +1,267 @@
+"""Search quality of the samplers on circle packing: best score after 60 and 300 candidates.
+
+The question is whether a sampler uses the population or collapses onto one lineage, so
+this runs the real pieces that decide it - a run store, ``make_sampler``, the Researcher
+and the analysis-free bookkeeping of the loop - and replaces only the evaluator subprocess
+by the same strict check in-process (``domains/circle_packing/evaluate.check_packing``),
+which makes a 300-candidate run take seconds instead of minutes.
+
+Researchers:
+
+* ``offline``: the built-in literal-mutation researcher (``OfflineResearcher``);
+* ``llm``: the real ``LLMResearcher`` and ``openai`` client against the scripted HTTP server
+  of the tests, whose "model" answers each prompt with a SEARCH/REPLACE edit of one or two
+  numeric literals of the parent program it reads from the prompt (a stand-in for a model
+  that tunes constants; no network).
+
+Workers are simulated with the deterministic barrier of ``Sampler.sample(step=...,
+visible_before=...)``: with W workers, step s sees exactly the nodes of steps < s - W + 1,
+which is what an engine with W candidates in flight sees at worst, and the result does not
+depend on timing. Every run prints its parent spread (distinct parents, share of parents
+among the 3 newest nodes) as well as its score.
+
+    python benchmarks/search_quality.py [--samplers rank ucb1 greedy random island]
+        [--seeds 0 1 2 3 4] [--steps 60 300] [--workers 1] [--researcher offline|llm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from domains.circle_packing.evaluate import check_packing  # noqa: E402
+from engine.agents.base import ResearchContext  # noqa: E402
+from engine.agents.offline_researcher import OfflineResearcher, find_literals  # noqa: E402
+from engine.records import DONE, FAILED, Node  # noqa: E402
+from engine.samplers import SamplerSettings, make_sampler  # noqa: E402
+from engine.store import RunStore  # noqa: E402
+
+TASK_DIR = ROOT / "domains" / "circle_packing"
+
+
+@dataclass
+class RunResult:
+    sampler: str
+    seed: int
+    steps: int
+    best: float
+    best_step: int
+    distinct_parents: int
+    newest3_share: float  # share of steps whose parent was one of the 3 newest finished nodes
+    seconds: float
+
+
+def evaluate(code: str) -> tuple[float | None, str]:
+    """Score of a circle packing program in-process, with the evaluator's strict check."""
+    namespace: dict[str, Any] = {"__name__": "candidate_program"}
+    try:
+        exec(compile(code, "program.py", "exec"), namespace)  # noqa: S102 - our own mutants
+        centers, radii, reported = namespace["construct_packing"]()
+        error, metrics = check_packing(
+            np.asarray(centers, dtype=float), np.asarray(radii, dtype=float), float(reported)
+        )
+    except Exception as exc:  # noqa: BLE001 - a broken mutant is a failed node
+        return None, f"{type(exc).__name__}: {exc}"
+    return (None, error) if error else (float(metrics["sum_radii"]), "")
+
+
+def run_once(
+    sampler_name: str, seed: int, steps: int, workers: int, researcher: Any
+) -> RunResult:
+    """One run of ``steps`` candidates; the best score and how the parents were spread."""
+    start = time.perf_counter()
+    code = (TASK_DIR / "initial.py").read_text(encoding="utf-8")
+    with tempfile.TemporaryDirectory(prefix="search_quality_") as tmp:
+        store = RunStore.create(Path(tmp))
+        score, _ = evaluate(code)
+        root = Node(step=0, code=code, name="initial", status=DONE, score=score)
+        store.insert_node(root)
+        sampler = make_sampler(SamplerSettings(name=sampler_name), store, seed=seed)
+        nodes: dict[int, Node] = {root.id: root}
+        finished_order: list[int] = [root.id]
+        best, best_step = score or 0.0, 0
+        parents: list[int] = []
+        newest3 = 0
+        pending: list[Node] = []  # evaluated but not yet visible (the barrier)
+        loop = asyncio.new_event_loop()
+        try:
+            for step in range(1, steps + 1):
+                while pending and pending[0].step <= step - workers:
+                    done = pending.pop(0)
+                    sampler.observe(done)
+                    finished_order.append(done.id)
+                selection = sampler.sample(step=step)
+                parents.append(selection.parent_id)
+                newest3 += selection.parent_id in finished_order[-3:]
+                parent = nodes[selection.parent_id]
+                node = Node(step=step, parent_ids=[parent.id], context_ids=selection.context_ids)
+                store.insert_node(node)
+                ctx = ResearchContext(
+                    task_name="circle_packing",
+                    task_description="",
+                    parent=parent,
+                    context=[nodes[i] for i in selection.context_ids],
+                    knowledge=[],
+                    step=step,
+                    node_id=node.id,
+                )
+                proposal = loop.run_until_complete(researcher.propose(ctx))
+                node.code, node.name = proposal.code, proposal.name
+                node.motivation, node.metadata = proposal.motivation, dict(proposal.metadata)
+                node.score, node.error = evaluate(node.code)
+                node.status = DONE if node.score is not None else FAILED
+                store.save_node(node)
+                nodes[node.id] = node
+                pending.append(node)
+                if node.score is not None and node.score > best:
+                    best, best_step = node.score, step
+        finally:
+            loop.close()
+            close = getattr(researcher, "aclose", None)
+            if close is not None:
+                asyncio.run(close())
+        store.close()
+    return RunResult(
+        sampler_name,
+        seed,
+        steps,
+        best,
+        best_step,
+        len(set(parents)),
+        newest3 / max(1, steps),
+        time.perf_counter() - start,
+    )
+
+
+# ------------------------------------------------------------------ scripted LLM researcher
+def literal_editor(seed: int):
+    """A scripted-server handler: reads the parent program, moves 1-2 float literals."""
+    from scripted_server import Reply, parent_program, search_replace
+
+    rng = random.Random(seed)
+
+    def handle(request: dict[str, Any]) -> Reply:
+        code = parent_program(request)
+        literals, _ = find_literals(code)
+        floats = [lit for lit in literals if not lit.is_int]
+        lines = code.split("\n")
+        edits: dict[int, str] = {}
+        for lit in rng.sample(floats, k=min(len(floats), rng.choice((1, 1, 2)))):
+            line = lines[lit.line - 1]
+            if lit.line in edits or line.count(lit.text) != 1:
+                continue
+            new = f"{lit.value * math.exp(rng.gauss(0.0, 0.25)):.4g}"
+            new = new if any(c in new for c in ".e") else new + ".0"
+            edits[lit.line] = line.replace(lit.text, new)
+        if not edits:
+            return Reply("<name>noop</name>\n<motivation>nothing to move</motivation>\n")
+        blocks = "\n".join(search_replace(lines[k - 1], text) for k, text in edits.items())
+        name = "tune-" + re.sub(r"\W+", "_", next(iter(edits.values())).strip())[:30]
+        return Reply(
+            f"<name>{name}</name>\n<motivation>Retune {len(edits)} layout constant(s) of the "
+            f"parent.</motivation>\n```python\n{blocks}\n```"
+        )
+
+    return handle
+
+
+def make_llm_researcher(server: Any) -> Any:
+    from engine.agents.llm_client import LLMClient
+    from engine.agents.llm_researcher import LLMResearcher
+    from engine.agents.llm_settings import LLMSettings, ResearcherSettings
+    from engine.agents.prompts import Templates
+
+    settings = LLMSettings(base_url=server.base_url, api_key="none", model="scripted-model")
+    client = LLMClient(settings)
+    return LLMResearcher(client, Templates(TASK_DIR), ResearcherSettings(mode="diff"))
+
+
+def summarize(results: list[RunResult]) -> dict[str, Any]:
+    bests = [r.best for r in results]
+    q = statistics.quantiles(bests, n=4, method="inclusive") if len(bests) >= 2 else [bests[0]] * 3
+    return {
+        "median": round(statistics.median(bests), 4),
+        "min": round(min(bests), 4),
+        "q1": round(q[0], 4),
+        "q3": round(q[2], 4),
+        "max": round(max(bests), 4),
+        "median_best_step": statistics.median(r.best_step for r in results),
+        "median_distinct_parents": statistics.median(r.distinct_parents for r in results),
+        "median_newest3_share": round(statistics.median(r.newest3_share for r in results), 3),
+        "seconds_per_run": round(statistics.mean(r.seconds for r in results), 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samplers", nargs="+", default=["rank", "ucb1", "greedy", "random"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--steps", nargs="+", type=int, default=[60, 300])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--researcher", choices=["offline", "llm"], default="offline")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore", RuntimeWarning)  # mutants that take sqrt of negatives
+    if args.workers < 1 or min(args.steps) < 1:
+        print("error: --workers and --steps must be at least 1", file=sys.stderr)
+        return 2
+    server = None
+    if args.researcher == "llm":
+        from scripted_server import ScriptedServer
+
+        server = ScriptedServer()
+        server.__enter__()
+    try:
+        for name in args.samplers:
+            for steps in args.steps:
+                results = []
+                for seed in args.seeds:
+                    if server is not None:
+                        server.handler = literal_editor(seed)
+                        researcher = make_llm_researcher(server)
+                    else:
+                        researcher = OfflineResearcher(seed=seed)
+                    results.append(run_once(name, seed, steps, args.workers, researcher))
+                summary = summarize(results)
+                row = {"sampler": name, "steps": steps, "workers": args.workers,
+                       "researcher": args.researcher, "seeds": args.seeds, **summary,
+                       "bests": [round(r.best, 4) for r in results]}
+                if args.json:
+                    print(json.dumps(row), flush=True)
+                else:
+                    print(
+                        f"{name:8s} steps={steps:4d} median={summary['median']:.4f} "
+                        f"[min {summary['min']:.4f} q1 {summary['q1']:.4f} "
+                        f"q3 {summary['q3']:.4f} max {summary['max']:.4f}] "
+                        f"best@{summary['median_best_step']:g} "
+                        f"parents={summary['median_distinct_parents']:g} "
+                        f"newest3={summary['median_newest3_share']:.2f} "
+                        f"({summary['seconds_per_run']}s/run)",
+                        flush=True,
+                    )
+    finally:
+        if server is not None:
+            server.__exit__(None, None, None)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
