@@ -34,6 +34,7 @@ from engine.store import DB_NAME, RunStore, StoreError
 from engine.task import TaskError, TaskSpec, builtin_tasks, load_task, resolve_task
 
 EXIT_USAGE = 2
+MAX_RUN_DIR_CHARS = 3000  # run dir paths far below PATH_MAX leave room for node dirs
 
 
 class UsageError(Exception):
@@ -150,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     built, attach = _build_agents(mode, config, task)
     seeds = cognition_setup.prepare(config, task)  # checked before anything is written
     execution = _execution(config, run_dir, task)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    _make_run_dir(run_dir)
     with RunLock(run_dir):
         store = RunStore.create(run_dir)
         attach(store)
@@ -197,6 +198,23 @@ def _resume(task: TaskSpec, run_dir: Path, args: argparse.Namespace, flags: dict
             f"{best_text}"
         )
         return _execute(store, task, run_dir, config, mode, built, args.quiet, execution)
+
+
+def _make_run_dir(run_dir: Path) -> None:
+    """Create the run directory, or say in one line why it cannot be (nothing is left)."""
+    if len(str(run_dir.resolve())) > MAX_RUN_DIR_CHARS:
+        raise UsageError(f"--run-dir is too long (over {MAX_RUN_DIR_CHARS} characters)")
+    for parent in run_dir.resolve().parents:
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"--run-dir {run_dir}: {parent} is a file, not a directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UsageError(f"cannot create the run directory {run_dir}: {reason}") from None
 
 
 def _sandbox(config: RunConfig, run_dir: Path, task: TaskSpec) -> Sandbox:
@@ -494,7 +512,14 @@ def cmd_best(args: argparse.Namespace) -> int:
     if best is None:
         raise UsageError(f"{args.run_dir} has no successful node yet")
     if args.output:
-        args.output.write_text(best.code, encoding="utf-8")
+        if args.output.is_dir():
+            raise UsageError(f"-o {args.output} is a directory; give a file name")
+        if not args.output.parent.is_dir():
+            raise UsageError(f"-o {args.output}: directory {args.output.parent} does not exist")
+        try:
+            args.output.write_text(best.code, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
         print(f"wrote node #{best.id} (score {best.score:.6g}) to {args.output}")
     else:
         sys.stdout.write(best.code if best.code.endswith("\n") else best.code + "\n")

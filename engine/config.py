@@ -16,6 +16,7 @@ import yaml
 from engine.samplers.base import SamplerSettings
 
 LLM_MODES = ("offline", "openai")
+BUDGET_KEYS = ("max_cost_usd", "max_tokens_total")
 
 
 class ConfigError(Exception):
@@ -84,6 +85,23 @@ class RunConfig:
             raise ConfigError(f"steps must be >= 0, got {self.steps}")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        timeout = self.engineer.timeout
+        if timeout is not None and not (0 < timeout < float("inf")):
+            raise ConfigError(f"engineer.timeout must be a positive number, got {timeout!r}")
+        if self.seed is not None and self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        unknown = sorted(set(self.budget) - set(BUDGET_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"budget: unknown key {unknown[0]!r} (known: {', '.join(BUDGET_KEYS)})"
+            )
+        for key, value in self.budget.items():
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+                raise ConfigError(f"budget.{key} must be a number, got {value!r}")
+            if value < 0:
+                raise ConfigError(f"budget.{key} must be >= 0, got {value!r}")
         if self.backup_every < 0:
             raise ConfigError(f"backup_every must be >= 0, got {self.backup_every}")
         if self.engineer.cpus is not None and self.engineer.cpus < 1:

@@ -49,6 +49,8 @@ RESULTS_NAME = "results.json"
 STORED_TAIL_CHARS = 4000
 STORED_LOGS_CHARS = 20_000
 REASON_CHARS = 200
+MAX_METRICS = 200  # metric entries kept per stage
+MAX_METRIC_CHARS = 500  # a metric string longer than this is cut
 # A larger results.json is refused rather than read into memory.
 MAX_RESULTS_BYTES = 16 * 1024 * 1024
 
@@ -384,6 +386,8 @@ class Engineer:
         if isinstance(results.get("logs"), str):
             results["logs"] = _tail_chars(results["logs"], STORED_LOGS_CHARS)
         results = _finite(results)
+        if "metrics" in results:
+            results["metrics"] = bound_metrics(results["metrics"])
         results.update(_run_results(run))
         if failure:
             return finish(False, results, failure)
@@ -391,7 +395,10 @@ class Engineer:
             if not scored and not results_file.exists():
                 return finish(True, results, "")
             return finish(False, results, problem)
-        if not data.get("valid", True):
+        valid = data.get("valid", True)
+        if not isinstance(valid, bool):
+            return finish(False, results, f"'valid' must be true or false, got {valid!r:.40}")
+        if not valid:
             reason = _one_line(str(data.get("error") or "")) or "the evaluator marked it invalid"
             return finish(False, results, f"invalid: {reason}")
         score, problem = _score(data)
@@ -428,6 +435,25 @@ class Engineer:
             with contextlib.suppress(OSError):
                 (workdir / f"{prefix}{name}.txt").write_text(text, encoding="utf-8")
         return run, _run_failure(run, timeout, what)
+
+
+def bound_metrics(metrics: Any) -> dict[str, Any]:
+    """At most MAX_METRICS entries of numbers or short strings: metrics are stored for every
+    node and shown in prompts and the TUI, so an evaluator cannot bloat them."""
+    if not isinstance(metrics, dict):
+        return {"metrics_error": f"metrics must be a mapping, got {type(metrics).__name__}"}
+    bounded: dict[str, Any] = {}
+    for key, value in list(metrics.items())[:MAX_METRICS]:
+        if not isinstance(value, bool | int | float | str) and value is not None:
+            value = json.dumps(value, default=str)
+        if isinstance(value, str) and len(value) > MAX_METRIC_CHARS:
+            value = value[: MAX_METRIC_CHARS - 3] + "..."
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63:
+            value = float(value) if abs(value) < 1e308 else str(value)[:MAX_METRIC_CHARS]
+        bounded[str(key)[:100]] = value
+    if len(metrics) > MAX_METRICS:
+        bounded["metrics_cut"] = len(metrics) - MAX_METRICS
+    return bounded
 
 
 def stage_prefix(name: str) -> str:
@@ -530,7 +556,10 @@ def _score(data: dict[str, Any]) -> tuple[float | None, str]:
     value = data["score"]
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None, f"score is not a number: {_one_line(repr(value))}"
-    score = float(value)
+    try:
+        score = float(value)
+    except OverflowError:
+        return None, "score is too large to be a number"
     if math.isnan(score):
         return None, "score is NaN"
     if math.isinf(score):

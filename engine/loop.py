@@ -291,7 +291,7 @@ class Engine:
         while step in self._used_steps:
             step += 1
         try:
-            selection = self.sampler.sample()
+            selection = self.sampler.sample(step=step)
         except LookupError:
             self.request_stop("no eligible parent node left")
             return None
