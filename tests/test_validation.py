@@ -30,6 +30,10 @@ CONFIGS = [
     ("ray:\n  adress: auto\n", "ray:"),
     ("backup_every: -1\n", "backup_every must be >= 0"),
     ("stepz: 3\n", "stepz"),
+    ("researcher:\n  mode_typo: diff\n", "researcher: unknown setting 'mode_typo'"),
+    ("api:\n  base_ulr: http://x\n", "api: unknown setting 'base_ulr'"),
+    ("judge:\n  ratoi: 0.5\n", "judge: unknown setting 'ratoi'"),
+    ("cognition:\n  top_kk: 3\n", "cognition.top_kk"),
 ]
 
 

@@ -38,8 +38,23 @@ def build_offline_agents(seed: int | None) -> Agents:
 
 def check_offline_config(config: Any) -> None:
     """Settings an offline run cannot honour are errors, not silently ignored."""
-    from engine.agents.llm_settings import judge_settings
+    from engine.agents.llm_settings import (
+        _API_KEYS,
+        _ROLE_KEYS,
+        ROLES,
+        _check_keys,
+        judge_settings,
+        researcher_settings,
+    )
 
+    # A typo in an LLM section must fail offline too, not wait for the first online run.
+    api = getattr(config, "api", None) or {}
+    _check_keys(api, _API_KEYS, "api")
+    for role, section in (api.get("roles") or {}).items():
+        if role not in ROLES:
+            raise AgentSetupError(f"api.roles: unknown role {role!r} (use {', '.join(ROLES)})")
+        _check_keys(section or {}, _ROLE_KEYS | {"api_key_env"}, f"api.roles.{role}")
+    researcher_settings(getattr(config, "researcher", None) or {})
     if judge_settings(getattr(config, "judge", None) or {}).enabled:
         raise AgentSetupError(
             "the judge needs an LLM endpoint: configure one (api.base_url or OPENAI_BASE_URL) "
