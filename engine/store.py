@@ -9,6 +9,7 @@ lets the TUI and ``status`` read while the engine writes.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -419,11 +420,26 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
+def connect_readonly(path: Path, timeout: float = 10) -> sqlite3.Connection:
+    """A read-only connection that also works on an archived run (a read-only directory).
+
+    A WAL database needs its ``-shm`` file even to be read; where the directory cannot be
+    written (chmod -w, a read-only mount) no engine can be writing either, so the file is
+    opened as immutable instead.
+    """
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        if os.access(path.parent, os.W_OK) and os.access(path, os.W_OK):
+            raise
+    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=timeout)
+
+
 def _connect(path: Path, readonly: bool = False) -> sqlite_utils.Database:
-    if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    else:
-        conn = sqlite3.connect(str(path), timeout=10)
+    conn = connect_readonly(path) if readonly else sqlite3.connect(str(path), timeout=10)
     db = sqlite_utils.Database(conn)
     db.execute("PRAGMA busy_timeout = 10000")
     if not readonly:

@@ -184,3 +184,33 @@ def test_ids_beyond_sqlite_range_are_simply_missing(tmp_path: Path) -> None:
     store = RunStore.create(tmp_path / "run")
     assert store.get_node(2**70) is None
     assert store.get_node(-(2**70)) is None
+
+
+def _bwrap_works() -> bool:
+    if shutil.which("bwrap") is None:
+        return False
+    probe = subprocess.run(["bwrap", "--dev-bind", "/", "/", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _bwrap_works(), reason="needs bubblewrap to mount the run read-only")
+def test_an_archived_read_only_run_opens_for_reading(toy_task: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert cli("run", str(toy_task), "--run-dir", str(run), "--steps", "2").returncode == 0
+    reader = (
+        "import sys; from tui.data import RunReader; r = RunReader(sys.argv[1]); "
+        "print(r.meta()['task'])"
+    )
+    for argv in (
+        ["-m", "engine.cli", "status", str(run)],
+        ["-m", "engine.cli", "best", str(run)],
+        ["-m", "engine.cli", "cognition", "list", str(run)],
+        ["-c", reader, str(run)],
+    ):
+        result = subprocess.run(
+            ["bwrap", "--dev-bind", "/", "/", "--ro-bind", str(run), str(run),
+             sys.executable, *argv],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, (argv, result.stderr)
+        assert "Traceback" not in result.stderr

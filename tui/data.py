@@ -131,7 +131,7 @@ class RunReader:
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+            conn = _connect_readonly(Path(self.path))
             conn.text_factory = lenient_text
             conn.execute("PRAGMA busy_timeout = 10000")
             self._local.conn = conn
@@ -262,3 +262,17 @@ def _node_row(r: tuple) -> NodeRow:
         started_at=float(r[8]) if isinstance(r[8], int | float) else None,
         updated_at=float(r[9]) if isinstance(r[9], int | float) else 0.0,
     )
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """Read-only, and immutable where the run directory cannot be written (an archived run:
+    a WAL database needs its -shm file even to be read, and no engine can write there)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=10)
