@@ -203,8 +203,8 @@ def _item_id(text: str) -> int:
         value = int(text.lstrip("#"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an item id: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"not an item id: {text!r}")
+    if not 1 <= value < 2**63:  # SQLite integers are 64-bit
+        raise argparse.ArgumentTypeError(f"not an item id: {text[:40]!r}")
     return value
 
 

@@ -138,3 +138,11 @@ def test_metrics_are_bounded() -> None:
     assert len(bounded) == 201 and bounded["metrics_cut"] == 800
     assert all(len(v) <= 500 for k, v in bounded.items() if isinstance(v, str))
     assert bound_metrics([1, 2]) == {"metrics_error": "metrics must be a mapping, got list"}
+
+
+def test_ids_beyond_sqlite_integers(toy_task: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert cli("run", str(toy_task), "--run-dir", str(run), "--steps", "1").returncode == 0
+    huge = str(2**70)
+    for verb in ("show", "approve"):
+        _one_line_exit_2(cli("cognition", verb, str(run), huge), "not an item id")
