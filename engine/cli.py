@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 from cognition import setup as cognition_setup
 from cognition.items import CognitionError
 from engine import agents as agent_setup
-from engine import session
+from engine import progress, session
 from engine.agents.llm_settings import redact_config
 from engine.backup import Backups
 from engine.config import ConfigError, RunConfig, from_dict, load_file
@@ -48,6 +48,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="asi-evolve", description="AI-driven evolutionary research loop.")
+    parser.add_argument("--version", action="version", version=f"asi-evolve {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="start or resume a run")
@@ -99,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_backup(sub)  # backup, restore
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("asi-evolve")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -474,6 +484,11 @@ def run_status(run_dir: Path) -> dict[str, Any]:
             "last_state": meta.get("state"),
             "llm": store.llm_totals(),
         }
+        rows = list(store.db.execute("SELECT step, finished_at, score, status FROM nodes"))
+        info["progress"] = progress.measure(rows, meta.get("steps_total"), maximize).to_dict()
+        engine_meta = meta.get("engine") or {}
+        if alive and isinstance(engine_meta, dict) and engine_meta.get("slots"):
+            info["slots"] = engine_meta["slots"]
         return info
     finally:
         store.close()
@@ -494,6 +509,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"pruned {info['pruned']}  running {info['running']}  pending {info['pending']}"
     )
     print(f"best:     {best}")
+    p = info["progress"]
+    rate = "-" if p["per_minute"] is None else f"{p['per_minute']:.2f}/min"
+    stall = "  STALLED: no improvement in a while" if p["stalled"] else ""
+    print(
+        f"progress: {rate}  eta {progress.format_eta(p['eta_seconds'])}  "
+        f"{p['since_improvement']} since the last improvement (step {p['best_step']}){stall}"
+    )
+    if "slots" in info:
+        gpus, cpus = info["slots"].get("gpus", {}), info["slots"].get("cpus", {})
+        print(
+            f"slots:    GPUs {gpus.get('busy', 0)}/{gpus.get('total', 0)}  "
+            f"CPUs {cpus.get('busy', 0)}/{cpus.get('total', 0)}"
+        )
     print(f"sampler:  {info['sampler']}   llm: {info['llm_mode']}")
     print(
         f"llm use:  {llm['calls']} calls, {llm['prompt_tokens']}+{llm['completion_tokens']} "
