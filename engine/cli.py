@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.backup import register as register_backup
 
     register_backup(sub)  # backup, restore
+    from engine.export import register as register_export
+
+    register_export(sub)  # export
     return parser
 
 
