@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -142,6 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`: not an error of ours
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return 0
+    except Exception as exc:  # a bug of ours: one line, the traceback only when asked for
+        if os.environ.get("ASI_EVOLVE_DEBUG"):
+            raise
+        print(
+            f"asi-evolve: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            "(run again with ASI_EVOLVE_DEBUG=1 to see the traceback)",
+            file=sys.stderr,
+        )
+        logging.getLogger(__name__).exception("internal error")
+        return 1
 
 
 # --------------------------------------------------------------------- run
