@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from engine import reaper, sandbox
-from engine.cli import _secret_env_names
 from engine.executor import Engineer, Limits, run_command
+from engine.run import _secret_env_names
 from engine.task import load_task
 
 KINDS = ("bwrap", "landlock")
