@@ -24,6 +24,7 @@ class Progress:
     since_improvement: int  # finished candidates since the best was found
     best_step: int | None
     stalled: bool
+    pruned: int = 0  # candidates a person pruned (they count as finished, not as failures)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,7 +60,8 @@ def measure(
         elif step >= 1 and status in ("done", "failed", "pruned"):
             since += 1
     stalled = since >= max(STALL_MIN, STALL_SHARE * len(finished))
-    return Progress(per_minute, eta, since, best_step, stalled)
+    pruned = sum(1 for r in rows if r[3] == "pruned")
+    return Progress(per_minute, eta, since, best_step, stalled, pruned)
 
 
 def format_eta(seconds: float | None) -> str:

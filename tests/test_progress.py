@@ -23,6 +23,9 @@ def test_speed_eta_and_stall() -> None:
     assert fresh.since_improvement == 2 and not fresh.stalled
     assert measure(rows, 100, maximize=False).best_step == 0  # minimize: the root's 1.0
     assert format_eta(None) == "-" and format_eta(3 * 3600 + 120) == "3 h 02 min"
+    assert p.pruned == 0
+    pruned = measure(rows + [(41, 90.0, None, "pruned")], steps_total=100, maximize=True)
+    assert pruned.pruned == 1 and pruned.since_improvement == 36
 
 
 def test_status_shows_progress(toy_task: Path, tmp_path: Path) -> None:
@@ -37,5 +40,6 @@ def test_status_shows_progress(toy_task: Path, tmp_path: Path) -> None:
         "since_improvement",
         "best_step",
         "stalled",
+        "pruned",
     }
     assert cli("--version").stdout.startswith("asi-evolve ")
