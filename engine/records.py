@@ -1,7 +1,8 @@
 """Plain records shared by the engine, the samplers and the agents.
 
-They mirror rows of the run database (see ``store.py``) so that every part of the
-engine speaks about the same things with the same names.
+They mirror rows of the run database (see ``schema.py``) so that every part of the
+engine speaks about the same things with the same names. The node statuses are defined
+with the schema and re-exported here, where most modules have always imported them.
 """
 
 from __future__ import annotations
@@ -10,16 +11,20 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-# Node life cycle. ``pending``: the Researcher is writing it; ``running``: the Engineer
-# is evaluating it; ``done``/``failed``: finished; ``pruned``: removed from the search by
-# a person (its data is kept).
-PENDING = "pending"
-RUNNING = "running"
-DONE = "done"
-FAILED = "failed"
-PRUNED = "pruned"
-STATUSES = (PENDING, RUNNING, DONE, FAILED, PRUNED)
-FINISHED = (DONE, FAILED, PRUNED)
+from engine.schema import DONE, FAILED, FINISHED, PENDING, PRUNED, RUNNING, STATUSES
+
+__all__ = [
+    "DONE",
+    "FAILED",
+    "FINISHED",
+    "PENDING",
+    "PRUNED",
+    "RUNNING",
+    "STATUSES",
+    "Command",
+    "Node",
+    "Selection",
+]
 
 
 @dataclass

@@ -18,36 +18,27 @@ from typing import Any
 
 import sqlite_utils
 
-from engine.records import DONE, FAILED, FINISHED, PENDING, PRUNED, RUNNING, Command, Node
+from engine import schema
+from engine.records import Command, Node
+from engine.schema import (
+    COMMAND_HANDLED,
+    COMMAND_KINDS,
+    COMMAND_NEW,
+    COMMAND_REJECTED,
+    DB_NAME,
+    DONE,
+    FAILED,
+    FINISHED,
+    NODE_JSON_COLUMNS,
+    NODES,
+    PENDING,
+    RUNNING,
+    SCHEMA_VERSION,
+    STATUSES,
+    VERSION_KEY,
+)
 
-DB_NAME = "evolve.db"
-COMMAND_KINDS = ("pause", "resume", "stop", "prune")
 MAX_COMMAND_ARG = 1000
-SCHEMA_VERSION = 1
-
-_NODE_COLUMNS: dict[str, type] = {
-    "id": int,
-    "step": int,
-    "name": str,
-    "parent_id": int,
-    "parent_ids": str,
-    "context_ids": str,
-    "motivation": str,
-    "code": str,
-    "results": str,
-    "analysis": str,
-    "score": float,
-    "status": str,
-    "error": str,
-    "runtime": float,
-    "island": int,
-    "visits": int,
-    "created_at": float,
-    "started_at": float,
-    "finished_at": float,
-    "updated_at": float,
-    "metadata": str,
-}
 
 
 class StoreError(Exception):
@@ -81,7 +72,7 @@ class RunStore:
         try:
             with open(self.path, "rb") as f:
                 header = f.read(16)
-            self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            self.db.execute("SELECT value FROM meta WHERE key = ?", [VERSION_KEY]).fetchone()
         except (OSError, sqlite3.DatabaseError) as exc:
             raise StoreError(f"damaged run database: {_one_line(exc)} ({restore})") from None
         if header != b"SQLite format 3\x00":
@@ -101,97 +92,47 @@ class RunStore:
         if path.exists():
             raise StoreError(f"{path} already exists")
         store = cls(_connect(path), path)
-        store._create_schema()
+        schema.create_schema(store.db.conn)
         return store
 
     @classmethod
     def open(cls, run_dir: Path, readonly: bool = False) -> RunStore:
+        """Open a run; for writing, an older schema is migrated first (engine/schema.py).
+
+        Read-only opens never migrate: an archived or older run is read as it is."""
         path = Path(run_dir) / DB_NAME
         if not path.is_file():
             raise StoreError(f"{run_dir} is not a run directory (no {DB_NAME})")
         # Check with a read-only connection first: never switch a foreign file to WAL.
         try:
             probe = _connect(path, readonly=True)
-            tables = set(probe.table_names())
-            version = None
-            if "meta" in tables:
-                row = probe.execute(
-                    "SELECT value FROM meta WHERE key = 'schema_version'"
-                ).fetchone()
-                version = json.loads(row[0]) if row else None
+            version = schema.read_version(probe.conn)
             probe.conn.close()
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"damaged run database: {path}: {exc} "
                 f"(restore from backup: asi-evolve restore {path.parent})"
             ) from None
-        if version is None or "nodes" not in tables:
+        if version is None:
             raise StoreError(f"{path} is not an ASI-Evolve run database")
-        if int(version) > SCHEMA_VERSION:
-            raise StoreError(
-                f"{path} has schema version {version}; this ASI-Evolve reads up to {SCHEMA_VERSION}"
-            )
+        try:
+            schema.check_readable(version)
+        except schema.SchemaError as exc:
+            raise StoreError(str(exc)) from None
         store = cls(_connect(path, readonly=readonly), path, readonly=readonly)
+        if not readonly:
+            try:
+                schema.ensure_schema(store.db.conn)
+            except schema.SchemaError as exc:
+                store.close()
+                raise StoreError(str(exc)) from None
+            except BaseException:
+                store.close()
+                raise
         return store
 
     def close(self) -> None:
         self.db.conn.close()
-
-    def _create_schema(self) -> None:
-        db = self.db
-        with db.conn:
-            db["nodes"].create(_NODE_COLUMNS, pk="id", not_null={"step", "status"})
-            db["nodes"].create_index(["step"], unique=True)
-            db["nodes"].create_index(["status", "score"])
-            db["nodes"].create_index(["updated_at"])
-            db["nodes"].create_index(["parent_id"])
-            db["events"].create(
-                {"id": int, "ts": float, "kind": str, "node_id": int, "message": str, "data": str},
-                pk="id",
-            )
-            db["commands"].create(
-                {
-                    "id": int,
-                    "ts": float,
-                    "kind": str,
-                    "arg": str,
-                    "status": str,
-                    "handled_at": float,
-                    "result": str,
-                },
-                pk="id",
-            )
-            db["commands"].create_index(["status"])
-            db["llm_calls"].create(
-                {
-                    "id": int,
-                    "ts": float,
-                    "node_id": int,
-                    "role": str,
-                    "model": str,
-                    "prompt_tokens": int,
-                    "completion_tokens": int,
-                    "latency": float,
-                    "cost_usd": float,
-                    "ok": int,
-                    "error": str,
-                    "prompt": str,
-                    "response": str,
-                },
-                pk="id",
-            )
-            db["llm_calls"].create_index(["node_id"])
-            db["island_members"].create(
-                {"node_id": int, "island": int, "since": float}, pk=("node_id", "island")
-            )
-            db["island_members"].create_index(["island"])
-            db["meta"].create({"key": str, "value": str}, pk="key")
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            # In the same transaction: a reader never sees a run without its version.
-            db.execute(
-                "INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
-                [json.dumps(SCHEMA_VERSION)],
-            )
 
     # ------------------------------------------------------------------- meta
     def get_meta(self, key: str, default: Any = None) -> Any:
@@ -231,9 +172,9 @@ class RunStore:
         """Commit a change of some node fields at once (JSON fields accept dicts/lists)."""
         row: dict[str, Any] = {}
         for key, value in fields.items():
-            if key not in _NODE_COLUMNS or key == "id":
+            if key not in NODES.columns or key == "id":
                 raise KeyError(f"unknown node field {key!r}")
-            if key in ("parent_ids", "context_ids", "results", "metadata"):
+            if key in NODE_JSON_COLUMNS:
                 value = json.dumps(value)
             row[key] = value
         if "parent_ids" in fields:
@@ -272,7 +213,7 @@ class RunStore:
         )
 
     def status_counts(self) -> dict[str, int]:
-        counts = {s: 0 for s in (PENDING, RUNNING, DONE, FAILED, PRUNED)}
+        counts = dict.fromkeys(STATUSES, 0)
         for status, n in self.db.execute("SELECT status, count(*) FROM nodes GROUP BY status"):
             counts[status] = n
         return counts
@@ -328,8 +269,8 @@ class RunStore:
     def add_command(self, kind: str, arg: str = "") -> int:
         with self.db.conn:
             cur = self.db.execute(
-                "INSERT INTO commands(ts, kind, arg, status) VALUES (?, ?, ?, 'new')",
-                [time.time(), kind, arg],
+                "INSERT INTO commands(ts, kind, arg, status) VALUES (?, ?, ?, ?)",
+                [time.time(), kind, arg, COMMAND_NEW],
             )
         return cur.lastrowid
 
@@ -338,8 +279,8 @@ class RunStore:
         unknown kind) is marked rejected with the reason and never reaches the engine."""
         rows = self.db.execute(
             "SELECT id, typeof(kind), substr(kind, 1, 40), typeof(arg), length(arg), "
-            "substr(arg, 1, ?), ts FROM commands WHERE status = 'new' ORDER BY id",
-            [MAX_COMMAND_ARG],
+            "substr(arg, 1, ?), ts FROM commands WHERE status = ? ORDER BY id",
+            [MAX_COMMAND_ARG, COMMAND_NEW],
         ).fetchall()
         commands = []
         for cid, kind_type, kind, arg_type, arg_len, arg, ts in rows:
@@ -361,11 +302,11 @@ class RunStore:
         or prune typed last week must not silently act on today's run."""
         with self.db.conn:
             cur = self.db.execute(
-                "UPDATE commands SET status = 'rejected', handled_at = ?, "
+                "UPDATE commands SET status = ?, handled_at = ?, "
                 "result = 'expired: written while no engine was running' "
-                "WHERE status = 'new' AND (ts IS NULL OR typeof(ts) NOT IN ('real', 'integer') "
+                "WHERE status = ? AND (ts IS NULL OR typeof(ts) NOT IN ('real', 'integer') "
                 "OR ts < ?)",
-                [time.time(), before],
+                [COMMAND_REJECTED, time.time(), COMMAND_NEW, before],
             )
         return cur.rowcount
 
@@ -373,7 +314,7 @@ class RunStore:
         with self.db.conn:
             self.db.execute(
                 "UPDATE commands SET status = ?, handled_at = ?, result = ? WHERE id = ?",
-                ["handled" if ok else "rejected", time.time(), result, command_id],
+                [COMMAND_HANDLED if ok else COMMAND_REJECTED, time.time(), result, command_id],
             )
 
     def get_command(self, command_id: int) -> dict[str, Any] | None:
