@@ -2,6 +2,7 @@
 
 items.py        item records, the ``cognition_items`` / ``retrievals`` / ``node_vectors`` tables
 embedder.py     MiniLM (default, offline), local sentence-transformers, OpenAI-compatible, hash
+numpy_bert.py   MiniLM's forward pass in numpy: the same vectors without importing torch
 settings.py     the ``cognition:`` and ``novelty:`` configuration sections, checked
 base.py         the store: add (near-duplicate flagging), status changes, cosine search
 node_vectors.py cached embeddings of node motivations and analyses
