@@ -12,7 +12,8 @@ the run database next to the nodes, so a run carries its own knowledge and its p
   queries, provenance report), so no text is embedded twice.
 
 Tables are created idempotently, so any run database (also one created before the cognition
-base existed) gains them on first write. Readers treat missing tables as empty.
+base existed) gains them on first write. Readers treat missing tables as empty. Their layout
+is defined with the rest of the run database in ``engine/schema.py``.
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ from typing import Any
 
 import sqlite_utils
 
-ACTIVE, PENDING, REJECTED = "active", "pending", "rejected"
-STATUSES = (ACTIVE, PENDING, REJECTED)
+from engine import schema
+
+ACTIVE, PENDING, REJECTED = schema.ITEM_ACTIVE, schema.ITEM_PENDING, schema.ITEM_REJECTED
+STATUSES = schema.ITEM_STATUSES
 SEED, ANALYZER, USER = "seed", "analyzer", "user"
 ORIGINS = (SEED, ANALYZER, USER)
 
-ITEMS, RETRIEVALS, NODE_VECTORS = "cognition_items", "retrievals", "node_vectors"
+ITEMS = schema.COGNITION_ITEMS.name
+RETRIEVALS = schema.RETRIEVALS.name
+NODE_VECTORS = schema.NODE_VECTORS.name
 
 
 class CognitionError(Exception):
@@ -104,24 +109,6 @@ class Item:
         return data
 
 
-ITEM_COLUMNS: dict[str, type] = {
-    "id": int,
-    "title": str,
-    "content": str,
-    "tags": str,  # JSON list
-    "source": str,
-    "status": str,
-    "origin": str,
-    "node_id": int,  # the node whose analysis proposed it (analyzer origin)
-    "created_at": float,
-    "updated_at": float,
-    "duplicate_of": int,
-    "duplicate_score": float,
-    "embedding": bytes,  # float32, L2-normalised
-    "embed_model": str,  # which embedder wrote it; another one re-embeds
-}
-
-
 def has_tables(db: sqlite_utils.Database) -> bool:
     return db[ITEMS].exists()
 
@@ -131,31 +118,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
     if db[ITEMS].exists() and db[RETRIEVALS].exists() and db[NODE_VECTORS].exists():
         return
     with db.conn:
-        db[ITEMS].create(ITEM_COLUMNS, pk="id", not_null={"status", "origin"}, if_not_exists=True)
-        db[ITEMS].create_index(["status"], if_not_exists=True)
-        db[RETRIEVALS].create(
-            {
-                "node_id": int,
-                "item_id": int,
-                "score": float,
-                "query_node_id": int,
-                "ts": float,
-            },
-            pk=("node_id", "item_id"),
-            if_not_exists=True,
-        )
-        db[RETRIEVALS].create_index(["item_id"], if_not_exists=True)
-        db[NODE_VECTORS].create(
-            {
-                "node_id": int,
-                "field": str,  # motivation | analysis
-                "text_hash": str,
-                "embed_model": str,
-                "embedding": bytes,
-            },
-            pk=("node_id", "field"),
-            if_not_exists=True,
-        )
+        schema.create_tables(db.conn, schema.COGNITION_TABLES)
 
 
 def make_draft(raw: Any, where: str) -> Draft:

@@ -22,6 +22,7 @@ from engine.records import DONE, Node, Selection
 from engine.samplers.base import Sampler, SamplerSettings
 from engine.samplers.features import FeatureGrid, jaccard_distance, tokens
 from engine.samplers.pool import top_by_fitness
+from engine.schema import NODE_DIVERSITY, create_tables
 from engine.store import RunStore
 
 Cell = tuple[int, ...]
@@ -186,10 +187,7 @@ class IslandSampler(Sampler):
         """
         needs_code = self.grid.needs_code
         if needs_code:
-            self.store.db.execute(
-                "CREATE TABLE IF NOT EXISTS node_diversity "
-                "(node_id INTEGER PRIMARY KEY, value REAL NOT NULL)"
-            )
+            create_tables(self.store.db.conn, [NODE_DIVERSITY])
         columns = (
             "n.id, d.value, CASE WHEN d.value IS NULL THEN n.code END"
             if needs_code
