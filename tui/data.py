@@ -1,6 +1,7 @@
 """The TUI's own read layer over the run database (plain sqlite3, read-only).
 
-The TUI never imports the engine: it meets it only through ``RUN_DIR/evolve.db``. Reads go
+The TUI never imports the engine's runtime: it meets it only through ``RUN_DIR/evolve.db``,
+whose layout it takes from ``engine/schema.py`` (standard library only). Reads go
 through a read-only connection per thread and are incremental (nodes by ``updated_at``, events
 and LLM calls by id), so a refresh costs the same at 100 nodes and at 100,000. Text is decoded
 leniently: a node with non-UTF-8 output must not take the screen down.
@@ -17,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DB_NAME = "evolve.db"
+from engine import schema
+from engine.schema import DB_NAME
+
 LOCK_NAME = "engine.lock"
 HEARTBEAT_STALE_S = 5.0
 # Re-read nodes changed within this window of the newest change seen: a commit whose
@@ -120,12 +123,15 @@ class RunReader:
         if not self.path.is_file():
             raise RunNotFound(f"{self.run_dir} is not a run directory (no {DB_NAME})")
         try:
-            tables = self.tables()
-            if not {"nodes", "meta"} <= tables:
+            version = schema.read_version(self.conn())
+            if version is None:
                 raise RunNotFound(f"{self.path} is not an ASI-Evolve run database")
+            schema.check_readable(version)
             self.query("SELECT id, step, status, score, updated_at FROM nodes LIMIT 1")
         except sqlite3.Error as exc:
             raise RunNotFound(f"{self.path} is not a readable run database: {exc}") from None
+        except schema.SchemaError as exc:
+            raise RunNotFound(str(exc)) from None
 
     # ------------------------------------------------------------ connection
     def conn(self) -> sqlite3.Connection:
