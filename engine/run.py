@@ -205,6 +205,7 @@ def _execute(
         print(f"debug agent: {built.debugger.label}, {config.engineer.debug_attempts} attempts")
     built.retriever = cognition_setup.retriever(store, config, built.retriever)
     print(cognition_setup.describe(store, config))
+    cognition_setup.load_model(store, built.retriever, lambda line: print(line, flush=True))
     sampler = make_sampler(config.sampler, store, task.maximize, config.seed)
     for note in execution.notes:
         print(note)
