@@ -192,7 +192,8 @@ NODE_DIVERSITY = Table(
 OPTIONAL_TABLES = (*COGNITION_TABLES, NODE_DIVERSITY)
 
 Migration = Callable[[sqlite3.Connection], None]
-# Migration to version N, keyed by N; each runs inside the upgrade's transaction.
+# Migration to version N, keyed by N; each runs inside the upgrade's transaction, so it uses
+# ``conn.execute`` only (``executescript`` would commit half an upgrade) and only adds.
 MIGRATIONS: Mapping[int, Migration] = {}
 
 
@@ -221,8 +222,9 @@ def read_version(conn: sqlite3.Connection) -> int | None:
     return max(header, mirror or 0, 1)
 
 
-def check_readable(version: int, code_version: int = SCHEMA_VERSION) -> None:
+def check_readable(version: int, code_version: int | None = None) -> None:
     """Refuse a database written by a newer asi-evolve (any older version reads)."""
+    code_version = SCHEMA_VERSION if code_version is None else code_version
     if version > code_version:
         raise SchemaError(
             f"run database schema v{version} is newer than this asi-evolve "
@@ -240,15 +242,18 @@ def create_schema(conn: sqlite3.Connection) -> None:
 
 def ensure_schema(
     conn: sqlite3.Connection,
-    target: int = SCHEMA_VERSION,
-    migrations: Mapping[int, Migration] = MIGRATIONS,
+    target: int | None = None,
+    migrations: Mapping[int, Migration] | None = None,
 ) -> int:
     """Bring a database opened for writing to ``target``; returns the version it had.
 
     An empty database is created at the current version; an older run database is migrated
     (nothing is written when it is already current); a newer one raises :class:`SchemaError`.
-    ``target`` and ``migrations`` are parameters so the tests can exercise an upgrade.
+    ``target`` and ``migrations`` default to :data:`SCHEMA_VERSION` and :data:`MIGRATIONS`,
+    looked up at call time so that a test can exercise an upgrade through ``RunStore.open``.
     """
+    target = SCHEMA_VERSION if target is None else target
+    migrations = MIGRATIONS if migrations is None else migrations
     if not table_names(conn) and int(conn.execute("PRAGMA user_version").fetchone()[0]) == 0:
         create_schema(conn)
         return 0
@@ -258,6 +263,7 @@ def ensure_schema(
         return version
     with _immediate(conn):
         version = _run_version(conn)  # another connection may have migrated meanwhile
+        check_readable(version, target)
         for step in range(version + 1, target + 1):
             if step not in migrations:
                 raise SchemaError(f"no migration to run database schema v{step}")
