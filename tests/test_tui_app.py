@@ -8,7 +8,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from textual.widgets import RichLog, TabbedContent, TextArea
+from textual.widgets import RichLog, Static, TabbedContent, TextArea
 from tui_support import NOW, T0, build_run, commands, item_status
 
 from engine.lock import RunLock
@@ -17,6 +17,7 @@ from engine.store import RunStore
 from tui.app import EvolveApp
 from tui.screens.confirm import Confirm
 from tui.screens.details import NodeDetails
+from tui.screens.proposal import DecideProposal
 from tui.widgets.cognition import CognitionPane
 from tui.widgets.header import RunHeader, pack, segments
 from tui.widgets.population import PopulationTable
@@ -161,24 +162,34 @@ async def test_pause_without_engine_says_so_and_writes_nothing(tmp_path: Path) -
         assert any("No engine is running" in n for n in notes)
 
 
-async def test_prune_asks_for_confirmation(tmp_path: Path) -> None:
+async def test_prune_asks_about_the_shown_node_and_refuses_finished_ones(tmp_path: Path) -> None:
     run_dir = build_run(tmp_path / "run")
     lock = live_engine(run_dir)
     try:
         app, notes = make_app(run_dir, clock=time.time)
         async with app.run_test(size=SIZE) as pilot:
             await app.synced()
-            await pilot.press("down", "down", "down")  # node #6
+            await pilot.press("down")
+            for status in ("pruned", "done"):  # nodes #7, #6: finished
+                await pilot.press("down", "x")  # a clear message, no question, no command
+                assert not isinstance(app.screen, Confirm)
+                assert f"already finished ({status})" in notes[-1]
+            assert commands(run_dir) == []
+            await pilot.press("up", "up")  # node #8, running
+            await app.synced()
             await pilot.press("x")
             assert isinstance(app.screen, Confirm)
+            assert (
+                app.screen.question == "Prune node #8 · step 7 · mutate-x-7 · running · parent #6?"
+            )
             await pilot.press("n")
             assert not isinstance(app.screen, Confirm)
             assert commands(run_dir) == []
             await pilot.press("x")
             await pilot.press("y")
-            assert commands(run_dir) == [("prune", "6", "new")]
-            answer_commands(run_dir, "pruned node #6")
-            await wait_for(lambda: any("pruned node #6" in n for n in notes))
+            assert commands(run_dir) == [("prune", "8", "new")]
+            answer_commands(run_dir, "pruned node #8")
+            await wait_for(lambda: any("pruned node #8" in n for n in notes))
     finally:
         lock.release()
 
@@ -190,14 +201,22 @@ async def test_approve_and_reject_move_proposals(tmp_path: Path) -> None:
         await app.synced()
         pane = app.query_one(CognitionPane)
         assert [p.id for p in pane._pending] == [3, 4]
-        await pilot.press("a")  # first press shows the cognition pane
+        await pilot.press("a")  # every press shows the whole proposal and asks
         assert app.query_one(TabbedContent).active == "tab-cognition"
+        assert isinstance(app.screen, DecideProposal)
+        full = str(app.screen.query_one("#proposal-full", Static).render())
+        assert "Large X steps overshoot the peak." in full and "from node #6" in full
+        await pilot.press("n")
+        assert not isinstance(app.screen, DecideProposal)
         assert item_status(run_dir, 3) == "pending"
-        await pilot.press("a")
+        await pilot.press("a", "y")
         await wait_for(lambda: item_status(run_dir, 3) == "active")
         await app.synced()
         assert [p.id for p in pane._pending] == [4]
         await pilot.press("r")
+        assert isinstance(app.screen, DecideProposal)
+        assert "Reject proposal #4?" in str(app.screen.query_one(".question", Static).render())
+        await pilot.press("y")
         await wait_for(lambda: item_status(run_dir, 4) == "rejected")
         await app.synced()
         assert pane._pending == []

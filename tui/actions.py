@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.widgets import TabbedContent
 
+from tui import format as fmt
+from tui.model import FINISHED
 from tui.screens.confirm import Confirm, QuitChoice
+from tui.screens.proposal import DecideProposal
 from tui.steer import SteerError, decide_item, send_command
 from tui.widgets.cognition import CognitionPane
 from tui.widgets.population import PopulationTable
@@ -52,24 +55,45 @@ class SteeringActions:
             return
         self._send("resume" if self.engine.state == "paused" else "pause")
 
+    def action_resume(self: EvolveApp) -> None:
+        if self._engine_reachable():
+            self._send("resume")
+
+    def _finished(self: EvolveApp, node_id: int) -> bool:
+        """True (with a message) when the node has finished: there is nothing left to stop."""
+        row = self.poller.pop.rows.get(node_id)
+        if row is None or row.status not in FINISHED:
+            return False
+        self.notify(
+            f"Node #{node_id} has already finished ({row.status}): nothing to prune, "
+            "nothing sent. Prune stops a pending or running candidate.",
+            severity="warning",
+            timeout=5,
+        )
+        return True
+
     def action_prune(self: EvolveApp) -> None:
         node_id = self._selected_node()
-        if node_id is None or not self._engine_reachable():
+        if node_id is None or self._finished(node_id) or not self._engine_reachable():
             return
         row = self.poller.pop.rows.get(node_id)
-        name = f" ({row.name})" if row and row.name else ""
+        about = f"Prune node #{node_id}"
+        if row is not None:  # the node as the table shows it: no doubt about which one
+            name = fmt.one_line(row.name, 40) or "(unnamed)"
+            parent = f"#{row.parent_id}" if row.parent_id is not None else "-"
+            about += f" · step {row.step} · {name} · {row.status} · parent {parent}"
 
         def answered(yes: bool | None) -> None:
-            if yes:
-                self._send("prune", str(node_id))
-            else:
+            if not yes:
                 self.notify(f"Prune of #{node_id} cancelled.", timeout=2)
+            elif not self._finished(node_id):  # it may have finished during the question
+                self._send("prune", str(node_id))
 
         self.push_screen(
             Confirm(
-                f"Prune node #{node_id}{name}?",
-                "It stays in the database but is never chosen as a parent again; "
-                "if it is being evaluated, the evaluation is stopped.",
+                f"{about}?",
+                "Its evaluation is stopped and it is never chosen as a parent; "
+                "it stays in the database.",
                 yes="Prune",
             ),
             answered,
@@ -82,7 +106,7 @@ class SteeringActions:
             self.notify(str(exc), severity="error")
             return
         what = f"{kind} {arg}".strip()
-        note = "" if self.engine.state != "not running" else " (the engine is not responding)"
+        note = "" if self.engine.live else " (the engine is not responding)"
         self.notify(f"Sent '{what}' (command #{command_id}); waiting for the engine{note}…")
         self._await_command(command_id, what)
 
@@ -117,14 +141,16 @@ class SteeringActions:
         if proposal is None:
             self.notify("No pending cognition proposal.", severity="warning")
             return
-        tabs = self.main.query_one(TabbedContent)
-        if tabs.active != "tab-cognition":
-            # Never decide on a proposal the user has not seen: show it first.
-            tabs.active = "tab-cognition"
-            key = "a" if decision == "approve" else "r"
-            self.notify(f"Press {key} again to {decision} #{proposal.id}: {proposal.title[:60]}")
-            return
-        self._decide(proposal.id, decision, proposal.title)
+        self.main.query_one(TabbedContent).active = "tab-cognition"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._decide(proposal.id, decision, proposal.title)
+            else:
+                self.notify(f"Proposal #{proposal.id} left pending.", timeout=2)
+
+        # Never decide on a proposal the user has not read: the full text, then y / n.
+        self.push_screen(DecideProposal(proposal, decision), answered)
 
     @work(thread=True, group="decide")
     def _decide(self: EvolveApp, item_id: int, decision: str, title: str) -> None:

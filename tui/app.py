@@ -28,6 +28,7 @@ from tui.data import EngineState, RunNotFound, RunReader
 from tui.model import SORTS, View
 from tui.poller import Poller, Tick
 from tui.screens.details import NodeDetails
+from tui.screens.lineage import LineageScreen
 from tui.widgets.cognition import CognitionPane
 from tui.widgets.curve import ScoreCurve
 from tui.widgets.events import EventLog
@@ -62,14 +63,18 @@ class EvolveApp(SteeringActions, App[str | None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
     BINDINGS = [
         Binding("p", "pause", "pause"),
+        Binding("p", "resume", "resume"),  # only one of the two is active: see check_action
         Binding("x", "prune", "prune"),
         Binding("a", "decide('approve')", "approve"),
         Binding("r", "decide('reject')", "reject"),
         Binding("enter", "details('report')", "details"),
         Binding("d", "details('diff')", "diff"),
         Binding("c", "details('code')", "code"),
+        Binding("l", "lineage", "lineage"),
         Binding("s", "sort", "sort"),
+        Binding("f", "follow", "follow"),
         Binding("slash", "filter", "filter"),
+        Binding("escape", "clear_filter", "clear filter"),
         Binding("q", "quit_app", "quit"),
         Binding("tab", "focus_next", "next pane", show=False),
     ]
@@ -95,6 +100,8 @@ class EvolveApp(SteeringActions, App[str | None]):
         self._wake = threading.Event()
         self._closing = False
         self._read_error = ""
+        self._display_error = ""
+        self._view_shown: View | None = None  # the view the table shows (a new one: top)
 
     # ---------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -125,6 +132,16 @@ class EvolveApp(SteeringActions, App[str | None]):
         self.main.query_one("#events").border_title = "events"
         self.main.query_one("#population", PopulationTable).focus()
         self._poll_loop()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The footer offers what the keys do now: resume while paused, esc with a filter."""
+        if action == "pause":
+            return self.engine.state != "paused"
+        if action == "resume":
+            return self.engine.state == "paused"
+        if action == "clear_filter":
+            return bool(self.poller.view.filter)
+        return True
 
     def on_unmount(self) -> None:
         self._closing = True
@@ -172,11 +189,14 @@ class EvolveApp(SteeringActions, App[str | None]):
         self.applied_seq = tick.seq
 
     def _show(self, tick: Tick) -> None:
+        if tick.summary.engine.state != self.engine.state:
+            self.refresh_bindings()  # pause <-> resume in the footer
         self.engine = tick.summary.engine
         self.maximize = tick.maximize
         self.main.query_one(RunHeader).show(tick.summary)
         table = self.main.query_one(PopulationTable)
-        table.apply(tick.order, tick.cells)
+        table.apply(tick.order, tick.cells, top=tick.view != self._view_shown)
+        self._view_shown = tick.view
         table.border_title = self._table_title(tick)
         if tick.curve is not None:
             self.main.query_one(ScoreCurve).set_points(tick.curve, tick.maximize)
@@ -204,7 +224,15 @@ class EvolveApp(SteeringActions, App[str | None]):
             text += f" · filter '{tick.view.filter}': {tick.matched}"
         if shown < tick.matched:
             text += f" · first {shown} shown"
+        if self.main.query_one(PopulationTable).follow:
+            text += " · following"
         return text
+
+    @on(PopulationTable.FollowChanged)
+    def _follow_changed(self, event: PopulationTable.FollowChanged) -> None:
+        table = self.main.query_one(PopulationTable)
+        title = str(table.border_title or "").replace(" · following", "")
+        table.border_title = title + (" · following" if event.follow else "")
 
     def refresh_now(self) -> None:
         self._wake.set()
@@ -235,12 +263,33 @@ class EvolveApp(SteeringActions, App[str | None]):
         if node_id is not None:
             self.push_screen(NodeDetails(self.reader, node_id, tab, self.maximize))
 
+    def action_lineage(self) -> None:
+        node_id = self._selected_node()
+        if node_id is not None:
+            self.push_screen(LineageScreen(self.reader, node_id, self.maximize))
+
     def action_sort(self) -> None:
         view = self.poller.view
         sort = SORTS[(SORTS.index(view.sort) + 1) % len(SORTS)]
         self.poller.view = View(sort=sort, filter=view.filter)
         self.notify(f"Sorted by {sort}.", timeout=2)
         self.refresh_now()
+
+    def action_follow(self) -> None:
+        table = self.main.query_one(PopulationTable)
+        table.set_follow(not table.follow)
+        top = {"step": "the newest node", "score": "the best node"}.get(
+            self.poller.view.sort, "the first row"
+        )
+        if table.follow:
+            self.notify(f"Following {top} (moving the cursor stops it).", timeout=3)
+        else:
+            self.notify("Stopped following: the selection stays put.", timeout=3)
+
+    def action_clear_filter(self) -> None:
+        if self.poller.view.filter:
+            self._set_filter("")
+            self.notify("Filter cleared.", timeout=2)
 
     def action_filter(self) -> None:
         box = self.main.query_one("#filter", Input)
@@ -250,7 +299,13 @@ class EvolveApp(SteeringActions, App[str | None]):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.poller.view = View(sort=self.poller.view.sort, filter=event.value)
+        self._set_filter(event.value)
+
+    def _set_filter(self, text: str) -> None:
+        had = bool(self.poller.view.filter)
+        self.poller.view = View(sort=self.poller.view.sort, filter=text)
+        if had != bool(text):
+            self.refresh_bindings()  # esc "clear filter" comes and goes in the footer
         self.refresh_now()
 
     @on(Input.Submitted, "#filter")

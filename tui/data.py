@@ -26,7 +26,9 @@ HEARTBEAT_STALE_S = 5.0
 # Re-read nodes changed within this window of the newest change seen: a commit whose
 # timestamp was taken just before another one's is never missed.
 OVERLAP_S = 1.0
-NODE_FIELDS = "id, step, name, parent_id, score, status, runtime, island, started_at, updated_at"
+NODE_FIELDS = (
+    "id, step, name, parent_id, score, status, runtime, island, started_at, updated_at, finished_at"
+)
 
 
 class RunNotFound(Exception):
@@ -47,6 +49,11 @@ class NodeRow:
     island: int | None
     started_at: float | None
     updated_at: float
+    finished_at: float | None = None  # the speed and ETA are measured on it
+
+
+LIVE_STATES = ("starting", "running", "paused")  # an engine is at work on the run
+ENDED_STATES = ("finished", "stopped", "failed")  # the engine left the run saying why
 
 
 @dataclass
@@ -54,11 +61,18 @@ class EngineState:
     """Whether an engine holds the run, and what its heartbeat says."""
 
     alive: bool  # some process holds the run lock
-    state: str  # running / paused / stopped / finished / not running
+    # starting / running / paused while an engine works; finished / stopped / failed once it
+    # ended that way; "not running" when none holds the run (killed) or its heartbeat is stale.
+    state: str
     busy: int = 0
     workers: int = 0
     started: float | None = None
     heartbeat: float | None = None
+    slots: dict[str, Any] | None = None  # {"gpus": {"busy", "total"}, "cpus": {...}}
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
 
 
 @dataclass
@@ -173,13 +187,17 @@ class RunReader:
         beat = _num(info.get("heartbeat"))
         fresh = beat is not None and now - beat <= HEARTBEAT_STALE_S
         state = str(meta.get("state") or info.get("state") or "unknown")
+        if not (alive and fresh):  # an engine that ended cleanly said how; any other is gone
+            state = state if state in ENDED_STATES and not alive else "not running"
+        slots = info.get("slots")
         return EngineState(
             alive=alive,
-            state=state if alive and fresh else "not running",
+            state=state,
             busy=int(_num(info.get("busy")) or 0),
             workers=int(_num(info.get("workers")) or 0),
             started=_num(info.get("started")),
             heartbeat=beat,
+            slots=slots if isinstance(slots, dict) and alive and fresh else None,
         )
 
     # ----------------------------------------------------------------- nodes
@@ -267,6 +285,7 @@ def _node_row(r: tuple) -> NodeRow:
         island=int(r[7]) if isinstance(r[7], int) else None,
         started_at=float(r[8]) if isinstance(r[8], int | float) else None,
         updated_at=float(r[9]) if isinstance(r[9], int | float) else 0.0,
+        finished_at=float(r[10]) if isinstance(r[10], int | float) else None,
     )
 
 

@@ -21,10 +21,12 @@ STATUS_STYLE = {
     "pruned": "dim",
 }
 STATE_STYLE = {
+    "starting": "bold green",
     "running": "bold green",
     "paused": "bold yellow",
     "stopped": "bold red",
     "finished": "bold blue",
+    "failed": "bold red",
     "not running": "bold red",
 }
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

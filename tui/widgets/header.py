@@ -1,5 +1,9 @@
 """The header: the run at a glance (task, engine state, progress, best, LLM use, elapsed).
 
+Progress is what a person checks first on a long run: the speed (candidates per minute),
+when the budget will be spent (ETA, while an engine works), and how many candidates have
+finished since the best was found, turned into a visible warning once the search stalls.
+
 Facts are short segments packed greedily into as many lines as the width needs, so a fact
 is never split across lines at 80 columns and the header stays two lines on wide screens.
 """
@@ -12,6 +16,7 @@ from rich.text import Text
 from textual.geometry import Size
 from textual.widget import Widget
 
+from engine.progress import Progress, format_eta
 from tui import format as fmt
 from tui.data import EngineState, LlmTotals, NodeRow
 
@@ -34,6 +39,7 @@ class RunSummary:
     llm: LlmTotals = field(default_factory=LlmTotals)
     elapsed: float | None = None
     pending_items: int | None = None  # None: the run has no cognition base
+    progress: Progress | None = None
 
 
 def segments(s: RunSummary) -> list[Text]:
@@ -43,20 +49,44 @@ def segments(s: RunSummary) -> list[Text]:
         fmt.state(s.engine.state),
         Text(f"steps {s.steps_done}/{'?' if s.steps_total is None else s.steps_total}"),
     ]
-    if s.engine.state != "not running":
+    p = s.progress
+    if p is not None and p.per_minute is not None:
+        speed = f"{p.per_minute:.3g}/min"
+        if s.engine.live and p.eta_seconds is not None:
+            speed += f" · eta {format_eta(p.eta_seconds)}"
+        out.append(Text(speed))
+    if s.engine.live:
         out.append(Text(f"workers {s.engine.busy}/{s.engine.workers} busy"))
+        if slots := slot_use(s.engine.slots):
+            out.append(Text(slots))
     best = "-" if s.best is None else f"{fmt.score(s.best.score)} (#{s.best.id})"
     out.append(Text.assemble("best ", (best, "bold green")))
-    running = s.counts.get("running", 0)
-    failed = s.counts.get("failed", 0)
-    tail = f" ({running} running, {failed} failed)" if running or failed else ""
-    out.append(Text(f"nodes {s.nodes}{tail}"))
+    if p is not None and p.stalled:
+        out.append(Text(f"⚠ stalled: {p.since_improvement} since best", style="bold yellow"))
+    elif p is not None and p.best_step is not None:
+        out.append(Text(f"{p.since_improvement} since best"))
+    tail = ", ".join(
+        f"{s.counts[k]} {k}" for k in ("running", "failed", "pruned") if s.counts.get(k)
+    )
+    out.append(Text(f"nodes {s.nodes}" + (f" ({tail})" if tail else "")))
     out.append(Text(f"llm {s.llm_mode} · {fmt.tokens(s.llm.tokens)} tok · ${s.llm.cost:.2f}"))
     if s.elapsed is not None:
         out.append(Text(f"elapsed {fmt.duration(s.elapsed)}"))
     if s.pending_items:
         out.append(Text(f"{s.pending_items} proposals pending", style="bold magenta"))
     return out
+
+
+def slot_use(slots: dict | None) -> str:
+    """``GPU 1/2 CPU 3/8`` from the heartbeat's slot use (GPUs only on a machine with some)."""
+    if not isinstance(slots, dict):
+        return ""
+    parts = []
+    for key, label in (("gpus", "GPU"), ("cpus", "CPU")):
+        use = slots.get(key)
+        if isinstance(use, dict) and isinstance(use.get("total"), int) and use["total"] > 0:
+            parts.append(f"{label} {use.get('busy', 0)}/{use['total']}")
+    return " ".join(parts)
 
 
 def pack(parts: list[Text], width: int) -> list[Text]:

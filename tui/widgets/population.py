@@ -4,6 +4,11 @@ The poller sends the window's order and the cells of the rows that changed (or a
 the window, or running: their clock ticks). When the order is unchanged only those cells
 are rewritten; otherwise rows leave and enter and the table is re-sorted by the window
 order, and the cursor stays on the node it was on.
+
+Following: while ``follow`` is on the cursor sits on the first row, so the screen follows
+the action (the newest node when sorted by step, the best by score). It is on at start;
+moving the cursor off the first row turns it off (a row under study must not be pulled
+away by the next new node), ``f`` turns it on again. A sort or filter change shows the top.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
+from textual.coordinate import Coordinate
+from textual.message import Message
 from textual.widgets import DataTable
 
 from tui import format as fmt
@@ -65,13 +72,46 @@ def _node_id(cell: Text) -> int:
 class PopulationTable(DataTable):
     """Nodes of the run; the cursor row is the selected node."""
 
-    BINDINGS = [Binding("enter", "select_cursor", "open")]
+    BINDINGS = [
+        Binding("enter", "select_cursor", "open"),
+        Binding("g,home", "first_row", "first row", show=False),
+        Binding("G,end", "last_row", "last row", show=False),
+    ]
+
+    class FollowChanged(Message):
+        """``follow`` was turned on or off (the app shows it in the table's title)."""
+
+        def __init__(self, follow: bool) -> None:
+            super().__init__()
+            self.follow = follow
 
     def __init__(self, **kwargs) -> None:  # noqa: ANN003 - DataTable's keyword arguments
         super().__init__(cursor_type="row", cell_padding=PADDING, **kwargs)
         self._order: list[int] = []
         self._cells: dict[int, Cells] = {}
         self._name_width = 12
+        self.follow = True
+
+    def set_follow(self, follow: bool) -> None:
+        if follow != self.follow:
+            self.follow = follow
+            self.post_message(self.FollowChanged(follow))
+        if follow:
+            self.action_first_row()
+
+    def watch_cursor_coordinate(self, old: Coordinate, new: Coordinate) -> None:
+        super().watch_cursor_coordinate(old, new)
+        if self.follow and new.row != 0 and self.row_count:  # the user moved away
+            self.set_follow(False)
+
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0, animate=False)
+        self.scroll_to(y=0, animate=False)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False)
 
     def on_mount(self) -> None:
         self._add_columns()
@@ -103,13 +143,23 @@ class PopulationTable(DataTable):
     def order(self) -> list[int]:
         return list(self._order)
 
-    def apply(self, order: list[int], cells: dict[int, Cells]) -> None:
-        """Show ``order`` (the window) with fresh ``cells`` for the rows that changed."""
-        selected = self.selected_id
+    def apply(self, order: list[int], cells: dict[int, Cells], top: bool = False) -> None:
+        """Show ``order`` (the window) with fresh ``cells`` for the rows that changed.
+
+        The cursor goes to the first row when following or when ``top`` (a new sort or
+        filter); otherwise it stays on the node it was on.
+        """
+        top = top or self.follow
+        selected = None if top else self.selected_id
         self._cells.update(cells)
         if order == self._order:
             self._update(cells)
-            return
+        else:
+            self._reorder(order, cells, selected)
+        if top:
+            self.action_first_row()
+
+    def _reorder(self, order: list[int], cells: dict[int, Cells], selected: int | None) -> None:
         old, new = set(self._order), set(order)
         gone = old - new
         if not self._order or len(gone) > 64:
