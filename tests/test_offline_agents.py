@@ -219,17 +219,72 @@ def test_analyzer_reports_deltas_and_the_changes_that_helped() -> None:
     assert len(text.splitlines()) <= 6
 
 
-def test_analyzer_proposes_knowledge_only_on_a_clear_gain() -> None:
-    parent = _evaluated(3, 1.0, 1.0)
-    best = _evaluated(5, 1.2, 1.2)
-    changes = [{"line": 14, "old": "0.3", "new": "0.2"}]
-    clear = _evaluated(9, 1.5, 1.5, metadata={"changes": changes})
-    (item,) = analyze(clear, parent, best).knowledge_proposals
-    assert (
-        set(item) == {"title", "content"} and "0.2" in item["content"] and "#5" in item["content"]
-    )
-    slight = _evaluated(10, 1.2001, 1.2001, metadata={"changes": changes})
-    assert analyze(slight, parent, best).knowledge_proposals == []
+def _moved(node_id: int, score: float | None, old: str, new: str, line: int = 2, **kw) -> Node:
+    changes = kw.pop("changes", [{"line": line, "old": old, "new": new}])
+    return node("X = 1\nR = 0.3\n", node_id, score=score, metadata={"changes": changes}, **kw)
+
+
+def _run(analyzer: OfflineAnalyzer, parent: Node, child: Node, maximize=True) -> list[dict]:
+    inp = AnalysisInput("circle_packing", "d", child, parent, parent, maximize)
+    return asyncio.run(analyzer.analyze(inp)).knowledge_proposals
+
+
+def test_one_lucky_node_is_not_a_lesson() -> None:
+    analyzer = OfflineAnalyzer()
+    parent = node("X = 1\nR = 0.3\n", 1, score=1.0)
+    assert _run(analyzer, parent, _moved(2, 1.5, "0.3", "0.4")) == []  # +50 %, one node
+    assert _run(analyzer, parent, _moved(3, 1.4, "0.3", "0.35")) == []  # two nodes
+
+
+def test_a_move_that_helps_over_several_nodes_is_proposed_once_with_its_numbers() -> None:
+    analyzer = OfflineAnalyzer()
+    parent = node("X = 1\nR = 0.3\n", 1, score=1.0)
+    assert _run(analyzer, parent, _moved(2, 1.05, "0.3", "0.33")) == []
+    both = [{"line": 2, "old": "0.3", "new": "0.36"}, {"line": 1, "old": "1", "new": "1.5"}]
+    assert _run(analyzer, parent, _moved(3, 0.99, "0.3", "0.36", changes=both)) == []
+    (item,) = _run(analyzer, parent, _moved(4, 1.07, "0.3", "0.31"))
+    assert item["title"] == "circle_packing: raising the constant on line 2 helped"
+    content = item["content"]
+    assert "(`R = 0.3`)" in content
+    assert "+0.03667 on average against the parent over 3 nodes" in content  # (5 - 1 + 7) / 3
+    assert "(2 of 3 improved, 2 moved it alone)" in content
+    assert "largest gain was +0.07 at #4 (`0.3` -> `0.31`)" in content
+    # Said once: more evidence for the same move proposes nothing new.
+    assert _run(analyzer, parent, _moved(5, 1.02, "0.3", "0.32")) == []
+
+
+def test_a_move_that_hurts_is_proposed_as_one_to_avoid() -> None:
+    analyzer = OfflineAnalyzer()
+    parent = node("X = 1\nR = 0.3\n", 1, score=1.0)
+    _run(analyzer, parent, _moved(2, 0.9, "0.3", "0.2"))
+    _run(analyzer, parent, _moved(3, None, "0.3", "0.1", error="negative radius"))
+    _run(analyzer, parent, _moved(4, 0.8, "0.3", "0.25"))
+    (item,) = _run(analyzer, parent, _moved(5, 0.95, "0.3", "0.28"))
+    assert item["title"].endswith("lowering the constant on line 2 hurt")
+    assert "over 3 nodes (0 of 3 improved" in item["content"]
+    assert "broke the program in 1 node(s)" in item["content"] and "Avoid" in item["content"]
+
+
+@pytest.mark.parametrize("maximize", [True, False])
+def test_mixed_or_tiny_effects_propose_nothing(maximize: bool) -> None:
+    analyzer = OfflineAnalyzer()
+    parent = node("X = 1\nR = 0.3\n", 1, score=1.0)
+    mixed = [1.1, 0.95, 0.95, 1.1]  # mean 0 after three, then half better, half worse
+    for i, score in enumerate(mixed):
+        assert _run(analyzer, parent, _moved(2 + i, score, "0.3", "0.4"), maximize) == []
+    for i in range(4):  # consistent, but 1e-5 of a score near 1 is noise
+        child = _moved(10 + i, 1.0 + 1e-5, "1", "2", line=1)
+        assert _run(analyzer, parent, child, maximize) == []
+
+
+def test_minimize_counts_a_lower_score_as_the_gain() -> None:
+    analyzer = OfflineAnalyzer()
+    parent = node("X = 1\nR = 0.3\n", 1, score=1.0)
+    for i, score in enumerate([0.9, 0.95, 0.8]):
+        found = _run(analyzer, parent, _moved(2 + i, score, "0.3", "0.4"), maximize=False)
+    (item,) = found
+    assert item["title"].endswith("raising the constant on line 2 helped")
+    assert "+0.1167 on average" in item["content"]
 
 
 def test_analyzer_explains_failures() -> None:
@@ -255,17 +310,3 @@ def test_analyzer_respects_minimize() -> None:
     assert "-0.1 vs parent #3" in text and "better" in text and "keep exploring" in text
     text = analyze(child, parent, parent, maximize=True).analysis
     assert "worse" in text and "opposite direction" in text
-
-
-def test_analyzer_proposes_only_new_records_of_the_run() -> None:
-    analyzer = OfflineAnalyzer()
-    changes = {"changes": [{"line": 1, "old": "0.3", "new": "0.2"}]}
-
-    def proposals(child: Node, best: Node) -> list:
-        inp = AnalysisInput("circle_packing", "d", child, best, best, True)
-        return asyncio.run(analyzer.analyze(inp)).knowledge_proposals
-
-    assert proposals(_evaluated(2, 1.8, 1.8, metadata=changes), _evaluated(1, 1.0, 1.0))
-    # Far above its own context, but below the 1.8 this run has already reached.
-    assert not proposals(_evaluated(4, 1.5, 1.5, metadata=changes), _evaluated(3, 1.1, 1.1))
-    assert proposals(_evaluated(5, 1.9, 1.9, metadata=changes), _evaluated(3, 1.1, 1.1))

@@ -6,10 +6,11 @@ the failure reason when it failed, and a verdict on the literal changes the Rese
 recorded in ``metadata["changes"]``. The next round reads it, so it is kept to a few
 decision-oriented Markdown lines.
 
-Knowledge is proposed only when a node beats the best context node by a clear margin
-and is also a clear new record among the scores this analyzer has seen in the run (the
-context is often a few recent nodes, not the best ones), so the cognition base is not
-flooded with every small step.
+Knowledge is proposed only for patterns across the run (``change_effects``): a move of
+one constant seen on several nodes, most of them moving the score the same way, stated
+with its mean effect, the number of nodes and how many agreed. One lucky node is not a
+lesson, and the cognition base is not flooded with every small step. Uncovered issue
+types of a task's breakdown table are the other kind of proposal.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from __future__ import annotations
 import math
 
 from engine.agents.base import AnalysisInput, Report
+from engine.agents.change_effects import ChangeEffects
 from engine.records import DONE, Node
 
-CLEAR_MARGIN = 0.02  # relative gain over the best context node (and the record) to propose
-MIN_MARGIN = 1e-6  # absolute floor of that margin (for scores near zero)
 MAX_METRICS = 8  # metric lines per report
 MAX_CHANGES = 4  # changes quoted per report
 UNCOVERED = 0.5  # a breakdown row whose "removed" share is below this is an uncovered issue
@@ -33,12 +33,14 @@ class OfflineAnalyzer:
     label = "offline"
 
     def __init__(self) -> None:
-        self.record: float | None = None  # best score seen so far (in the maximize sense)
+        self.effects = ChangeEffects()  # moves and their score changes seen this run
         self.flagged: set[str] = set()  # breakdown issue types already proposed this run
 
     async def analyze(self, inp: AnalysisInput) -> Report:
         node, parent, best = inp.node, inp.parent, inp.best
         changes = _changes(node)
+        moved = self.effects.observe(node, parent, inp.maximize)
+        proposals = self.effects.proposals(moved, inp.task_name)
         lines: list[str] = []
         if node.status != DONE or node.score is None:
             reason = node.error or "no score was produced"
@@ -48,7 +50,11 @@ class OfflineAnalyzer:
                     f"- Cause to avoid: {changes} broke the program"
                     f"{_vs(parent)}; do not repeat this change, move other literals instead."
                 )
-            return Report(analysis="\n".join(lines), metadata={"verdict": "failed"})
+            return Report(
+                analysis="\n".join(lines),
+                knowledge_proposals=proposals,
+                metadata={"verdict": "failed"},
+            )
 
         lines.append(f"- Score {node.score:.6g}{_delta(node, parent, inp.maximize, 'parent')}")
         if best is not None and best.id != node.id and (parent is None or best.id != parent.id):
@@ -58,11 +64,7 @@ class OfflineAnalyzer:
         verdict = _verdict(node, parent, inp.maximize)
         if changes and parent is not None and parent.score is not None:
             lines.append(_change_line(changes, verdict, node.score - parent.score, parent))
-        proposals = _proposals(inp, changes, self.record) + _issue_proposals(inp, self.flagged)
-        for seen in (node, parent, best):
-            if seen is not None and seen.score is not None:
-                fitness = seen.score if inp.maximize else -seen.score
-                self.record = fitness if self.record is None else max(self.record, fitness)
+        proposals += _issue_proposals(inp, self.flagged)
         return Report(
             analysis="\n".join(lines),
             knowledge_proposals=proposals,
@@ -214,29 +216,3 @@ def _share(value: object) -> float | None:
 
 def _vs(parent: Node | None) -> str:
     return f" of parent #{parent.id}" if parent is not None else ""
-
-
-def _proposals(inp: AnalysisInput, changes: str, record: float | None) -> list[dict[str, str]]:
-    """A knowledge item when the node clearly beats the best context node and the record."""
-    node, best = inp.node, inp.best
-    if best is None or best.score is None or best.id == node.id or not changes:
-        return []
-    assert node.score is not None
-    fitness = node.score if inp.maximize else -node.score
-    gain = node.score - best.score if inp.maximize else best.score - node.score
-    if gain <= max(MIN_MARGIN, CLEAR_MARGIN * abs(best.score)):
-        return []
-    if record is not None and fitness - record <= max(MIN_MARGIN, CLEAR_MARGIN * abs(record)):
-        return []
-    parent = f" of #{inp.parent.id}" if inp.parent is not None else ""
-    return [
-        {
-            "title": f"{inp.task_name}: literal change reached {node.score:.6g}",
-            "content": (
-                f"{changes}{parent} gave #{node.id} a score of {node.score:.6g}, "
-                f"{'above' if inp.maximize else 'below'} the best context node #{best.id} "
-                f"({best.score:.6g}) by {gain:.4g}. Moving these constants further the same "
-                "way is a promising next step."
-            ),
-        }
-    ]
