@@ -62,7 +62,10 @@ def test_plot_shapes() -> None:
     assert plot([], 40, 5, True).plain == "no scored node yet"
     text = plot([(0, 1.0), (5, 2.0), (9, 1.5)], 30, 5, True).plain.splitlines()
     assert len(text) == 5 and all(len(line) == 30 for line in text)
-    assert text[0].startswith("       2│") and "━" in text[0]
+    assert text[0].startswith("2│") and "━" in text[0]  # the margin is as wide as the labels
+    assert text[-1].startswith("1│━") and text[0].endswith("━")  # first step to the last column
+    wide = plot([(0, 0.001234), (9, 123456.0)], 30, 4, True).plain.splitlines()
+    assert {line.index("│") for line in wide} == {8} and all(len(x) == 30 for x in wide)
     assert plot([(i, float(i % 7)) for i in range(100_000)], 80, 8, False).plain
 
 

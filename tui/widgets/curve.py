@@ -2,8 +2,9 @@
 
 Steps are bucketed into the plot's columns, so the plot has the same size at 60 and 100,000
 nodes. Every scored node is a dot (``•``) at its step and score, under the best-so-far line
-(``━``, a green staircase); the value axis is labelled at the top and bottom. Plain
-characters in two ANSI colours: readable over SSH in any terminal.
+(``━``, a green staircase); the value axis is labelled at the top and bottom, in a margin
+just as wide as its labels, so every other column plots steps. Plain characters in two
+ANSI colours: readable over SSH in any terminal.
 """
 
 from __future__ import annotations
@@ -13,23 +14,25 @@ from textual.widget import Widget
 
 from tui import format as fmt
 
-LABEL = 9
+MIN_COLS = 4  # plot columns needed to draw anything
 
 
 def plot(points: list[tuple[int, float]], width: int, height: int, maximize: bool) -> Text:
     """Render (step, score) points, sorted by step, into ``width`` x ``height`` cells."""
-    if width < LABEL + 4 or height < 2:
-        return Text("")
     if not points:
-        return Text("no scored node yet", style="dim")
-    cols = width - LABEL
-    first, last = points[0][0], points[-1][0]
-    span = max(1, last - first)
+        return Text("no scored node yet" if width >= MIN_COLS else "", style="dim")
     better = max if maximize else min
     lo = min(v for _, v in points)
     hi = max(v for _, v in points)
     if hi == lo:
         lo, hi = lo - 1.0, hi + 1.0
+    labels = fmt.score(hi), fmt.score(lo)
+    margin = max(map(len, labels))  # the axis labels' width, then the axis line
+    cols = width - margin - 1
+    if cols < MIN_COLS or height < 2:
+        return Text("")
+    first, last = points[0][0], points[-1][0]
+    span = max(1, last - first)
 
     def row(value: float) -> int:
         return height - 1 - round((value - lo) / (hi - lo) * (height - 1))
@@ -61,8 +64,8 @@ def plot(points: list[tuple[int, float]], width: int, height: int, maximize: boo
         prev = r
     out = Text(no_wrap=True, overflow="crop")
     for r in range(height):
-        label = fmt.score(hi) if r == 0 else fmt.score(lo) if r == height - 1 else ""
-        out.append(f"{label[: LABEL - 1]:>{LABEL - 1}}│", style="dim")
+        label = labels[0] if r == 0 else labels[1] if r == height - 1 else ""
+        out.append(f"{label:>{margin}}│", style="dim")
         for c in range(cols):
             out.append(grid[r][c], style=style[r][c] or None)
         if r < height - 1:
