@@ -71,6 +71,7 @@ def build_run(run_dir: Path, *, cognition: bool = True, engine_state: str = "run
             "busy": 1,
             "workers": 2,
             "started": T0,
+            "slots": {"gpus": {"total": 0, "busy": 0}, "cpus": {"total": 4, "busy": 1}},
         },
     }.items():
         store.set_meta(key, value)
@@ -104,6 +105,11 @@ def build_run(run_dir: Path, *, cognition: bool = True, engine_state: str = "run
     store.close()
     with closing(sqlite3.connect(run_dir / "evolve.db")) as conn, conn:
         conn.execute("UPDATE nodes SET updated_at = ? + id", (T0,))
+        conn.execute(  # one candidate finished every 30 s: 2 per minute
+            "UPDATE nodes SET finished_at = ? + 30 * id"
+            " WHERE status IN ('done', 'failed', 'pruned')",
+            (T0,),
+        )
         conn.execute("UPDATE events SET ts = ? + id * 7", (T0,))
         if cognition:
             add_cognition(conn)
