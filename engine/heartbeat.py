@@ -36,6 +36,7 @@ class Heartbeat:
         self.loop_seen = time.time()
 
     def start(self) -> None:
+        self.tick()  # called from the loop: it is alive now, whatever startup cost
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
         self._thread.start()
 

@@ -7,6 +7,11 @@ stop work even while the initial program is still being evaluated. Every state c
 a node is committed when it happens; a restart re-runs what a crash interrupted (same
 node, same step), finishes the analysis a committed evaluation still owes, and fills the
 step budget exactly.
+
+The loop never touches SQLite itself: every read and commit runs in the engine's db thread
+(``engine.writer.StoreThread``, its own connection) and is awaited, so a slow disk or a reader
+holding the WAL delays only the candidate that writes, never the poller, Ctrl-C or the others.
+The sampler is rebound to that thread's store and is only ever called inside the thread.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from engine.samplers.base import Sampler
 from engine.steering import Steering
 from engine.store import RunStore
 from engine.task import TaskSpec
+from engine.writer import StoreThread
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +72,19 @@ class Engine:
         use_analyzer: bool = True,
         novelty_retries: int = 3,
         log: Callable[[str], None] = lambda line: None,
-        can_start: Callable[[], str | None] = lambda: None,
+        can_start: Callable[[RunStore], str | None] = lambda store: None,
         pool: SlotPool | None = None,
         debug_attempts: int = 2,
         backups: Any | None = None,
     ) -> None:
+        # The caller's connection: read by the caller before and after run(), never by the loop.
         self.store = store
+        # The engine's own connection, in its db thread (the store's class opens it, so a test's
+        # slow subclass applies). An Engine runs once: run() closes it.
+        self.db = StoreThread(run_dir, opener=type(store).open)
+        self._sampler_store = getattr(sampler, "store", None)
+        if self._sampler_store is not None:
+            sampler.store = self.db.store  # sample/observe/prune run in the db thread only
         self.task = task
         self.run_dir = run_dir
         self.agents = agents
@@ -79,12 +92,13 @@ class Engine:
         self.steps_total = steps_total
         self.workers = workers
         self.say = log
-        # Returns a reason not to start another candidate (e.g. a spent budget), or None.
+        # A reason not to start another candidate (e.g. a spent budget), or None; it is called
+        # in the db thread with the engine's store.
         self.can_start = can_start
         self.pool = pool
         self.backups = backups  # engine.backup.Backups: .maybe(store, n) and .now(store)
         self.pipeline = Pipeline(
-            store,
+            self.db,
             task,
             run_dir,
             agents,
@@ -94,7 +108,7 @@ class Engine:
             is_pruned=lambda node_id: node_id in self._pruned,
         )
         self.heartbeat = Heartbeat(run_dir, self._status)
-        self.steering = Steering(store, self, self.heartbeat.tick)
+        self.steering = Steering(self.db, self, self.heartbeat.tick)
         self.paused = False
         self.stopping = False
         self.stop_reason = ""
@@ -114,16 +128,17 @@ class Engine:
 
     # ----------------------------------------------------------------- public
     async def run(self) -> Summary:
+        try:
+            return await self._run()
+        finally:
+            self.db.close()  # runs what is still queued, then closes the connection
+            if self._sampler_store is not None:
+                self.sampler.store = self._sampler_store
+
+    async def _run(self) -> Summary:
         self._set_state("running")
-        self.store.add_event("engine", f"engine started (pid {os.getpid()})")
-        self._requeue = [n for n in self.store.interrupted_nodes() if n.step >= 1]
-        self._used_steps = self.store.used_steps()
-        self._steps_done = self.store.steps_done()
-        for node in self._requeue:
-            self.store.add_event(
-                "resume", f"re-running node #{node.id} (step {node.step})", node.id
-            )
-        best = self.store.best_node(self.task.maximize)
+        requeue, used, done, best = await self.db.call(self._load)
+        self._requeue, self._used_steps, self._steps_done = requeue, used, done
         self._best = best.score if best else None
         self.heartbeat.start()
         try:
@@ -133,20 +148,29 @@ class Engine:
         finally:
             self.heartbeat.stop()
             await self.agents.aclose()
-            self._final_backup()
+            await self.db.call(self._final_backup)
         if self.fatal:
             self._set_state("failed")
-            self.store.add_event("engine", f"engine failed: {self.fatal}")
+            await self.db.add_event("engine", f"engine failed: {self.fatal}")
             raise EngineError(self.fatal)
         state = "stopped" if self.stopping or self.stop_reason else "finished"
         self._set_state(state)
-        summary = self.summary(state)
-        self.store.add_event(
+        summary = await self.summary(state)
+        await self.db.add_event(
             "engine",
             f"engine {state}: {summary.steps_done}/{summary.steps_total} steps"
             + (f" ({self.stop_reason})" if self.stop_reason else ""),
         )
         return summary
+
+    def _load(self, store: RunStore) -> tuple[list[Node], set[int], int, Node | None]:
+        """(db thread) What a (re)started engine needs: interrupted nodes, used steps, best."""
+        store.add_event("engine", f"engine started (pid {os.getpid()})")
+        requeue = [n for n in store.interrupted_nodes() if n.step >= 1]
+        for node in requeue:
+            store.add_event("resume", f"re-running node #{node.id} (step {node.step})", node.id)
+        best = store.best_node(self.task.maximize)
+        return requeue, store.used_steps(), store.steps_done(), best
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """Stop starting candidates and interrupt those in flight (they re-run on resume)."""
@@ -154,7 +178,7 @@ class Engine:
             return
         self.stopping = True
         self.stop_reason = reason
-        self.store.add_event("engine", f"stopping: {reason}")
+        self.db.post(RunStore.add_event, "engine", f"stopping: {reason}")  # a signal handler
         for task in self._in_flight.values():
             task.cancel()
         self._wake.set()
@@ -171,17 +195,20 @@ class Engine:
 
     def prune(self, node_id: int) -> None:
         self._pruned.add(node_id)
-        self.sampler.prune(node_id)
+        # Queued before any later sample (same thread, in order): never chosen again.
+        self.db.post(lambda store: self.sampler.prune(node_id))
         if node_id in self._in_flight:
             self._in_flight[node_id].cancel()  # stop spending compute on it
 
     def in_flight(self, node_id: int) -> bool:
         return node_id in self._in_flight
 
-    def summary(self, state: str) -> Summary:
-        best = self.store.best_node(self.task.maximize)
+    async def summary(self, state: str) -> Summary:
+        best, steps_done = await self.db.call(
+            lambda store: (store.best_node(self.task.maximize), store.steps_done())
+        )
         return Summary(
-            steps_done=self.store.steps_done(),
+            steps_done=steps_done,
             steps_total=self.steps_total,
             best_score=best.score if best else None,
             best_node=best.id if best else None,
@@ -193,13 +220,10 @@ class Engine:
     async def _main(self, poller: asyncio.Task) -> None:
         try:
             await self._root()
-            owed = [
-                n
-                for n in self.store.nodes("status IN (?, ?, ?)", list(FINISHED))
-                if n.step >= 1 and n.metadata.get(POST_PENDING)
-            ]
+            finished = await self.db.nodes("status IN (?, ?, ?)", list(FINISHED))
+            owed = [n for n in finished if n.step >= 1 and n.metadata.get(POST_PENDING)]
             if owed and not self.stopping:
-                self.store.add_event("resume", f"finishing the analysis of {len(owed)} node(s)")
+                await self.db.add_event("resume", f"finishing the analysis of {len(owed)} node(s)")
                 await asyncio.gather(*(self._tracked(n, self._post_only(n)) for n in owed))
             if not self.stopping:
                 await asyncio.gather(*(self._worker() for _ in range(self.workers)))
@@ -209,7 +233,7 @@ class Engine:
             poller.cancel()
 
     async def _root(self) -> None:
-        roots = list(self.store.nodes("step = 0"))
+        roots = await self.db.nodes("step = 0")
         root = roots[0] if roots else None
         if root is not None and root.status in (DONE, PRUNED):
             if root.metadata.get(POST_PENDING):
@@ -223,18 +247,18 @@ class Engine:
                 status=PENDING,
                 motivation="The task's initial program.",
             )
-            self.store.insert_node(root)
+            await self.db.insert_node(root)
         elif root.status == FAILED:
             # Resumed after the task was fixed: evaluate the task's initial program again.
             root.code, root.error, root.status = self.task.initial_code(), "", PENDING
             root.metadata.pop("stages", None)
-            self.store.update_node(root.id, code=root.code, error="", status=PENDING)
-        self.store.add_event("node", "evaluating the initial program", root.id)
+            await self.db.update_node(root.id, code=root.code, error="", status=PENDING)
+        await self.db.add_event("node", "evaluating the initial program", root.id)
         for _ in range(MAX_LOSSES + 1):  # a lost evaluation (a dead worker) runs again
             await self._tracked(root, self._candidate(root))
             if self.stopping:
                 return
-            root = self.store.get_node(root.id)
+            root = await self.db.get_node(root.id)
             if root is None or root.status != PENDING:
                 break
         if root is None or root.status != DONE:
@@ -261,14 +285,16 @@ class Engine:
                 await self._wake.wait()
             if self.stopping:
                 return
-            reason = self.can_start()
-            if reason:
+            broken, reason = await self.db.call(self._preflight)
+            if broken:
+                self._broken(broken)
+            elif reason:
                 # Budget spent: start nothing new; candidates in flight finish normally.
                 if not self.stop_reason:
                     self.stop_reason = reason
-                    self.store.add_event("engine", f"no new candidates: {reason}")
+                    await self.db.add_event("engine", f"no new candidates: {reason}")
                 return
-            job = self._claim()
+            job = await self._claim()
             if job is None:
                 return
             try:
@@ -276,9 +302,8 @@ class Engine:
             finally:
                 self._claimed_steps.discard(job.step)
 
-    def _claim(self) -> Node | None:
+    async def _claim(self) -> Node | None:
         """The next node to work on: an interrupted one, else a new step within budget."""
-        self._check_store()
         if self.stopping:
             return None
         if self._requeue:
@@ -290,11 +315,21 @@ class Engine:
         step = 1
         while step in self._used_steps:
             step += 1
+        # Reserved before the await: other workers claiming meanwhile take later steps. (A
+        # cancelled claim keeps its reservation: the queued insert may still commit.)
+        self._used_steps.add(step)
+        self._claimed_steps.add(step)
         try:
-            selection = self.sampler.sample(step=step)
+            return await self.db.call(self._new_node, step)
         except LookupError:
+            self._used_steps.discard(step)
+            self._claimed_steps.discard(step)
             self.request_stop("no eligible parent node left")
             return None
+
+    def _new_node(self, store: RunStore, step: int) -> Node:
+        """(db thread) Sample a parent and context for ``step`` and commit the new node."""
+        selection = self.sampler.sample(step=step)
         node = Node(
             step=step,
             parent_ids=[selection.parent_id],
@@ -302,115 +337,133 @@ class Engine:
             island=selection.island,
             status=PENDING,
         )
-        self.store.insert_node(node)
-        self._used_steps.add(step)
-        self._claimed_steps.add(step)
+        store.insert_node(node)
         return node
 
-    def _check_store(self) -> None:
-        """Stop at once when the run database was deleted, replaced or damaged."""
-        check = getattr(self.store, "check_intact", None)
-        if check is None:
-            return
+    def _preflight(self, store: RunStore) -> tuple[str, str | None]:
+        """(db thread) Before a claim: (why the database is unusable, why not to start)."""
         try:
-            check()
+            store.check_intact()
         except Exception as exc:  # noqa: BLE001 - StoreError and sqlite3 errors alike
-            self.fatal = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            log.error("run database check failed: %s", self.fatal)
-            self.request_stop(self.fatal)
+            return (str(exc).splitlines()[0] if str(exc) else type(exc).__name__), None
+        return "", self.can_start(store)
 
-    def _relatives(self, node: Node) -> tuple[Node | None, Node | None]:
-        parent = self.store.get_node(node.parent_ids[0]) if node.parent_ids else None
-        context = [n for i in node.context_ids if (n := self.store.get_node(i)) is not None]
+    def _broken(self, reason: str) -> None:
+        """Stop at once when the run database was deleted, replaced or damaged."""
+        self.fatal = reason
+        log.error("run database check failed: %s", reason)
+        self.request_stop(reason)
+
+    async def _relatives(self, node: Node) -> tuple[Node | None, Node | None, list[Node]]:
+        """The node's parent, its best-scoring relative, and its context nodes."""
+
+        def read(store: RunStore) -> tuple[Node | None, list[Node]]:
+            parent = store.get_node(node.parent_ids[0]) if node.parent_ids else None
+            return parent, [n for i in node.context_ids if (n := store.get_node(i)) is not None]
+
+        parent, context = await self.db.call(read)
         best = max(
             (n for n in context if n.status == DONE and n.score is not None),
             key=lambda n: n.score if self.task.maximize else -n.score,
             default=parent,
         )
-        return parent, best
+        return parent, best, context
 
     async def _candidate(self, node: Node) -> None:
         try:
-            parent, best = self._relatives(node)
+            parent, best, context = await self._relatives(node)
             if not node.code:
                 if parent is None:
                     raise AgentError("the node has no parent to work from")
-                context = [n for i in node.context_ids if (n := self.store.get_node(i))]
                 await self.pipeline.research(node, parent, context)
             await self.pipeline.static_check(node)
             await self.pipeline.evaluate(node)  # committed from here on
             await self.pipeline.post(node, parent, best)
-            self._finished(node)
+            await self._finished(node)
         except asyncio.CancelledError:
             if node.status in FINISHED:
                 raise  # committed: only the analysis is owed, and resume finishes it
             if node.id in self._pruned and not self.stopping:
-                self._fail(node, "pruned while in flight")
+                await self._fail(node, "pruned while in flight")
                 return
-            # Interrupted by stop: the node keeps its code and re-runs on resume.
-            self.store.update_node(node.id, status=PENDING, started_at=None)
+            # Interrupted by stop: the node keeps its code and re-runs on resume. (Queued
+            # in order even if this await is cancelled again: see StoreThread.call.)
+            await self.db.update_node(node.id, status=PENDING, started_at=None)
             raise
         except Rejected as exc:
-            self._fail(node, str(exc))
+            await self._fail(node, str(exc))
         except EvaluationLost as exc:
-            self._lost(node, str(exc))
+            await self._lost(node, str(exc))
         except AgentError as exc:
-            self._fail(node, f"researcher: {exc}")
+            await self._fail(node, f"researcher: {exc}")
         except Exception as exc:  # noqa: BLE001 - one bad candidate must not end a days-long run
             log.exception("node %s failed in the engine", node.id)
             if node.status in FINISHED:
-                self._finished(node)
+                await self._finished(node)
             else:
-                self._fail(node, f"engine error: {type(exc).__name__}: {exc}")
+                await self._fail(node, f"engine error: {type(exc).__name__}: {exc}")
 
-    def _lost(self, node: Node, reason: str) -> None:
+    async def _lost(self, node: Node, reason: str) -> None:
         """A remote worker died under the node: run the same step again, a few times."""
         losses = self._losses.get(node.id, 0) + 1
         self._losses[node.id] = losses
         if losses > MAX_LOSSES:
-            self._fail(node, f"evaluation lost {losses} times: {reason}")
+            await self._fail(node, f"evaluation lost {losses} times: {reason}")
             return
         node.status, node.started_at = PENDING, None
-        self.store.update_node(node.id, status=PENDING, started_at=None, metadata=node.metadata)
-        self.store.add_event("lost", f"{reason}; step {node.step} re-queued", node.id)
+
+        def requeue(store: RunStore) -> None:
+            store.update_node(node.id, status=PENDING, started_at=None, metadata=node.metadata)
+            store.add_event("lost", f"{reason}; step {node.step} re-queued", node.id)
+
+        await self.db.call(requeue)
         if node.step >= 1:
             self._requeue.append(node)
 
     async def _post_only(self, node: Node) -> None:
-        parent, best = self._relatives(node)
+        parent, best, _ = await self._relatives(node)
         await self.pipeline.post(node, parent, best)
-        self.sampler.observe(node)
+        await self.db.call(lambda store: self.sampler.observe(node))
 
-    def _fail(self, node: Node, reason: str) -> None:
+    async def _fail(self, node: Node, reason: str) -> None:
         node.status = PRUNED if node.id in self._pruned else FAILED
         node.error = reason.splitlines()[0][:500] if reason else "failed"
         node.finished_at = time.time()
-        self.store.update_node(
+        await self.db.update_node(
             node.id, status=node.status, error=node.error, finished_at=node.finished_at
         )
-        self._finished(node)
+        await self._finished(node)
 
-    def _finished(self, node: Node) -> None:
+    async def _finished(self, node: Node) -> None:
         if node.step >= 1:
             self._steps_done += 1
+        line, event = self._report(node)
+        # One db call, in this order: the sampler sees the node, the event, then a backup.
+        await self.db.call(self._record_finished, node, event, self._steps_done)
+        self.say(line)
+
+    def _record_finished(self, store: RunStore, node: Node, event: str, steps_done: int) -> None:
+        """(db thread) Book a finished node: sampler, event log, periodic backup."""
         self.sampler.observe(node)
-        self._report(node)
+        store.add_event("node", event, node.id)
         if self.backups is not None:
             try:
-                self.backups.maybe(self.store, self._steps_done)
+                self.backups.maybe(store, steps_done)
             except Exception:  # noqa: BLE001 - a failed backup is logged, the run goes on
                 log.exception("backup failed")
-                self.store.add_event("backup", "backup failed: see engine.log")
+                store.add_event("backup", "backup failed: see engine.log")
 
-    def _final_backup(self) -> None:
+    def _final_backup(self, store: RunStore) -> None:
+        """(db thread) The backup a clean stop leaves."""
         if self.backups is None or self.fatal:
             return
         try:
-            self.backups.now(self.store)
+            self.backups.now(store)
         except Exception:  # noqa: BLE001
             log.exception("final backup failed")
 
-    def _report(self, node: Node) -> None:
+    def _report(self, node: Node) -> tuple[str, str]:
+        """Track the best score; the node's line for the console and its event message."""
         if node.status == DONE and node.score is not None and math.isfinite(node.score):
             better = self._best is None or (
                 node.score > self._best if self.task.maximize else node.score < self._best
@@ -423,8 +476,8 @@ class Engine:
             outcome = f"score {node.score:.6g}"
         else:
             outcome = f"{node.status.upper()}: {node.error}"
-        self.store.add_event("node", f"step {node.step} #{node.id} {outcome}", node.id)
-        self.say(f"step {node.step:>4}  #{node.id:<5} <- {parent:<6} {outcome}  | best {best}")
+        line = f"step {node.step:>4}  #{node.id:<5} <- {parent:<6} {outcome}  | best {best}"
+        return line, f"step {node.step} #{node.id} {outcome}"
 
     # -------------------------------------------------------------- heartbeat
     def _status(self) -> dict[str, Any]:
@@ -440,6 +493,12 @@ class Engine:
         return status
 
     def _set_state(self, state: str) -> None:
+        """Synchronous (pause/resume come from the poller); the meta writes are queued."""
         self._state = state
-        self.store.set_meta("state", state)
-        self.store.set_meta("engine", self.heartbeat.content())
+
+        def write(store: RunStore) -> None:
+            store.set_meta("state", state)
+            # Taken when written, not when queued: never older than the heartbeat's own.
+            store.set_meta("engine", self.heartbeat.content())
+
+        self.db.post(write)

@@ -8,6 +8,10 @@ only what that list names. Each stage's result is committed too, so a crash duri
 expensive ``verify`` never re-runs ``explore``. After the evaluation commit, the later
 phases only add fields (analysis, judge score, proposals): they never turn a finished node
 back into an unfinished one.
+
+Every store access is awaited through the engine's db thread (``engine.writer.StoreThread``):
+an awaited write has committed when the await returns, so the order above holds exactly as
+with synchronous calls, while a slow commit never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from engine.records import DONE, FAILED, PRUNED, RUNNING, Node
 from engine.stages import Resources, Stage
 from engine.store import RunStore
 from engine.task import TaskSpec
+from engine.writer import StoreThread
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,7 @@ class PipelineSettings:
 class Pipeline:
     def __init__(
         self,
-        store: RunStore,
+        db: StoreThread,
         task: TaskSpec,
         run_dir: Path,
         agents: Agents,
@@ -72,7 +77,7 @@ class Pipeline:
         pool: SlotPool | None = None,
         is_pruned: Callable[[int], bool] = lambda node_id: False,
     ) -> None:
-        self.store = store
+        self.db = db  # the engine's store, in its db thread
         self.task = task
         self.run_dir = run_dir
         self.agents = agents
@@ -104,20 +109,20 @@ class Pipeline:
             if duplicate is None:
                 break
             rejected.append({"name": proposal.name, "reason": duplicate})
-            self.store.add_event("novelty", f"proposal rejected: {duplicate}", node.id)
+            await self.db.add_event("novelty", f"proposal rejected: {duplicate}", node.id)
         else:
-            self.adopt(node, proposal, {"rejected_proposals": rejected})
+            await self.adopt(node, proposal, {"rejected_proposals": rejected})
             raise Rejected(duplicate)
         metadata = {"rejected_proposals": rejected} if rejected else {}
         metadata.update(proposal.metadata)
         metadata["knowledge"] = [{"id": k.id, "score": round(k.score, 4)} for k in knowledge]
-        self.adopt(node, proposal, metadata)
+        await self.adopt(node, proposal, metadata)
 
-    def adopt(self, node: Node, proposal: Proposal, metadata: dict) -> None:
+    async def adopt(self, node: Node, proposal: Proposal, metadata: dict) -> None:
         """Make ``proposal`` the node's code and commit it before anything runs."""
         node.code, node.name, node.motivation = proposal.code, proposal.name, proposal.motivation
         node.metadata.update(metadata)
-        self.store.update_node(
+        await self.db.update_node(
             node.id,
             code=node.code,
             name=node.name,
@@ -133,22 +138,22 @@ class Pipeline:
         reason = await checker.check(node.code, self.task)
         if reason:
             node.metadata["static_check"] = reason
-            self.store.update_node(node.id, metadata=node.metadata)
+            await self.db.update_node(node.id, metadata=node.metadata)
             raise Rejected(f"static check: {reason}")
         node.metadata["static_check"] = "passed"
-        self.store.update_node(node.id, metadata=node.metadata)
+        await self.db.update_node(node.id, metadata=node.metadata)
 
     # -------------------------------------------------------------- experiment
     async def evaluate(self, node: Node) -> None:
         """Run the stages (with debug attempts) and commit the outcome at once."""
         node.status, node.started_at = RUNNING, time.time()
-        self.store.update_node(node.id, status=RUNNING, started_at=node.started_at)
+        await self.db.update_node(node.id, status=RUNNING, started_at=node.started_at)
         attempts = node.metadata.setdefault("debug_attempts", [])
         while True:
             evaluation = await self._run_stages(node)
             if evaluation.ok or not await self._debug(node, evaluation, attempts):
                 break
-        self._commit_evaluation(node, evaluation)
+        await self._commit_evaluation(node, evaluation)
 
     async def _run_stages(self, node: Node) -> Evaluation:
         staged: dict[str, Evaluation] = {}
@@ -160,7 +165,7 @@ class Pipeline:
             if done and done.get("code") == code_hash and done.get("ok"):
                 staged[stage.name] = _from_record(done)  # committed earlier: never re-run
                 continue
-            skip = self._promotion_refusal(node, stage, staged)
+            skip = await self._promotion_refusal(node, stage, staged)
             if skip:
                 records[stage.name] = {"skipped": skip, "code": code_hash}
                 continue
@@ -169,12 +174,12 @@ class Pipeline:
             evaluation = await self._run_stage(node, stage, workdir)
             staged[stage.name] = evaluation
             records[stage.name] = {**stage_record(evaluation), "code": code_hash}
-            self.store.update_node(node.id, metadata=node.metadata)
+            await self.db.update_node(node.id, metadata=node.metadata)
             if not evaluation.ok:
                 break
             if len(self.task.stages) > 1:
                 score = "" if evaluation.score is None else f" score {evaluation.score:.6g}"
-                self.store.add_event("stage", f"{stage.name} passed{score}", node.id)
+                await self.db.add_event("stage", f"{stage.name} passed{score}", node.id)
         evaluation = combine_stages(staged, self.task.score_stage)
         if len(self.task.stages) > 1:  # skipped stages too, without the resume bookkeeping
             evaluation.results["stages"] = {
@@ -196,7 +201,9 @@ class Pipeline:
         async with self.pool.acquire(resources) as grant:
             yield grant
 
-    def _promotion_refusal(self, node: Node, stage: Stage, staged: dict[str, Evaluation]) -> str:
+    async def _promotion_refusal(
+        self, node: Node, stage: Stage, staged: dict[str, Evaluation]
+    ) -> str:
         """Why a gated stage is skipped for this node, or "" when it runs."""
         rule = stage.promote
         if rule is None:
@@ -208,14 +215,17 @@ class Pipeline:
             return f"no {self.task.score_stage} score to promote on"
         score, sign = scored.score, (1 if self.task.maximize else -1)
         if rule.beat_baseline:
-            root = next(iter(self.store.nodes("step = 0")), None)
+            root = next(iter(await self.db.nodes("step = 0")), None)
             if root is not None and root.score is not None and sign * score <= sign * root.score:
                 return f"does not beat the initial program ({root.score:.6g})"
         if rule.top_k is not None:
             op = ">" if self.task.maximize else "<"
-            better = self.store.db.execute(
-                f"SELECT count(*) FROM nodes WHERE status = ? AND score {op} ?", [DONE, score]
-            ).fetchone()[0]
+
+            def count_better(store: RunStore) -> int:
+                sql = f"SELECT count(*) FROM nodes WHERE status = ? AND score {op} ?"
+                return store.db.execute(sql, [DONE, score]).fetchone()[0]
+
+            better = await self.db.call(count_better)
             if better >= rule.top_k:
                 return f"not in the top {rule.top_k} ({better} nodes score better)"
         return ""
@@ -249,8 +259,8 @@ class Pipeline:
         if fix is None:
             record["outcome"] = f"no fix: {why}"[:300]
             attempts.append(record)
-            self.store.update_node(node.id, metadata=node.metadata)
-            self.store.add_event(
+            await self.db.update_node(node.id, metadata=node.metadata)
+            await self.db.add_event(
                 "debug", f"attempt {record['attempt']}: {record['outcome']}", node.id
             )
             return False
@@ -258,11 +268,11 @@ class Pipeline:
         attempts.append(record)
         node.code = fix.code
         node.metadata["stages"] = {}
-        self.store.update_node(node.id, code=node.code, metadata=node.metadata)
-        self.store.add_event("debug", f"attempt {record['attempt']}: re-running a fix", node.id)
+        await self.db.update_node(node.id, code=node.code, metadata=node.metadata)
+        await self.db.add_event("debug", f"attempt {record['attempt']}: re-running a fix", node.id)
         return True
 
-    def _commit_evaluation(self, node: Node, evaluation: Evaluation) -> None:
+    async def _commit_evaluation(self, node: Node, evaluation: Evaluation) -> None:
         node.results = evaluation.results
         node.runtime = evaluation.runtime
         node.score = evaluation.score if evaluation.ok else None
@@ -276,7 +286,7 @@ class Pipeline:
         node.metadata[POST_PENDING] = owed
         node.metadata.pop("stages", None)  # kept in the results now
         node.finished_at = time.time()
-        self.store.save_node(node)
+        await self.db.save_node(node)
 
     # ------------------------------------------------------------ after commit
     async def post(self, node: Node, parent: Node | None, best: Node | None) -> None:
@@ -286,7 +296,7 @@ class Pipeline:
             fields = await self._judge(node, parent, best)
             owed.remove(JUDGE)
             node.metadata[POST_PENDING] = owed
-            self.store.update_node(node.id, metadata=node.metadata, **fields)
+            await self.db.update_node(node.id, metadata=node.metadata, **fields)
         if ANALYSIS in owed:
             report = await self._analyze(node, parent, best)
             node.analysis = report.analysis
@@ -295,7 +305,7 @@ class Pipeline:
                 await self.agents.retriever.propose(node.id, report.knowledge_proposals)
             owed.remove(ANALYSIS)
         node.metadata.pop(POST_PENDING, None)
-        self.store.update_node(node.id, analysis=node.analysis, metadata=node.metadata)
+        await self.db.update_node(node.id, analysis=node.analysis, metadata=node.metadata)
 
     async def _judge(self, node: Node, parent: Node | None, best: Node | None) -> dict[str, Any]:
         """final = (1 - ratio) * evaluation + ratio * judge; both kept in the results."""

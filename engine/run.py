@@ -25,6 +25,7 @@ from engine.config import RunConfig, from_dict, load_file
 from engine.lock import RunLock
 from engine.loop import Engine
 from engine.reaper import kill_orphans, subreaper
+from engine.retriever_thread import RetrieverThread
 from engine.samplers import make_sampler
 from engine.sandbox import Sandbox, SandboxSettings, make_sandbox, private_memory
 from engine.store import DB_NAME, RunStore
@@ -70,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.add_event("run", f"new run of {task.name} ({config.steps} steps)")
         cognition_setup.seed(store, config, seeds)  # a new run only, never on resume
         print(f"ASI-Evolve: new run of {task.name} in {run_dir}")
-        return _execute(store, task, run_dir, config, mode, built, args.quiet, execution)
+        return _execute(store, task, run_dir, config, mode, built, args.quiet, execution, attach)
 
 
 def _resume(task: TaskSpec, run_dir: Path, args: argparse.Namespace, flags: dict) -> int:
@@ -102,7 +103,7 @@ def _resume(task: TaskSpec, run_dir: Path, args: argparse.Namespace, flags: dict
             f"ASI-Evolve: resuming the run in {run_dir}: {done}/{config.steps} steps done"
             f"{best_text}"
         )
-        return _execute(store, task, run_dir, config, mode, built, args.quiet, execution)
+        return _execute(store, task, run_dir, config, mode, built, args.quiet, execution, attach)
 
 
 def _make_run_dir(run_dir: Path) -> None:
@@ -185,6 +186,7 @@ def _execute(
     built: agent_setup.Agents,
     quiet: bool,
     execution: session.Execution,
+    attach: Callable[[Any], None],
 ) -> int:
     researcher = built.researcher.label
     if mode == "offline":
@@ -203,9 +205,17 @@ def _execute(
         store.add_event("engineer", note)
     if built.debugger is not None and config.engineer.debug_attempts:
         print(f"debug agent: {built.debugger.label}, {config.engineer.debug_attempts} attempts")
-    built.retriever = cognition_setup.retriever(store, config, built.retriever)
+    # The cognition retriever works in its own thread with its own connection (never on the
+    # event loop); with cognition and the novelty check both off there is none.
+    threaded = RetrieverThread(run_dir, lambda own: cognition_setup.retriever(own, config, None))
+    if threaded.inner is None:
+        threaded.close()
+    else:
+        built.retriever = threaded
+        built.closers.append(threaded.aclose)
     print(cognition_setup.describe(store, config))
-    cognition_setup.load_model(store, built.retriever, lambda line: print(line, flush=True))
+    # The model is loaded here, up front; the retriever's thread then only uses it.
+    cognition_setup.load_model(store, threaded.inner, lambda line: print(line, flush=True))
     sampler = make_sampler(config.sampler, store, task.maximize, config.seed)
     for note in execution.notes:
         print(note)
@@ -232,16 +242,20 @@ def _execute(
         workers=config.workers,
         use_analyzer=config.use_analyzer,
         novelty_retries=int(config.novelty.get("max_retries", 3)),
-        can_start=_budget_check(store, config.budget),
+        can_start=_budget_check(config.budget),
         log=(lambda line: None) if quiet else _LinePrinter(),
     )
     # Orphans of evaluators come back to us (to be killed and reaped); our memory and
     # environment (API keys) are closed to same-user processes.
+    # During the run LLM calls are recorded through the engine's db thread, queued in order
+    # and never awaited by the loop; before and after it, on this thread's store.
+    attach(engine.db.deferred())
     log_handler = session.start_log(run_dir)
     try:
         with subreaper(), private_memory():
             summary = asyncio.run(_run_with_signals(engine))
     finally:
+        attach(store)
         session.stop_log(log_handler)
     if not engine.fatal:
         store.checkpoint()  # a clean stop leaves one self-contained database file
@@ -278,12 +292,13 @@ def _secret_env_names(config: dict[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def _budget_check(store: RunStore, budget: dict[str, Any]) -> Callable[[], str | None]:
-    """Reason to start no more candidates once the run's LLM budget is spent."""
+def _budget_check(budget: dict[str, Any]) -> Callable[[RunStore], str | None]:
+    """Reason to start no more candidates once the run's LLM budget is spent (the engine
+    calls it in its db thread with its own store)."""
     max_cost = budget.get("max_cost_usd")
     max_tokens = budget.get("max_tokens_total")
 
-    def check() -> str | None:
+    def check(store: RunStore) -> str | None:
         if not max_cost and not max_tokens:
             return None
         totals = store.llm_totals()

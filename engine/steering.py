@@ -4,7 +4,11 @@ The TUI and ``asi-evolve`` subcommands never talk to the engine directly; they i
 rows into ``commands`` and read ``meta``. This module polls those rows. It must never
 die while the engine works: a malformed row is refused with a reason and an error in
 one command is logged and answered. (The heartbeat has its own thread:
-``engine/heartbeat.py``; the poller only tells it that the event loop is alive.)
+``engine/heartbeat.py``; a ticker beside the poller tells it that the event loop is alive,
+apart from the polls, which wait for the db thread and may be slow when the disk is.)
+
+The store is the engine's ``engine.writer.StoreThread``: every read and answer is awaited in
+its db thread, so a poll never blocks the loop.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from engine.records import DONE, FAILED, PRUNED
+from engine.store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -32,32 +37,40 @@ class Steerable(Protocol):
 
 
 class Steering:
-    def __init__(self, store: Any, engine: Steerable, tick: Callable[[], None]) -> None:
-        self.store = store
+    def __init__(self, db: Any, engine: Steerable, tick: Callable[[], None]) -> None:
+        self.db = db  # engine.writer.StoreThread
         self.engine = engine
         self.tick = tick  # "the event loop is alive" (engine.heartbeat.Heartbeat.tick)
 
     async def poll_forever(self) -> None:
+        ticker = asyncio.create_task(self._tick_forever())
+        try:
+            while True:
+                try:
+                    await self.poll_once()
+                except Exception:  # noqa: BLE001 - the poller outlives any one bad command
+                    log.exception("command poll failed")
+                await asyncio.sleep(POLL_SECONDS)
+        finally:
+            ticker.cancel()
+
+    async def _tick_forever(self) -> None:
         while True:
             self.tick()
-            try:
-                self.poll_once()
-            except Exception:  # noqa: BLE001 - the poller outlives any one bad command
-                log.exception("command poll failed")
             await asyncio.sleep(POLL_SECONDS)
 
-    def poll_once(self) -> None:
-        for command in self.store.new_commands():
+    async def poll_once(self) -> None:
+        for command in await self.db.new_commands():
             try:
-                ok, result = self.handle(command.kind, command.arg)
+                ok, result = await self.handle(command.kind, command.arg)
             except Exception as exc:  # noqa: BLE001 - answer it, keep polling
                 log.exception("command %s failed", command.id)
                 ok, result = False, f"engine error: {type(exc).__name__}: {exc}"[:300]
-            self.store.finish_command(command.id, result, ok)
             arg = command.arg if len(command.arg) <= 80 else command.arg[:77] + "..."
-            self.store.add_event("command", f"{command.kind} {arg}: {result}".strip())
+            event = f"{command.kind} {arg}: {result}".strip()
+            await self.db.call(_answer, command.id, result, ok, event)
 
-    def handle(self, kind: str, arg: str) -> tuple[bool, str]:
+    async def handle(self, kind: str, arg: str) -> tuple[bool, str]:
         if kind == "pause":
             self.engine.pause()
             return True, "paused: no new candidates start; running ones finish"
@@ -68,17 +81,17 @@ class Steering:
             self.engine.request_stop("stop command")
             return True, "stopping"
         if kind == "prune":
-            return self.prune(arg)
+            return await self.prune(arg)
         return False, f"unknown command {kind!r}"
 
-    def prune(self, arg: str) -> tuple[bool, str]:
+    async def prune(self, arg: str) -> tuple[bool, str]:
         try:
             node_id = int(str(arg).strip().lstrip("#"))
         except ValueError:
             return False, f"prune needs a node id, got {arg[:40]!r}"
         if not 0 < node_id < 2**63:
             return False, f"no node #{node_id}"
-        node = self.store.get_node(node_id)
+        node = await self.db.get_node(node_id)
         if node is None:
             return False, f"no node #{node_id}"
         if node.step == 0:
@@ -86,6 +99,20 @@ class Steering:
         if node.status == PRUNED:
             return True, f"node #{node_id} was already pruned"
         self.engine.prune(node_id)
-        if node.status in (DONE, FAILED) and not self.engine.in_flight(node_id):
-            self.store.update_node(node_id, status=PRUNED)
+        if not self.engine.in_flight(node_id):
+            # Re-read in the db thread: the node may have finished since it was read above.
+            await self.db.call(_mark_pruned, node_id)
         return True, f"pruned node #{node_id}"
+
+
+def _answer(store: RunStore, command_id: int, result: str, ok: bool, event: str) -> None:
+    """(db thread) Mark the command handled and log it, one after the other."""
+    store.finish_command(command_id, result, ok)
+    store.add_event("command", event)
+
+
+def _mark_pruned(store: RunStore, node_id: int) -> None:
+    """(db thread) A finished node that is not in flight becomes pruned."""
+    node = store.get_node(node_id)
+    if node is not None and node.status in (DONE, FAILED):
+        store.update_node(node_id, status=PRUNED)
