@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.records import DONE, RUNNING, Node
+from engine.schema import CORE_TABLES
 from engine.store import SCHEMA_VERSION, RunStore, StoreError
 
 
@@ -19,7 +20,7 @@ def test_schema_and_wal(tmp_path: Path) -> None:
     assert store.get_meta("schema_version") == SCHEMA_VERSION
     assert store.db.journal_mode == "wal"
     tables = set(store.db.table_names())
-    assert {"nodes", "events", "commands", "llm_calls", "meta", "island_members"} <= tables
+    assert {t.name for t in CORE_TABLES} == tables
     with pytest.raises(StoreError):
         RunStore.create(tmp_path / "run")  # never over an existing run
 

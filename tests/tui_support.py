@@ -11,23 +11,13 @@ from contextlib import closing
 from pathlib import Path
 
 from engine.records import Node
+from engine.schema import COGNITION_TABLES, create_tables
 from engine.store import RunStore
 
 T0 = 1_750_000_000.0
 NOW = T0 + 600.0  # the tests' clock
 
 CODE = "import math\n\nX = {x}\nY = 0.5\n\ndef f(v):\n    return math.sqrt(v) * {x}\n"
-
-COGNITION_SCHEMA = """
-CREATE TABLE IF NOT EXISTS cognition_items (
-    id INTEGER PRIMARY KEY, title TEXT, content TEXT, tags TEXT, source TEXT,
-    status TEXT NOT NULL, origin TEXT NOT NULL, node_id INTEGER, created_at FLOAT,
-    updated_at FLOAT, duplicate_of INTEGER, duplicate_score FLOAT, embedding BLOB,
-    embed_model TEXT);
-CREATE TABLE IF NOT EXISTS retrievals (
-    node_id INTEGER, item_id INTEGER, score FLOAT, query_node_id INTEGER, ts FLOAT,
-    PRIMARY KEY (node_id, item_id));
-"""
 
 
 def _node(step: int, parent: int | None, score: float | None, status: str, **kw) -> Node:
@@ -117,7 +107,7 @@ def build_run(run_dir: Path, *, cognition: bool = True, engine_state: str = "run
 
 
 def add_cognition(conn: sqlite3.Connection) -> None:
-    conn.executescript(COGNITION_SCHEMA)
+    create_tables(conn, COGNITION_TABLES)
     items = [
         (1, "Hexagonal packings are dense", "active", "seed", None),
         (2, "Perturb one literal at a time", "active", "seed", None),
