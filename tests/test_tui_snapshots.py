@@ -72,3 +72,9 @@ def test_diff_screen(tmp_path: Path, snap_compare, monkeypatch) -> None:  # noqa
     monkeypatch.chdir(tmp_path)
     app = app_for(tmp_path)
     assert snap_compare(app, terminal_size=(100, 30), run_before=keys("down", "down", "down", "d"))
+
+
+def test_lineage_screen(tmp_path: Path, snap_compare, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.chdir(tmp_path)
+    app = app_for(tmp_path)
+    assert snap_compare(app, terminal_size=(100, 30), run_before=keys("down", "l"))

@@ -68,14 +68,14 @@ class EvolveApp(SteeringActions, App[str | None]):
         Binding("a", "decide('approve')", "approve"),
         Binding("r", "decide('reject')", "reject"),
         Binding("enter", "details('report')", "details"),
-        Binding("d", "details('diff')", "diff"),
-        Binding("c", "details('code')", "code"),
+        Binding("d", "details('diff')", "diff", show=False),  # the footer fits 80 columns:
+        Binding("c", "details('code')", "code", show=False),  # details screen shows m / c / d
         Binding("l", "lineage", "lineage"),
         Binding("s", "sort", "sort"),
         Binding("f", "follow", "follow"),
         Binding("slash", "filter", "filter"),
-        Binding("escape", "clear_filter", "clear filter"),
         Binding("q", "quit_app", "quit"),
+        Binding("escape", "clear_filter", "clear filter"),  # shown with a filter (last: 80 cols)
         Binding("tab", "focus_next", "next pane", show=False),
     ]
 

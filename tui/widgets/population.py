@@ -73,7 +73,7 @@ class PopulationTable(DataTable):
     """Nodes of the run; the cursor row is the selected node."""
 
     BINDINGS = [
-        Binding("enter", "select_cursor", "open"),
+        Binding("enter", "select_cursor", "open", show=False),
         Binding("g,home", "first_row", "first row", show=False),
         Binding("G,end", "last_row", "last row", show=False),
     ]
