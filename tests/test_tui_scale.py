@@ -65,6 +65,8 @@ def test_incremental_refresh_at_100k_nodes(big_run: Path) -> None:
     first = poller.tick()
     full = time.perf_counter() - t
     assert len(first.order) == WINDOW and first.summary.nodes == N
+    progress = first.summary.progress  # measured over all nodes, as `status` does
+    assert progress is not None and progress.best_step is not None
     t = time.perf_counter()
     idle = poller.tick()
     quiet = time.perf_counter() - t
@@ -93,11 +95,26 @@ async def test_app_at_100k_nodes(big_run: Path) -> None:
         table = app.query_one(PopulationTable)
         assert table.row_count == WINDOW
         assert "first 1000 shown" in str(table.border_title)
+        assert table.selected_id == N and table.cursor_row == 0  # the newest, followed
+        await pilot.press("down")  # not following: a sort change must still show the top
         t = time.perf_counter()
         await pilot.press("s")  # re-sort the whole population by score
         await app.synced(timeout=30)
         resort = time.perf_counter() - t
         best = app.poller.pop.best
         assert best is not None and table.order[0] == best.id
-        print(f"\napp first screen {first:.2f}s, re-sort {resort:.2f}s")
-        assert first < 10 and resort < 5
+        assert table.selected_id == best.id and table.cursor_row == 0 and table.scroll_y == 0
+        await pilot.press("s", "s", "f")  # back to newest first, following
+        await app.synced(timeout=30)
+        with closing(sqlite3.connect(big_run / "evolve.db")) as conn, conn:
+            conn.execute(
+                "INSERT INTO nodes(id, step, name, parent_id, code, status, created_at,"
+                " updated_at) VALUES (?, ?, 'fresh', 1, '', 'running', ?, ?)",
+                (N + 1, N, T0 + N + 1, T0 + N + 1),
+            )
+        t = time.perf_counter()
+        await app.synced(timeout=30)
+        follow = time.perf_counter() - t
+        assert table.selected_id == N + 1 and table.cursor_row == 0
+        print(f"\napp first screen {first:.2f}s, re-sort {resort:.2f}s, follow {follow:.2f}s")
+        assert first < 10 and resort < 5 and follow < 2
