@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine import schema
 from tui.data import RunReader
 
-ITEMS, RETRIEVALS = "cognition_items", "retrievals"
+ITEMS, RETRIEVALS = schema.COGNITION_ITEMS.name, schema.RETRIEVALS.name
 
 
 @dataclass(frozen=True, slots=True)

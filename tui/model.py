@@ -12,10 +12,10 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from engine.schema import DONE, FAILED, FINISHED, PENDING, PRUNED, RUNNING
 from tui.data import NodeRow
 
-FINISHED = ("done", "failed", "pruned")
-STATUS_ORDER = {"running": 0, "pending": 1, "done": 2, "failed": 3, "pruned": 4}
+STATUS_ORDER = {RUNNING: 0, PENDING: 1, DONE: 2, FAILED: 3, PRUNED: 4}
 SORTS = ("step", "score", "status")
 
 

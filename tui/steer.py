@@ -13,11 +13,12 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from engine.schema import COMMAND_KINDS, COMMAND_NEW, ITEM_ACTIVE, ITEM_REJECTED
 from tui.data import DB_NAME
 from tui.knowledge import ITEMS
 
-COMMANDS = ("pause", "resume", "prune", "stop")
-DECISIONS = {"approve": "active", "reject": "rejected"}
+COMMANDS = COMMAND_KINDS
+DECISIONS = {"approve": ITEM_ACTIVE, "reject": ITEM_REJECTED}
 
 
 class SteerError(Exception):
@@ -40,8 +41,8 @@ def send_command(run_dir: Path, kind: str, arg: str = "") -> int:
     try:
         with closing(_connect(run_dir)) as conn, conn:
             cur = conn.execute(
-                "INSERT INTO commands(ts, kind, arg, status) VALUES (?, ?, ?, 'new')",
-                (time.time(), kind, arg),
+                "INSERT INTO commands(ts, kind, arg, status) VALUES (?, ?, ?, ?)",
+                (time.time(), kind, arg, COMMAND_NEW),
             )
             return int(cur.lastrowid or 0)
     except sqlite3.Error as exc:
