@@ -89,10 +89,19 @@ def test_watch_in_tmux_pauses_a_real_run(tmp_path: Path) -> None:
         wait("the engine to pause", lambda: meta(run_dir, "state") == "paused", 15)
         assert query(run_dir, "SELECT kind, status FROM commands") == [("pause", "handled")]
         wait("the TUI to show the pause", lambda: "● paused" in tmux.screen(), 15)
+        wait("the footer to offer resume", lambda: "p resume" in tmux.screen(), 15)
+        wait(
+            "the speed and since-best",
+            lambda: "/min" in (t := tmux.screen()) and "since best" in t,
+            15,
+        )
+        tmux("send-keys", "-t", "tui", "p")
+        wait("the engine to resume", lambda: meta(run_dir, "state") == "running", 15)
+        wait("the footer to offer pause", lambda: "p pause" in tmux.screen(), 15)
         steps = meta(run_dir, "steps_total")
         assert steps == 200
         tmux("send-keys", "-t", "tui", "q")
-        wait("the TUI to quit", lambda: "● paused" not in tmux.screen(), 15)
+        wait("the TUI to quit", lambda: "● running" not in tmux.screen(), 15)
         assert engine.poll() is None  # quitting the TUI never stops the engine
         with closing(sqlite3.connect(run_dir / "evolve.db")) as conn, conn:
             conn.execute(
