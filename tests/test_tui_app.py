@@ -188,6 +188,15 @@ async def test_prune_asks_about_the_shown_node_and_refuses_finished_ones(tmp_pat
             await pilot.press("x")
             await pilot.press("y")
             assert commands(run_dir) == [("prune", "8", "new")]
+            await pilot.press("up", "x")  # node #9 (pending) finishes while the question is open
+            assert isinstance(app.screen, Confirm)
+            store = RunStore.open(run_dir)
+            store.update_node(9, status="failed")
+            store.close()
+            await app.synced()
+            await pilot.press("y")
+            assert "already finished (failed)" in notes[-1]
+            assert commands(run_dir) == [("prune", "8", "new")]  # nothing more sent
             answer_commands(run_dir, "pruned node #8")
             await wait_for(lambda: any("pruned node #8" in n for n in notes))
     finally:
