@@ -6,7 +6,10 @@ stays on the loop's thread. So the methods here take vectors that were computed 
 and ``refresh``/``encode`` are the synchronous conveniences for the command line.
 
 Search is a matrix-vector product over the active items: O(items), milliseconds for
-thousands of items; no index to keep in sync with the table.
+thousands of items; no index to keep in sync with the table. Ranking is by cosine to the
+query alone (no boost for any origin or status); items the Analyzer derived from the run
+itself are capped at ``max_derived`` of the top-k, because their texts share the run's
+vocabulary and would otherwise fill every query's slots and crowd out the seed priors.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import sqlite_utils
 from cognition.embedder import Embedder, from_blobs, to_blob
 from cognition.items import (
     ACTIVE,
+    ANALYZER,
     ITEMS,
     PENDING,
     RETRIEVALS,
@@ -130,11 +134,27 @@ class CognitionBase:
                 blobs.append(blob)
         return np.asarray(ids, dtype=np.int64), from_blobs(blobs)
 
+    def derived(self, ids: np.ndarray) -> np.ndarray:
+        """Mask of ``ids`` proposed by the Analyzer (knowledge derived from the run)."""
+        if len(ids) == 0 or not has_tables(self.db):
+            return np.zeros(len(ids), dtype=bool)
+        rows = self.db.execute(f"SELECT id FROM {ITEMS} WHERE origin = ?", [ANALYZER])
+        return np.isin(ids, np.fromiter((r[0] for r in rows), dtype=np.int64))
+
     def search(self, vector: np.ndarray, top_k: int, threshold: float) -> list[Item]:
-        """Active items by cosine to ``vector``: best ``top_k`` at or above ``threshold``."""
+        """Active items by cosine to ``vector``: best ``top_k`` at or above ``threshold``, at
+        most ``max_derived`` of them proposed by the Analyzer (as retrieval does)."""
         extra = self.refresh()
         ids, matrix = self.matrix(extra=extra)
-        hits = top_hits(ids, matrix, vector, top_k, threshold)
+        hits = top_hits(
+            ids,
+            matrix,
+            vector,
+            top_k,
+            threshold,
+            derived=self.derived(ids),
+            max_derived=self.settings.max_derived,
+        )
         out = []
         for hit in hits:
             item = self.get(hit.item_id)
@@ -179,7 +199,7 @@ class CognitionBase:
         """
         if status not in STATUSES:
             raise CognitionError(f"unknown status {status!r}")
-        duplicates = self._duplicates(vectors) if vectors is not None else [None] * len(drafts)
+        duplicates = self.duplicates(vectors) if vectors is not None else [None] * len(drafts)
         now = time.time()
         stored: list[int] = []
         with self.db.conn:
@@ -206,7 +226,7 @@ class CognitionBase:
                 stored.append(self.db[ITEMS].insert(row).last_pk)
         return [item for i in stored if (item := self.get(i)) is not None]
 
-    def _duplicates(self, vectors: np.ndarray) -> list[tuple[int, float] | None]:
+    def duplicates(self, vectors: np.ndarray) -> list[tuple[int, float] | None]:
         """Per new vector: (id, cosine) of the closest stored item or earlier new vector
         above ``duplicate_threshold`` (an earlier new vector j is written as id -(j + 1)).
 
@@ -286,11 +306,21 @@ def top_hits(
     top_k: int,
     threshold: float,
     query_node_id: int | None = None,
+    derived: np.ndarray | None = None,
+    max_derived: int | None = None,
 ) -> list[Hit]:
-    """The best ``top_k`` rows of ``matrix`` by cosine to ``vector``, at least ``threshold``."""
+    """The best ``top_k`` rows of ``matrix`` by cosine to ``vector``, at least ``threshold``;
+    at most ``max_derived`` of them among the rows marked in ``derived`` (the slots they
+    cannot take go to the next best other rows)."""
     if len(ids) == 0:
         return []
     scores = matrix @ np.asarray(vector, dtype=np.float32)
+    if derived is not None and max_derived is not None and derived.any():
+        order = np.argsort(-scores, kind="stable")
+        order = order[scores[order] >= threshold]
+        taken = np.cumsum(derived[order])
+        order = order[~derived[order] | (taken <= max_derived)][:top_k]
+        return [Hit(int(ids[i]), float(scores[i]), query_node_id) for i in order]
     k = min(top_k, len(ids))
     best = np.argpartition(-scores, k - 1)[:k]
     best = best[np.argsort(-scores[best], kind="stable")]

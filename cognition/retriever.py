@@ -4,8 +4,12 @@
   has none); each query takes its ``top_k`` active items at or above ``score_threshold``; the
   union is de-duplicated (an item keeps its best score and the query that gave it), ordered by
   score, optionally capped at ``max_items``, and recorded in ``retrievals`` for provenance.
+  Analyzer-proposed items take at most ``max_derived`` slots of a query and of the round:
+  they share the run's vocabulary with every query and would crowd out the seed priors.
 * ``propose``: the Analyzer's proposals become ``pending`` items (``active`` with
-  ``auto_approve``); near-duplicates of existing items are flagged and stay pending.
+  ``auto_approve``). A proposal with the same text as a known item (any status: pending,
+  approved or rejected), or a cosine above ``duplicate_threshold`` to one or to an earlier
+  proposal, is dropped before it reaches the pending list, with an event that counts it.
 * ``novelty``: with ``novelty.threshold`` set, a motivation closer than that to an idea already
   tried is refused as ``duplicate of #N`` before any evaluation is spent.
 
@@ -17,6 +21,7 @@ Embedding runs in a worker thread; the database is only touched on the loop's th
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import numpy as np
@@ -52,6 +57,7 @@ class CognitionRetriever:
         self.vectors = NodeVectors(store.db, self.base.embedder.name)
         self.index = MotivationIndex()
         self._novelty_lock = asyncio.Lock()
+        self.dropped = 0  # duplicate proposals dropped by this retriever
 
     async def _encode(self, texts: list[str]) -> np.ndarray:
         return await asyncio.to_thread(self.base.encode, texts)
@@ -81,6 +87,8 @@ class CognitionRetriever:
                 field = "analysis" if analysis else "motivation"
                 wanted[(node.id, field)] = analysis or motivation
         found = await self._node_vectors(wanted)
+        derived = self.base.derived(ids)
+        cap = self.settings.max_derived
         best: dict[int, Hit] = {}
         for (query_id, _), vector in found.items():
             for hit in top_hits(
@@ -90,10 +98,16 @@ class CognitionRetriever:
                 self.settings.top_k,
                 self.settings.score_threshold,
                 query_id,
+                derived,
+                cap,
             ):
                 if hit.item_id not in best or hit.score > best[hit.item_id].score:
                     best[hit.item_id] = hit
         hits = sorted(best.values(), key=lambda h: (-h.score, h.item_id))
+        if cap is not None:  # the union of several queries: the same cap for the round
+            is_derived = dict(zip(ids.tolist(), derived.tolist(), strict=True))
+            kept = [h for h in hits if is_derived[h.item_id]][:cap]
+            hits = [h for h in hits if not is_derived[h.item_id] or h in kept]
         if self.settings.max_items is not None:
             hits = hits[: self.settings.max_items]
         self.base.record_retrievals(node_id, hits)
@@ -137,6 +151,9 @@ class CognitionRetriever:
             vectors = await self._encode([d.text for d in drafts])
         except Exception as exc:  # noqa: BLE001 - keep the proposal; embed it later
             self._event(f"proposal stored unchecked (embedding failed: {_one_line(exc)})", node_id)
+        drafts, vectors = self._drop_duplicates(node_id, drafts, vectors)
+        if not drafts:
+            return
         status = ACTIVE if self.settings.auto_approve else PENDING
         for item in self.base.add(drafts, vectors, ANALYZER, status, node_id):
             flag = (
@@ -145,6 +162,36 @@ class CognitionRetriever:
                 else ""
             )
             self._event(f"item #{item.id} proposed, {item.status}: {item.title}{flag}", node_id)
+
+    def _drop_duplicates(
+        self, node_id: int, drafts: list[Draft], vectors: np.ndarray | None
+    ) -> tuple[list[Draft], np.ndarray | None]:
+        """The drafts that say something new: not the same text as a known item or an earlier
+        draft, and (with vectors) not above ``duplicate_threshold`` to either."""
+        known = {_normal(Draft(i.title, i.content).text): i.id for i in self.base.items()}
+        close = self.base.duplicates(vectors) if vectors is not None else [None] * len(drafts)
+        keep: list[int] = []
+        for i, draft in enumerate(drafts):
+            text = _normal(draft.text)
+            if text in known:
+                reason = f"same text as #{known[text]}"
+            elif any(_normal(drafts[j].text) == text for j in range(i)):
+                reason = "same text as an earlier proposal of this batch"
+            elif close[i] is not None:
+                other, score = close[i]
+                which = f"#{other}" if other > 0 else "an earlier proposal of this batch"
+                reason = f"near-duplicate of {which} (cosine {score:.3f})"
+            else:
+                keep.append(i)
+                continue
+            self.dropped += 1
+            self._event(
+                f"proposal dropped, {reason}: {draft.title} "
+                f"({self.dropped} duplicate proposal(s) dropped so far)",
+                node_id,
+            )
+        kept_vectors = vectors[keep] if vectors is not None else None
+        return [drafts[i] for i in keep], kept_vectors
 
     # ---------------------------------------------------------------- novelty
     async def novelty(self, node_id: int, motivation: str) -> str | None:
@@ -197,6 +244,11 @@ def proposal_draft(raw: Any, node_id: int) -> Draft:
         },
         f"proposal from node #{node_id}",
     )
+
+
+def _normal(text: str) -> str:
+    """Case and whitespace do not make a text new."""
+    return re.sub(r"\s+", " ", text).strip().lower()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -34,6 +34,9 @@ class CognitionSettings:
     top_k: int = 5  # per context node
     score_threshold: float = 0.3  # minimum cosine for an item to be retrieved
     max_items: int | None = None  # cap on items per round after de-duplication
+    # Analyzer-proposed (run-derived) items: at most this many per query's top_k and per round,
+    # so that they cannot crowd out the seed priors (None: no cap, ranked like any item).
+    max_derived: int | None = 2
     duplicate_threshold: float = 0.9  # cosine above which a new item is flagged
     auto_approve: bool = False  # Analyzer proposals become active without a person
     novel_threshold: float = 0.45  # report: below this similarity to everything, "novel"
@@ -60,8 +63,8 @@ class NoveltySettings:
 
 
 _FLOATS = {"score_threshold", "duplicate_threshold", "novel_threshold", "threshold"}
-_INTS = {"batch_size", "top_k", "max_items", "max_retries"}
-_OPTIONAL = {"model_path", "base_url", "max_items", "threshold"}
+_INTS = {"batch_size", "top_k", "max_items", "max_derived", "max_retries"}
+_OPTIONAL = {"model_path", "base_url", "max_items", "max_derived", "threshold"}
 
 
 def cognition_settings(raw: dict[str, Any] | None) -> CognitionSettings:
@@ -74,6 +77,8 @@ def cognition_settings(raw: dict[str, Any] | None) -> CognitionSettings:
         raise CognitionError("cognition.top_k and cognition.batch_size must be >= 1")
     if settings.max_items is not None and settings.max_items < 1:
         raise CognitionError("cognition.max_items must be >= 1")
+    if settings.max_derived is not None and settings.max_derived < 0:
+        raise CognitionError("cognition.max_derived must be >= 0")
     return settings
 
 

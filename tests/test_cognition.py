@@ -17,6 +17,7 @@ from cognition.items import ACTIVE, PENDING, REJECTED, RETRIEVALS, SEED, Item
 from cognition.retriever import CognitionRetriever
 from cognition.settings import CognitionSettings, NoveltySettings
 from engine.agents.base import Agents, Proposal, Report, ResearchContext
+from engine.agents.change_effects import ChangeEffects
 from engine.cli import main
 from engine.executor import Engineer, Limits
 from engine.loop import Engine
@@ -27,6 +28,7 @@ from engine.store import RunStore
 from engine.task import load_task
 
 SEED_FILE = REPO / "domains" / "circle_packing" / "cognition.yaml"
+
 
 @pytest.fixture(scope="module")
 def minilm() -> Embedder:
@@ -158,7 +160,11 @@ def test_pending_approve_reject(tmp_path: Path, seed_file: Path, minilm) -> None
     assert penalty.status == PENDING
 
 
-def test_duplicate_flagged_not_added(tmp_path: Path, seed_file: Path, minilm) -> None:
+def test_duplicate_proposals_are_dropped_with_a_counted_event(
+    tmp_path: Path, seed_file: Path, minilm
+) -> None:
+    """Issue 13: duplicates never reach the pending list, whether they repeat an approved
+    item, a pending one, an earlier proposal of the batch, or the same text in other case."""
     retriever = _seeded(tmp_path, seed_file, minilm, auto_approve=True)
     base = retriever.base
     original = next(i for i in base.items() if "slsqp" in i.title.lower() and "overlap" in _text(i))
@@ -169,13 +175,53 @@ def test_duplicate_flagged_not_added(tmp_path: Path, seed_file: Path, minilm) ->
         "content": "Grow all radii together slowly "
         "while a spring model pushes overlapping circles apart.",
     }
-    asyncio.run(retriever.propose(source.id, [copy, fresh]))
-    flagged, new = base.items(origin="analyzer")
-    assert flagged.duplicate_of == original.id and flagged.duplicate_score > 0.9
-    assert flagged.status == PENDING  # even with auto_approve: a person decides
-    assert new.duplicate_of is None and new.status == ACTIVE  # auto_approve
+    shouted = {"title": fresh["title"].upper(), "content": fresh["content"]}
+    asyncio.run(retriever.propose(source.id, [copy, fresh, shouted]))
+    (new,) = base.items(origin="analyzer")
+    assert new.title == fresh["title"] and new.status == ACTIVE  # auto_approve
+    base.set_status([new.id], PENDING)
+    reworded = {"title": "Anneal the radius growth", "content": fresh["content"] + " "}
+    asyncio.run(retriever.propose(source.id, [reworded]))  # same as a pending item
+    assert [i.id for i in base.items(origin="analyzer")] == [new.id]
     events = [e["message"] for e in retriever.store.events() if e["kind"] == "cognition"]
-    assert any(f"near-duplicate of #{original.id}" in m for m in events)
+    dropped = [m for m in events if m.startswith("proposal dropped")]
+    assert len(dropped) == 3 and retriever.dropped == 3
+    assert f"near-duplicate of #{original.id} (cosine" in dropped[0]
+    assert "same text as an earlier proposal" in dropped[1]
+    assert f"same text as #{new.id}" in dropped[2] and "3 duplicate proposal(s)" in dropped[2]
+
+
+def test_analyzer_insights_about_other_constants_are_kept_restatements_dropped(
+    tmp_path: Path, seed_file: Path, minilm
+) -> None:
+    """The offline Analyzer's insights share a template: distinct constants must stay apart
+    under ``duplicate_threshold`` while the same insight with newer numbers is dropped."""
+    code = "import numpy as np\nRING = 0.3\nEPS = 1e-12\nN_OUTER = 8\n"
+    parent = Node(step=0, id=1, code=code, score=1.0, status=DONE)
+
+    def insight(line: int, old: str, new: str, scores: list[float]) -> dict:
+        effects = ChangeEffects()
+        out: list[dict] = []
+        for i, score in enumerate(scores):
+            change = {"line": line, "old": old, "new": new}
+            child = Node(step=1, id=10 + i, code=code, score=score, status=DONE)
+            child.metadata = {"changes": [change]}
+            out += effects.proposals(effects.observe(child, parent, True), "circle_packing")
+        return out[0]
+
+    retriever = _seeded(tmp_path, seed_file, minilm)
+    source = _node(retriever.store, 1, analysis="x")
+    first = [
+        insight(2, "0.3", "0.35", [1.05, 1.03, 1.04]),
+        insight(3, "1e-12", "2e-12", [1.05, 1.03, 1.04]),
+        insight(4, "8", "9", [1.1, 1.2, 1.3]),
+    ]
+    asyncio.run(retriever.propose(source.id, first))
+    assert len(retriever.base.items(status=PENDING)) == 3 and retriever.dropped == 0
+    again = insight(2, "0.3", "0.32", [1.01, 1.02, 1.06, 1.0])  # line 2 again, new numbers
+    assert again["content"] != first[0]["content"]
+    asyncio.run(retriever.propose(source.id, [again]))
+    assert len(retriever.base.items(status=PENDING)) == 3 and retriever.dropped == 1
 
 
 class _Failing:

@@ -139,20 +139,17 @@ def _proposal(key: MoveKey, stats: MoveStats, verdict: str, task_name: str) -> d
     helped = verdict == "helped"
     best = max(effects, key=lambda e: e.gain) if helped else min(effects, key=lambda e: e.gain)
     extreme = "largest gain" if helped else "worst loss"
-    code = f" (`{stats.code}`)" if stats.code else ""
+    # The source line leads: insights about different constants then differ in their first
+    # words, which keeps their embeddings apart (a template-heavy text all looks alike).
+    what = f"`{stats.code}` (line {line})" if stats.code else f"the constant on line {line}"
     failures = f" It also broke the program in {stats.failures} node(s)." if stats.failures else ""
-    advice = (
-        "Keep moving this constant the same way."
-        if helped
-        else "Avoid this move; try the opposite direction or another constant."
-    )
     return {
-        "title": f"{task_name}: {direction} the constant on line {line} {verdict}",
+        "title": f"{direction.capitalize()} {what} {verdict}",
         "content": (
-            f"{direction.capitalize()} the constant on line {line}{code} changed the score by "
-            f"{mean:+.4g} on average against the parent over {n} nodes ({improved} of {n} "
-            f"improved, {alone} moved it alone); the {extreme} was {best.gain:+.4g} at "
-            f"#{best.node_id} (`{best.old}` -> `{best.new}`).{failures} {advice}"
+            f"{direction.capitalize()} {what} changed the score by {mean:+.4g} on average "
+            f"against the parent over {n} nodes ({improved} of {n} improved, {alone} moved it "
+            f"alone); the {extreme} was {best.gain:+.4g} at #{best.node_id} "
+            f"(`{best.old}` -> `{best.new}`).{failures}"
         ),
-        "tags": "run-derived, literal-move",
+        "tags": f"{task_name}, run-derived, literal-move" if task_name else "run-derived",
     }
