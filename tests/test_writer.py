@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -83,3 +84,45 @@ def test_calls_run_in_one_thread_in_order_and_generators_are_drained(tmp_path: P
     assert messages == [str(i) for i in range(20)]
     assert len(seen) == 1 and threading.get_ident() not in seen
     assert nodes == []
+
+
+def test_a_cancelled_caller_never_drops_its_queued_write(tmp_path: Path) -> None:
+    """Stop cancels candidates mid-await; a commit they queued must still happen, in order."""
+    run_dir = _run_dir(tmp_path)
+    writer = StoreThread(run_dir, opener=SlowStore.open)
+
+    async def main() -> bool:
+        slow = asyncio.create_task(writer.add_event("node", "first (slow)"))
+        await asyncio.sleep(0.05)  # the slow write is running; the next one waits behind it
+        queued = asyncio.create_task(writer.call(RunStore.add_event, "node", "second"))
+        await asyncio.sleep(0.05)
+        queued.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await queued
+        await slow
+        return queued.cancelled()
+
+    cancelled = asyncio.run(main())
+    writer.close()
+    assert cancelled
+    messages = [e["message"] for e in RunStore.open(run_dir).events()]
+    assert messages == ["first (slow)", "second"]
+
+
+def test_posted_and_deferred_writes_keep_their_order_and_never_block(tmp_path: Path) -> None:
+    run_dir = _run_dir(tmp_path)
+    writer = StoreThread(run_dir, opener=SlowStore.open)
+    started = time.monotonic()
+    writer.post(RunStore.add_event, "engine", "posted 1")
+    deferred = writer.deferred()
+    deferred.add_event("llm", "deferred 2")
+    deferred.add_llm_call(role="researcher", model="m", ok=1)
+    queued_in = time.monotonic() - started
+    last = writer.call_sync(lambda store: store.add_event("engine", "awaited 3"))
+    writer.close()
+    writer.post(RunStore.add_event, "engine", "after close")  # logged and dropped, no raise
+    assert queued_in < 0.2  # three slow writes queued without waiting for any
+    assert last is None
+    store = RunStore.open(run_dir)
+    assert [e["message"] for e in store.events()] == ["posted 1", "deferred 2", "awaited 3"]
+    assert store.llm_totals()["calls"] == 1
