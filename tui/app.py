@@ -18,7 +18,6 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
 from textual.worker import get_current_worker
@@ -32,27 +31,14 @@ from tui.screens.lineage import LineageScreen
 from tui.widgets.cognition import CognitionPane
 from tui.widgets.curve import ScoreCurve
 from tui.widgets.events import EventLog
+from tui.widgets.filter import FILTER_HINT, FilterBox
 from tui.widgets.header import RunHeader
 from tui.widgets.population import PopulationTable
 from tui.widgets.report import ReportPane
 
 POLL_SECONDS = 1.0
-FILTER_HINT = "filter: part of a name, a status, #id or island:N (enter: keep, esc: clear)"
 
 __all__ = ["EvolveApp", "RunNotFound", "watch"]
-
-
-class FilterBox(Input):
-    """The ``/`` filter line: live filtering, ``enter`` keeps it, ``escape`` clears it."""
-
-    BINDINGS = [Binding("escape", "cancel", "clear filter")]
-
-    class Cancelled(Message):
-        pass
-
-    def action_cancel(self) -> None:
-        self.value = ""
-        self.post_message(self.Cancelled())
 
 
 class EvolveApp(SteeringActions, App[str | None]):
@@ -197,7 +183,7 @@ class EvolveApp(SteeringActions, App[str | None]):
         table = self.main.query_one(PopulationTable)
         table.apply(tick.order, tick.cells, top=tick.view != self._view_shown)
         self._view_shown = tick.view
-        table.border_title = self._table_title(tick)
+        table.set_title(self._table_title(tick))
         if tick.curve is not None:
             self.main.query_one(ScoreCurve).set_points(tick.curve, tick.maximize)
         if tick.events:
@@ -224,15 +210,7 @@ class EvolveApp(SteeringActions, App[str | None]):
             text += f" · filter '{tick.view.filter}': {tick.matched}"
         if shown < tick.matched:
             text += f" · first {shown} shown"
-        if self.main.query_one(PopulationTable).follow:
-            text += " · following"
         return text
-
-    @on(PopulationTable.FollowChanged)
-    def _follow_changed(self, event: PopulationTable.FollowChanged) -> None:
-        table = self.main.query_one(PopulationTable)
-        title = str(table.border_title or "").replace(" · following", "")
-        table.border_title = title + (" · following" if event.follow else "")
 
     def refresh_now(self) -> None:
         self._wake.set()

@@ -17,7 +17,6 @@ from rich.text import Text
 from textual import events
 from textual.binding import Binding
 from textual.coordinate import Coordinate
-from textual.message import Message
 from textual.widgets import DataTable
 
 from tui import format as fmt
@@ -78,24 +77,22 @@ class PopulationTable(DataTable):
         Binding("G,end", "last_row", "last row", show=False),
     ]
 
-    class FollowChanged(Message):
-        """``follow`` was turned on or off (the app shows it in the table's title)."""
-
-        def __init__(self, follow: bool) -> None:
-            super().__init__()
-            self.follow = follow
-
     def __init__(self, **kwargs) -> None:  # noqa: ANN003 - DataTable's keyword arguments
         super().__init__(cursor_type="row", cell_padding=PADDING, **kwargs)
         self._order: list[int] = []
         self._cells: dict[int, Cells] = {}
         self._name_width = 12
+        self._title = ""
         self.follow = True
 
+    def set_title(self, title: str) -> None:
+        """The border title, with the follow state after it."""
+        self._title = title
+        self.border_title = title + (" · following" if self.follow else "")
+
     def set_follow(self, follow: bool) -> None:
-        if follow != self.follow:
-            self.follow = follow
-            self.post_message(self.FollowChanged(follow))
+        self.follow = follow
+        self.set_title(self._title)
         if follow:
             self.action_first_row()
 
