@@ -294,6 +294,8 @@ class Engine:
                     self.stop_reason = reason
                     await self.db.add_event("engine", f"no new candidates: {reason}")
                 return
+            if self.paused:
+                continue  # paused while the db thread answered: start nothing
             job = await self._claim()
             if job is None:
                 return

@@ -7,7 +7,7 @@ the engine's SQLite work in its db thread (``engine/writer.py``) the loop stays 
 
 Measured on the 2-core dev box (circle packing, offline agents, 2 workers, 2 steps, SLOW =
 0.3 s, ~8.5 s per run): before the wiring (synchronous ``store.*`` calls on the loop, commit
-b2dd65b) the probe woke only 54 times, the maximum lag was 1.81 s and ``loop_seen`` was 2.5 s
+8081fd0) the probe woke only 54 times, the maximum lag was 1.81 s and ``loop_seen`` was 2.5 s
 old; wired, the probe wakes ~830 times, the maximum lag is 0.005-0.012 s, and the heartbeat
 says the loop ticked at most 0.30 s before it (the heartbeat itself at most ~1.2 s old).
 """
