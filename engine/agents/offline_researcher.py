@@ -1,112 +1,71 @@
-"""The built-in Researcher used when no LLM is configured: a numeric-literal mutator.
+"""The built-in Researcher used when no LLM is configured: an evolution strategy on literals.
 
-Without a model the only safe way to change a program is to leave its structure alone
-and move its constants. Literals are found with ``tokenize`` (numbers inside strings,
-docstrings and comments are never touched) and replaced in place, keeping the rest of
-the source byte-identical.
+Without a model the only safe way to change a program is to leave its structure alone and
+move its constants (``engine.agents.literals`` finds and replaces them). The moves are the
+ones a plain evolution strategy has, with nothing specific to any task:
 
-Operators: *mutate* moves 1-3 constants (floats by a log-normal relative step with a
-heavy tail or an additive step relative to their size; ints, often sizes or indices,
-rarely and by a little); *crossover* takes each differing literal from the parent or a
-same-skeleton context node, leaning to the fitter one; *step* repeats the parent's own
-move when it paid off.
+* *mutate* moves 1-3 parameters. A parameter is a distinct literal value: a constant
+  written several times (a count in ``range(16)`` and ``/ 16``, a repeated scale) often
+  moves as one, all occurrences together, else one occurrence alone. Floats take a
+  log-normal relative step, sometimes a heavy-tailed jump or an additive step; ints step by
+  ±1 (rarely ±2, ±3). Ints are picked less often than floats, 0, 1 and 2 hardly ever (see
+  ``_weight``), and more often from a parent that is the fittest of its context.
+* *step* repeats the parent's own move, stretched, when it paid off.
+* *undo* reverts a move that lost against its base, often trying the mirror image.
+* *crossover* takes each differing literal from the parent or a same-skeleton context
+  node, leaning to the fitter one.
 
-UCB1 with its usual exploration constant builds on nearly every fresh node, good or
-bad, so the operator carries its own hill climbing: each proposal records its *base*
-(the node its moves are measured from) and the moves. A child of a node that came out
-worse than its base undoes those moves before trying something else (often the mirror
-image), so a lineage behaves like a (1+1) evolution strategy whatever node it gets.
+Lineage bookkeeping lives in each proposal's metadata: its *base* (the node its moves are
+measured from) and the moves. A child of a node that came out worse than its base undoes
+those moves first, so whatever node the sampler hands over, a lineage behaves like a (1+1)
+evolution strategy. (A per-lineage step size was tried and dropped: only nodes that gained
+are built on, so the shrinking after failures never reaches a child; it measured no better.)
 
-Signs are preserved: a NUMBER token carries no sign, and writing ``-x`` in its place
-could change how the expression parses (``-x ** 2``).
+Reproducibility: the random draws of a proposal come from a generator seeded by (seed,
+step, attempt), so a step's proposal depends only on what the step sees, never on how
+many proposals other workers made before it.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import random
 import re
-import tokenize
 from dataclasses import dataclass
 from typing import Any
 
 from engine.agents.base import AgentError, Proposal, ResearchContext
-from engine.agents.evolve_block import MarkerError, layout
+from engine.agents.literals import (
+    Literal,
+    changes,
+    describe,
+    find_literals,
+    format_float,
+    groups,
+    locate,
+    parse,
+    replace_literals,
+)
 from engine.records import DONE, Node
 
-INT_WEIGHT = 0.08  # an int constant is this many times as likely to be picked as a float
-TIE_RATE = 0.5  # chance that equal float literals (likely one constant) move together
-COUNT_WEIGHTS = {1: 0.6, 2: 0.3, 3: 0.1}  # how many constants one mutation moves
+__all__ = ["OfflineResearcher", "find_literals", "format_float"]
+
+# How likely a parameter is to be picked, relative to an ordinary float. 0, 1 and 2 are
+# indices, exponents and complements far more often than tunable constants (the reason
+# magic-number lints ignore them); other ints are counts and sizes; floats below TINY are
+# tolerances whose exact value rarely matters.
+INT_WEIGHT, SMALL_INT_WEIGHT, TINY_WEIGHT, TINY = 0.08, 0.02, 0.2, 1e-6
+STRUCT_BOOST = 4.0  # int weights times this when the parent is the fittest of its context
+TIE_RATE, INT_TIE_RATE = 0.5, 0.8  # chance that all occurrences of a value move together
+COUNT_WEIGHTS = {1: 0.6, 2: 0.3, 3: 0.1}  # how many parameters one mutation moves
+INT_STEPS = {1: 0.7, 2: 0.2, 3: 0.1}  # size of an int move
 SIGMA, WIDE_SIGMA, ADD_SCALE = 0.25, 0.8, 0.3  # log-space, log-space, relative additive
-P_SMALL, P_WIDE = 0.6, 0.15  # chances of the small and the wide multiplicative step
+P_SMALL, P_WIDE = 0.6, 0.15  # chances of the small and of the wide multiplicative step
 STEP_RATE = 0.5  # after a gain: chance to repeat the move
 MIRROR_RATE = 0.5  # after undoing: chance to try the opposite move (else a fresh mutation)
 CROSSOVER_RATE, FITTER_CROSSOVER_RATE = 0.15, 0.35  # the latter when a partner is fitter
 FITTER_BIAS = 0.7  # chance to take a differing literal from the fitter node
 STRETCH = (0.5, 1.5)  # a repeated or mirrored move is this many times the last one
-DIGITS = 4  # significant digits of a new float literal
-_SKIP = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER}
-
-
-@dataclass
-class Literal:
-    """One NUMBER token: where it sits in the source (character offsets) and its value."""
-
-    start: int
-    end: int
-    line: int
-    text: str
-    value: float
-    is_int: bool
-
-
-def find_literals(code: str) -> tuple[list[Literal], tuple]:
-    """The real numeric literals of ``code`` and its skeleton (tokens, numbers masked).
-
-    Two programs with the same skeleton differ only in their constants. In a program
-    with EVOLVE-BLOCK markers only literals inside the blocks count; the others are
-    frozen and stay part of the skeleton.
-    """
-    try:
-        regions = layout(code)
-    except MarkerError as exc:
-        raise AgentError(f"the parent program's EVOLVE-BLOCK markers are broken: {exc}") from None
-    line_starts = [0] + [m.end() for m in re.finditer("\n", code)]
-    literals: list[Literal] = []
-    skeleton: list[tuple[int, str]] = []
-    try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
-    except (tokenize.TokenError, SyntaxError) as exc:
-        raise AgentError(f"cannot tokenize the parent program: {exc}") from None
-    for tok in tokens:
-        if tok.type in _SKIP:
-            continue
-        if tok.type != tokenize.NUMBER or (regions and not regions.editable(tok.start[0])):
-            skeleton.append((tok.type, "" if tok.type == tokenize.INDENT else tok.string))
-            continue
-        skeleton.append((tok.type, "#"))
-        value = _parse(tok.string)
-        if value is not None:
-            (row, col), (end_row, end_col) = tok.start, tok.end
-            start, end = line_starts[row - 1] + col, line_starts[end_row - 1] + end_col
-            literals.append(Literal(start, end, row, tok.string, value, _is_int(tok.string)))
-    return literals, tuple(skeleton)
-
-
-def replace_literals(code: str, literals: list[Literal], new_texts: dict[int, str]) -> str:
-    """``code`` with literal ``k`` replaced by ``new_texts[k]``; all else untouched."""
-    out, pos = [], 0
-    for k in sorted(new_texts, key=lambda k: literals[k].start):
-        out += [code[pos : literals[k].start], new_texts[k]]
-        pos = literals[k].end
-    return "".join(out) + code[pos:]
-
-
-def format_float(value: float, digits: int = DIGITS) -> str:
-    """A short literal that reads back as a float (``0.3``, ``1e-05``; never ``3``)."""
-    text = f"{value:.{digits}g}"
-    return text if any(c in text for c in ".en") else text + ".0"
 
 
 @dataclass
@@ -127,38 +86,41 @@ class Plan:
 
     def proposal(self, parent: Node, literals: list[Literal]) -> Proposal:
         new_texts = {k: t for k, t in enumerate(self.final) if t != literals[k].text}
-        changes = _changes(literals, new_texts, [lit.text for lit in literals])
+        records = changes(literals, new_texts, [lit.text for lit in literals])
         moved = {k: t for k, t in enumerate(self.final) if t != self.base[k]}
-        first = changes[0]
+        first = records[0]
         slug = f"{self.operator}-l{first['line']}-{re.sub(r'[^0-9a-zA-Z]+', '_', first['new'])}"
-        if len(changes) > 1:
-            slug += f"-plus{len(changes) - 1}"
+        if len(records) > 1:
+            slug += f"-plus{len(records) - 1}"
         note = self.note or f"Mutated #{parent.id}"
         return Proposal(
             code=replace_literals(parent.code, literals, new_texts),
             name=slug[:48],
-            motivation=f"{note}: {_describe(changes)}.",
+            motivation=f"{note}: {describe(records)}.",
             metadata={
                 "operator": self.operator,
-                "changes": changes,
+                "changes": records,
                 "source_ids": self.sources,
                 # Lineage bookkeeping read by this node's children (see the module doc).
                 "base_id": self.base_id,
                 "base_score": self.base_score,
-                "moves": _changes(literals, moved, self.base),
+                "moves": changes(literals, moved, self.base),
             },
         )
 
 
 class OfflineResearcher:
-    """Mutates, steps or recombines the numeric literals of the parent program."""
+    """Mutates, steps, undoes or recombines the numeric literals of the parent program."""
 
     label = "offline"
 
     def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
         self.rng = random.Random(seed)
+        self._attempts: dict[int, int] = {}  # step -> proposals made for it (retries)
 
     async def propose(self, ctx: ResearchContext) -> Proposal:
+        self._reseed(ctx.step)
         parent = ctx.parent
         literals, skeleton = find_literals(parent.code)
         if not literals:
@@ -166,15 +128,23 @@ class OfflineResearcher:
         plan = self._plan(ctx, literals, skeleton)
         if plan.final == [lit.text for lit in literals]:  # e.g. a mirror back onto the parent
             plan = Plan(plan.final, list(plan.final), parent.id, parent.score, [parent.id])
-            plan.apply(self._mutate(plan.final, literals))
+            plan.apply(self._mutate(plan.final, literals, _fittest(parent, ctx)))
         return plan.proposal(parent, literals)
+
+    def _reseed(self, step: int) -> None:
+        """Draws for (seed, step, attempt): independent of other steps' proposals."""
+        if self.seed is None:
+            return
+        attempt = self._attempts.get(step, 0)
+        self._attempts[step] = attempt + 1
+        self.rng = random.Random(f"offline-researcher/{self.seed}/{step}/{attempt}")
 
     def _plan(self, ctx: ResearchContext, literals: list[Literal], skeleton: tuple) -> Plan:
         """Choose the operator; the plan's ``final`` holds the new literal texts."""
         parent = ctx.parent
-        plan = Plan([lit.text for lit in literals], [], parent.id, parent.score, [parent.id])
         gain = self._gain(parent, ctx.maximize)
-        last = _locate(literals, parent.metadata.get("moves"))
+        plan = Plan([lit.text for lit in literals], [], parent.id, parent.score, [parent.id])
+        last = locate(literals, parent.metadata.get("moves"))
         moves: dict[int, str] = {}
         if gain > 0 and last and self.rng.random() < STEP_RATE:
             moves = self._step(plan.base, literals, last, forward=True)
@@ -197,7 +167,7 @@ class OfflineResearcher:
                 plan.operator, plan.sources = "crossover", [parent.id, partner[0].id]
                 plan.note = f"Crossed over #{parent.id} with #{partner[0].id}"
         plan.final = list(plan.base)
-        plan.apply(moves or self._mutate(plan.base, literals))
+        plan.apply(moves or self._mutate(plan.base, literals, _fittest(parent, ctx)))
         return plan
 
     def _gain(self, parent: Node, maximize: bool) -> float:
@@ -208,29 +178,36 @@ class OfflineResearcher:
         gain = parent.score - base if maximize else base - parent.score
         return gain if abs(gain) > 1e-9 * max(1.0, abs(base)) else 0.0
 
-    def _mutate(self, texts: list[str], literals: list[Literal]) -> dict[int, str]:
-        # A constant written several times is one parameter: pick distinct values, not
-        # occurrences, or a value repeated six times would soak up most mutations.
-        groups: dict[str, list[int]] = {}
-        for k, text in enumerate(texts):
-            groups.setdefault(text, []).append(k)
-        pool = list(groups)
-        weights = [INT_WEIGHT if literals[groups[t][0]].is_int else 1.0 for t in pool]
-        count = self.rng.choices(list(COUNT_WEIGHTS), weights=list(COUNT_WEIGHTS.values()))[0]
+    def _mutate(
+        self, texts: list[str], literals: list[Literal], fittest: bool = False
+    ) -> dict[int, str]:
+        # Pick distinct values, not occurrences, or a value repeated six times would soak
+        # up most mutations.
+        by_value = groups(texts)
+        pool = list(by_value)
+        # Discrete constants (counts, sizes) are tried mostly from a node that is the fittest
+        # of its context: its floats are tuned, so a structural change meets a fair rival.
+        scale = STRUCT_BOOST if fittest else 1.0
+        weights = [_weight(literals[by_value[t][0]], scale) for t in pool]
+        count = self._draw(COUNT_WEIGHTS)
         moves: dict[int, str] = {}
         for _ in range(min(count, len(pool))):
             i = self.rng.choices(range(len(pool)), weights=weights)[0]
-            text, members = pool[i], groups[pool.pop(i)]
+            text, members = pool[i], by_value[pool.pop(i)]
             weights.pop(i)
-            new = self._perturb(text, literals[members[0]].is_int)
-            tied = not literals[members[0]].is_int and self.rng.random() < TIE_RATE
+            is_int = literals[members[0]].is_int
+            new = self._perturb(text, is_int)
+            tied = self.rng.random() < (INT_TIE_RATE if is_int else TIE_RATE)
             for k in members if tied else [self.rng.choice(members)]:
                 moves[k] = new
         return moves
 
+    def _draw(self, weights: dict[int, float]) -> int:
+        return self.rng.choices(list(weights), weights=list(weights.values()))[0]
+
     def _perturb(self, text: str, is_int: bool) -> str:
         """A new literal text: different from ``text``, same sign."""
-        value = _parse(text) or 0.0
+        value = parse(text) or 0.0
         for _ in range(20):
             new = self._perturb_int(value) if is_int else self._perturb_float(value)
             if new != text:
@@ -238,7 +215,7 @@ class OfflineResearcher:
         return str(int(value) + 1) if is_int else format_float(value * 1.5 + 0.1)
 
     def _perturb_int(self, value: float) -> str:
-        step = self.rng.choice((1, 1, 1, 2, 3)) * self.rng.choice((-1, 1))
+        step = self._draw(INT_STEPS) * self.rng.choice((-1, 1))
         return str(max(0, int(value) + step))
 
     def _perturb_float(self, value: float) -> str:
@@ -264,7 +241,7 @@ class OfflineResearcher:
         moves = {}
         for k, (old_text, new_text) in last.items():
             text = _step_value(
-                _parse(old_text), _parse(new_text), stretch, literals[k].is_int, forward
+                parse(old_text), parse(new_text), stretch, literals[k].is_int, forward
             )
             if text is not None and text != texts[k]:
                 moves[k] = text
@@ -302,15 +279,12 @@ class OfflineResearcher:
         return {k: other[k] for k in taken}
 
 
-def _locate(literals: list[Literal], moves: Any) -> dict[int, tuple[str, str]]:
-    """Literal index -> (old, new) for recorded moves that still match the parent's code."""
-    found: dict[int, tuple[str, str]] = {}
-    for move in moves if isinstance(moves, list) else []:
-        for k, lit in enumerate(literals):
-            if k not in found and lit.line == move.get("line") and lit.text == move.get("new"):
-                found[k] = (str(move.get("old")), lit.text)
-                break
-    return found
+def _weight(literal: Literal, int_scale: float = 1.0) -> float:
+    """How likely ``literal``'s value is to be picked as the parameter to move."""
+    value = abs(literal.value)
+    if literal.is_int:
+        return (SMALL_INT_WEIGHT if value <= 2 else INT_WEIGHT) * int_scale
+    return TINY_WEIGHT if 0 < value < TINY else 1.0
 
 
 def _step_value(
@@ -335,35 +309,14 @@ def _step_value(
     return format_float(value) if math.isfinite(value) else None
 
 
+def _fittest(parent: Node, ctx: ResearchContext) -> bool:
+    """Whether no done context node beats the parent."""
+    return not any(
+        _better(n.score, parent.score, ctx.maximize) for n in ctx.context if n.status == DONE
+    )
+
+
 def _better(a: float | None, b: float | None, maximize: bool) -> bool:
     if a is None or b is None:
         return False
     return a > b if maximize else a < b
-
-
-def _parse(text: str) -> float | None:
-    if not text or text[-1] in "jJ":
-        return None
-    try:
-        value = float(int(text, 0)) if _is_int(text) else float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _is_int(text: str) -> bool:
-    lowered = text.lower()
-    return lowered.startswith(("0x", "0o", "0b")) or not any(c in lowered for c in ".ej")
-
-
-def _changes(
-    literals: list[Literal], new_texts: dict[int, str], old_texts: list[str]
-) -> list[dict[str, Any]]:
-    return [
-        {"line": literals[k].line, "old": old_texts[k], "new": new_texts[k]}
-        for k in sorted(new_texts)
-    ]
-
-
-def _describe(changes: list[dict[str, Any]]) -> str:
-    return "; ".join(f"line {c['line']} `{c['old']}` -> `{c['new']}`" for c in changes)
