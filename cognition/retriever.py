@@ -11,7 +11,8 @@
   approved or rejected), or a cosine above ``duplicate_threshold`` to one or to an earlier
   proposal, is dropped before it reaches the pending list, with an event that counts it.
 * ``novelty``: with ``novelty.threshold`` set, a motivation closer than that to an idea already
-  tried is refused as ``duplicate of #N`` before any evaluation is spent.
+  tried is refused as ``duplicate of #N`` before any evaluation is spent. Without a threshold
+  the motivation's vector is only cached, so that the provenance report need not embed it.
 
 The cognition base helps the search but must never stop it: an embedder failure (a dead
 endpoint, a broken model) is logged as an event and the round goes on without knowledge.
@@ -21,6 +22,7 @@ Embedding runs in a worker thread; the database is only touched on the loop's th
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from typing import Any
 
@@ -35,6 +37,8 @@ from cognition.settings import CognitionSettings, NoveltySettings
 from engine.agents.base import Knowledge
 from engine.records import Node
 from engine.store import RunStore
+
+log = logging.getLogger(__name__)
 
 _CONTENT_KEYS = ("content", "text", "insight", "description", "body")
 _TITLE_KEYS = ("title", "name", "summary")
@@ -196,7 +200,11 @@ class CognitionRetriever:
     # ---------------------------------------------------------------- novelty
     async def novelty(self, node_id: int, motivation: str) -> str | None:
         threshold = self.novelty_settings.threshold
-        if threshold is None or not motivation.strip():
+        if not motivation.strip():
+            return None
+        if threshold is None:
+            if self.retrieval:
+                await self._remember(node_id, motivation.strip())
             return None
         try:
             async with self._novelty_lock:
@@ -207,6 +215,15 @@ class CognitionRetriever:
         if closest is not None and closest[1] > threshold:
             return f"duplicate of #{closest[0]}"
         return None
+
+    async def _remember(self, node_id: int, motivation: str) -> None:
+        """Cache the motivation's vector: ``asi-evolve report`` compares every design's
+        motivation with what it was shown, and a read-only report cannot store what it
+        embeds, so without this it re-embedded every motivation on every call."""
+        try:
+            await self._node_vectors({(node_id, "motivation"): motivation})
+        except Exception as exc:  # noqa: BLE001 - a cache; retrieval reports embedder failures
+            log.debug("motivation of node %s not cached: %s", node_id, exc)
 
     async def _closest(self, node_id: int, motivation: str) -> tuple[int, float] | None:
         add, drop = self.index.changes(self.store.db)
