@@ -31,6 +31,7 @@ from engine.executor import Engineer, EvaluationLost
 from engine.heartbeat import Heartbeat
 from engine.pipeline import POST_PENDING, Pipeline, PipelineSettings, Rejected, SlotPool
 from engine.records import DONE, FAILED, FINISHED, PENDING, PRUNED, Node
+from engine.samplers.barrier import StepBarrier
 from engine.samplers.base import Sampler
 from engine.steering import Steering
 from engine.store import RunStore
@@ -88,7 +89,9 @@ class Engine:
         self.task = task
         self.run_dir = run_dir
         self.agents = agents
-        self.sampler = sampler
+        # Step s sees exactly the nodes of steps <= s - workers (reproducible for a seed).
+        barrier = sampler if isinstance(sampler, StepBarrier) else StepBarrier(sampler, workers)
+        self.sampler = barrier
         self.steps_total = steps_total
         self.workers = workers
         self.say = log
@@ -321,7 +324,18 @@ class Engine:
         # cancelled claim keeps its reservation: the queued insert may still commit.)
         self._used_steps.add(step)
         self._claimed_steps.add(step)
+
+        # Wait (engine/samplers/barrier.py) until every step <= step - workers has finished
+        # and every lower step was sampled: then what this step sees does not depend on timing.
+        def open_steps() -> set[int]:
+            return self._claimed_steps | {n.step for n in self._requeue}
+
+        if not await self.sampler.wait_turn(step, open_steps, self._wake, lambda: self.stopping):
+            self._used_steps.discard(step)
+            self._claimed_steps.discard(step)
+            return None
         try:
+            self.sampler.sampled(step)  # db calls run in order: the next step may queue now
             return await self.db.call(self._new_node, step)
         except LookupError:
             self._used_steps.discard(step)
