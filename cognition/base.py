@@ -199,7 +199,7 @@ class CognitionBase:
         """
         if status not in STATUSES:
             raise CognitionError(f"unknown status {status!r}")
-        duplicates = self.duplicates(vectors) if vectors is not None else [None] * len(drafts)
+        duplicates = self._duplicates(vectors) if vectors is not None else [None] * len(drafts)
         now = time.time()
         stored: list[int] = []
         with self.db.conn:
@@ -226,7 +226,7 @@ class CognitionBase:
                 stored.append(self.db[ITEMS].insert(row).last_pk)
         return [item for i in stored if (item := self.get(i)) is not None]
 
-    def duplicates(self, vectors: np.ndarray) -> list[tuple[int, float] | None]:
+    def _duplicates(self, vectors: np.ndarray) -> list[tuple[int, float] | None]:
         """Per new vector: (id, cosine) of the closest stored item or earlier new vector
         above ``duplicate_threshold`` (an earlier new vector j is written as id -(j + 1)).
 

@@ -7,9 +7,9 @@
   Analyzer-proposed items take at most ``max_derived`` slots of a query and of the round:
   they share the run's vocabulary with every query and would crowd out the seed priors.
 * ``propose``: the Analyzer's proposals become ``pending`` items (``active`` with
-  ``auto_approve``). A proposal with the same text as a known item (any status: pending,
-  approved or rejected), or a cosine above ``duplicate_threshold`` to one or to an earlier
-  proposal, is dropped before it reaches the pending list, with an event that counts it.
+  ``auto_approve``). Duplicates of a known item or of an earlier proposal (same text, same
+  claim, or cosine above ``duplicate_threshold``: see ``dedupe``) are dropped before they
+  reach the pending list, each with an event that counts it.
 * ``novelty``: with ``novelty.threshold`` set, a motivation closer than that to an idea already
   tried is refused as ``duplicate of #N`` before any evaluation is spent. Without a threshold
   the motivation's vector is only cached, so that the provenance report need not embed it.
@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import Any
 
 import numpy as np
 
 from cognition.base import CognitionBase, Hit, top_hits
+from cognition.dedupe import duplicates
 from cognition.embedder import Embedder
 from cognition.items import ACTIVE, ANALYZER, PENDING, CognitionError, Draft, make_draft
 from cognition.node_vectors import Key, NodeVectors
@@ -170,32 +170,18 @@ class CognitionRetriever:
     def _drop_duplicates(
         self, node_id: int, drafts: list[Draft], vectors: np.ndarray | None
     ) -> tuple[list[Draft], np.ndarray | None]:
-        """The drafts that say something new: not the same text as a known item or an earlier
-        draft, and (with vectors) not above ``duplicate_threshold`` to either."""
-        known = {_normal(Draft(i.title, i.content).text): i.id for i in self.base.items()}
-        close = self.base.duplicates(vectors) if vectors is not None else [None] * len(drafts)
-        keep: list[int] = []
-        for i, draft in enumerate(drafts):
-            text = _normal(draft.text)
-            if text in known:
-                reason = f"same text as #{known[text]}"
-            elif any(_normal(drafts[j].text) == text for j in range(i)):
-                reason = "same text as an earlier proposal of this batch"
-            elif close[i] is not None:
-                other, score = close[i]
-                which = f"#{other}" if other > 0 else "an earlier proposal of this batch"
-                reason = f"near-duplicate of {which} (cosine {score:.3f})"
-            else:
-                keep.append(i)
-                continue
+        """The drafts that say something new (``dedupe``); an event per dropped one."""
+        dropped = duplicates(self.base, drafts, vectors)
+        for duplicate in dropped:
             self.dropped += 1
             self._event(
-                f"proposal dropped, {reason}: {draft.title} "
+                f"proposal dropped, {duplicate.reason}: {drafts[duplicate.index].title} "
                 f"({self.dropped} duplicate proposal(s) dropped so far)",
                 node_id,
             )
-        kept_vectors = vectors[keep] if vectors is not None else None
-        return [drafts[i] for i in keep], kept_vectors
+        gone = {d.index for d in dropped}
+        keep = [i for i in range(len(drafts)) if i not in gone]
+        return [drafts[i] for i in keep], (vectors[keep] if vectors is not None else None)
 
     # ---------------------------------------------------------------- novelty
     async def novelty(self, node_id: int, motivation: str) -> str | None:
@@ -261,11 +247,6 @@ def proposal_draft(raw: Any, node_id: int) -> Draft:
         },
         f"proposal from node #{node_id}",
     )
-
-
-def _normal(text: str) -> str:
-    """Case and whitespace do not make a text new."""
-    return re.sub(r"\s+", " ", text).strip().lower()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -191,11 +191,13 @@ def test_duplicate_proposals_are_dropped_with_a_counted_event(
     assert f"same text as #{new.id}" in dropped[2] and "3 duplicate proposal(s)" in dropped[2]
 
 
-def test_analyzer_insights_about_other_constants_are_kept_restatements_dropped(
+def test_analyzer_insights_kept_apart_by_claim_restatements_dropped(
     tmp_path: Path, seed_file: Path, minilm
 ) -> None:
-    """The offline Analyzer's insights share a template: distinct constants must stay apart
-    under ``duplicate_threshold`` while the same insight with newer numbers is dropped."""
+    """The offline Analyzer's insights share a template. Other constants stay apart under
+    ``duplicate_threshold``; the opposite claim about the same constant is above it (MiniLM
+    hardly tells raising from lowering) and is kept by its claim tag; the same claim with newer
+    numbers is dropped; free text without a claim is still compared by cosine."""
     code = "import numpy as np\nRING = 0.3\nEPS = 1e-12\nN_OUTER = 8\n"
     parent = Node(step=0, id=1, code=code, score=1.0, status=DONE)
 
@@ -217,11 +219,22 @@ def test_analyzer_insights_about_other_constants_are_kept_restatements_dropped(
         insight(4, "8", "9", [1.1, 1.2, 1.3]),
     ]
     asyncio.run(retriever.propose(source.id, first))
-    assert len(retriever.base.items(status=PENDING)) == 3 and retriever.dropped == 0
-    again = insight(2, "0.3", "0.32", [1.01, 1.02, 1.06, 1.0])  # line 2 again, new numbers
+    pending = retriever.base.items(status=PENDING)
+    assert len(pending) == 3 and retriever.dropped == 0
+    opposite = insight(2, "0.3", "0.25", [1.05, 1.03, 1.04])  # lowering RING helped too
+    vectors = minilm.encode([_text(pending[0]), opposite["title"] + "\n" + opposite["content"]])
+    assert float(vectors[0] @ vectors[1]) > retriever.settings.duplicate_threshold
+    again = insight(2, "0.3", "0.32", [1.01, 1.02, 1.06, 1.0])  # raising RING, new numbers
     assert again["content"] != first[0]["content"]
-    asyncio.run(retriever.propose(source.id, [again]))
-    assert len(retriever.base.items(status=PENDING)) == 3 and retriever.dropped == 1
+    paraphrase = {"title": pending[1].title, "content": pending[1].content + " Worth a try."}
+    asyncio.run(retriever.propose(source.id, [opposite, again, paraphrase]))
+    titles = [i.title for i in retriever.base.items(status=PENDING)]
+    assert titles == [p.title for p in pending] + ["Lowering `RING = …` (line 2) helped"]
+    events = [e["message"] for e in retriever.store.events() if e["kind"] == "cognition"]
+    dropped = [m for m in events if m.startswith("proposal dropped")]
+    assert f"same claim as #{pending[0].id} (claim:line2-raising-helped)" in dropped[0]
+    assert f"near-duplicate of #{pending[1].id} (cosine" in dropped[1]
+    assert retriever.dropped == 2
 
 
 class _Failing:

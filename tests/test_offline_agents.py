@@ -243,10 +243,10 @@ def test_a_move_that_helps_over_several_nodes_is_proposed_once_with_its_numbers(
     both = [{"line": 2, "old": "0.3", "new": "0.36"}, {"line": 1, "old": "1", "new": "1.5"}]
     assert _run(analyzer, parent, _moved(3, 0.99, "0.3", "0.36", changes=both)) == []
     (item,) = _run(analyzer, parent, _moved(4, 1.07, "0.3", "0.31"))
-    assert item["title"] == "Raising `R = 0.3` (line 2) helped"
-    assert item["tags"] == "circle_packing, run-derived, literal-move"
+    assert item["title"] == "Raising `R = …` (line 2) helped"  # the same as the numbers grow
+    assert item["tags"] == "circle_packing, run-derived, claim:line2-raising-helped"
     content = item["content"]
-    assert content.startswith("Raising `R = 0.3` (line 2) changed the score by")
+    assert content.startswith("Raising `R = …` (line 2) changed the score by")
     assert "+0.03667 on average against the parent over 3 nodes" in content  # (5 - 1 + 7) / 3
     assert "(2 of 3 improved, 2 moved it alone)" in content
     assert "largest gain was +0.07 at #4 (`0.3` -> `0.31`)" in content
@@ -261,7 +261,7 @@ def test_a_move_that_hurts_is_proposed_as_one_to_avoid() -> None:
     _run(analyzer, parent, _moved(3, None, "0.3", "0.1", error="negative radius"))
     _run(analyzer, parent, _moved(4, 0.8, "0.3", "0.25"))
     (item,) = _run(analyzer, parent, _moved(5, 0.95, "0.3", "0.28"))
-    assert item["title"] == "Lowering `R = 0.3` (line 2) hurt"
+    assert item["title"] == "Lowering `R = …` (line 2) hurt"
     assert "over 3 nodes (0 of 3 improved" in item["content"]
     assert "worst loss was -0.2 at #4 (`0.3` -> `0.25`)" in item["content"]
     assert "broke the program in 1 node(s)" in item["content"]
@@ -285,7 +285,7 @@ def test_minimize_counts_a_lower_score_as_the_gain() -> None:
     for i, score in enumerate([0.9, 0.95, 0.8]):
         found = _run(analyzer, parent, _moved(2 + i, score, "0.3", "0.4"), maximize=False)
     (item,) = found
-    assert item["title"] == "Raising `R = 0.3` (line 2) helped"
+    assert item["title"] == "Raising `R = …` (line 2) helped"
     assert "+0.1167 on average" in item["content"]
 
 

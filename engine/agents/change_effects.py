@@ -12,6 +12,7 @@ shared).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from engine.records import DONE, Node
@@ -40,7 +41,7 @@ class Effect:
 class MoveStats:
     """The evidence gathered for one move, and what was already said about it."""
 
-    code: str = ""  # the source line, as last seen in a parent
+    code: str = ""  # the source line as first seen, the moved constant shown as `…`
     effects: list[Effect] = field(default_factory=list)
     failures: int = 0  # nodes with this move whose program failed
     said: str = ""  # "helped" or "hurt" once proposed: said once per run and verdict
@@ -66,8 +67,12 @@ class ChangeEffects:
             if key is None:
                 continue
             stats = self.moves.setdefault(key, MoveStats())
-            if 0 < key[0] <= len(lines):
-                stats.code = lines[key[0] - 1].strip()[:100]
+            if not stats.code and 0 < key[0] <= len(lines):
+                # The constant's value changes from node to node; the line around it does not,
+                # so the insight (and its title, and its claim) stays the same as it grows.
+                line = " ".join(lines[key[0] - 1].split())
+                literal = rf"(?<![\w.]){re.escape(str(record['old']))}(?![\w.])"
+                stats.code = re.sub(literal, "…", line, count=1)[:100]
             if failed:
                 stats.failures += 1
             elif parent.score is not None and node.score is not None:
@@ -151,5 +156,13 @@ def _proposal(key: MoveKey, stats: MoveStats, verdict: str, task_name: str) -> d
             f"alone); the {extreme} was {best.gain:+.4g} at #{best.node_id} "
             f"(`{best.old}` -> `{best.new}`).{failures}"
         ),
-        "tags": f"{task_name}, run-derived, literal-move" if task_name else "run-derived",
+        # The claim identifies what is said, whatever the numbers: cognition/dedupe.py drops a
+        # restatement, and does not mistake "raising X helped" for "lowering X helped".
+        "tags": ", ".join(
+            [
+                *([task_name] if task_name else []),
+                "run-derived",
+                f"claim:line{line}-{direction}-{verdict}",
+            ]
+        ),
     }
