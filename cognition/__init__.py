@@ -5,6 +5,8 @@ embedder.py     MiniLM (default, offline), local sentence-transformers, OpenAI-c
 numpy_bert.py   MiniLM's forward pass in numpy: the same vectors without importing torch
 settings.py     the ``cognition:`` and ``novelty:`` configuration sections, checked
 base.py         the store: add (near-duplicate flagging), status changes, cosine search
+ranking.py      top-k by cosine, run-derived items capped (they would crowd out the seeds)
+dedupe.py       which Analyzer proposals are new (text, claim, cosine)
 node_vectors.py cached embeddings of node motivations and analyses
 novelty.py      the motivations tried so far, as one matrix (the novelty check)
 retriever.py    the loop's Retriever: retrieve, propose, novelty

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import sqlite_utils
@@ -35,16 +34,8 @@ from cognition.items import (
     ensure_schema,
     has_tables,
 )
+from cognition.ranking import Hit, top_hits
 from cognition.settings import CognitionSettings
-
-
-@dataclass
-class Hit:
-    """An item found for a query, and which context node's text was the query."""
-
-    item_id: int
-    score: float
-    query_node_id: int | None = None
 
 
 class CognitionBase:
@@ -189,17 +180,20 @@ class CognitionBase:
         origin: str,
         status: str = ACTIVE,
         node_id: int | None = None,
+        flag: bool = True,
     ) -> list[Item]:
         """Store drafts in one transaction; near-duplicates are flagged and kept pending.
 
         A draft whose cosine to an existing item (any status) or to an earlier draft of the
         same batch exceeds ``duplicate_threshold`` gets ``duplicate_of`` and status
         ``pending``: a person decides. Without vectors (the embedder failed) items are stored
-        unembedded, unchecked, and embedded on the next search.
+        unembedded, unchecked, and embedded on the next search. ``flag=False``: the caller
+        has already decided (the retriever drops the Analyzer's duplicates, ``dedupe``).
         """
         if status not in STATUSES:
             raise CognitionError(f"unknown status {status!r}")
-        duplicates = self._duplicates(vectors) if vectors is not None else [None] * len(drafts)
+        check = flag and vectors is not None
+        duplicates = self._duplicates(vectors) if check else [None] * len(drafts)
         now = time.time()
         stored: list[int] = []
         with self.db.conn:
@@ -297,33 +291,3 @@ class CognitionBase:
         if node_id is not None:
             return list(self.db.query(sql + " WHERE node_id = ? ORDER BY score DESC", [node_id]))
         return list(self.db.query(sql + " ORDER BY node_id, score DESC"))
-
-
-def top_hits(
-    ids: np.ndarray,
-    matrix: np.ndarray,
-    vector: np.ndarray,
-    top_k: int,
-    threshold: float,
-    query_node_id: int | None = None,
-    derived: np.ndarray | None = None,
-    max_derived: int | None = None,
-) -> list[Hit]:
-    """The best ``top_k`` rows of ``matrix`` by cosine to ``vector``, at least ``threshold``;
-    at most ``max_derived`` of them among the rows marked in ``derived`` (the slots they
-    cannot take go to the next best other rows)."""
-    if len(ids) == 0:
-        return []
-    scores = matrix @ np.asarray(vector, dtype=np.float32)
-    if derived is not None and max_derived is not None and derived.any():
-        order = np.argsort(-scores, kind="stable")
-        order = order[scores[order] >= threshold]
-        taken = np.cumsum(derived[order])
-        order = order[~derived[order] | (taken <= max_derived)][:top_k]
-        return [Hit(int(ids[i]), float(scores[i]), query_node_id) for i in order]
-    k = min(top_k, len(ids))
-    best = np.argpartition(-scores, k - 1)[:k]
-    best = best[np.argsort(-scores[best], kind="stable")]
-    return [
-        Hit(int(ids[i]), float(scores[i]), query_node_id) for i in best if scores[i] >= threshold
-    ]

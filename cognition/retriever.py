@@ -27,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from cognition.base import CognitionBase, Hit, top_hits
+from cognition.base import CognitionBase
 from cognition.dedupe import duplicates
 from cognition.embedder import Embedder
 from cognition.items import ACTIVE, ANALYZER, PENDING, CognitionError, Draft, make_draft
 from cognition.node_vectors import Key, NodeVectors
 from cognition.novelty import MotivationIndex
+from cognition.ranking import Hit, top_hits
 from cognition.settings import CognitionSettings, NoveltySettings
 from engine.agents.base import Knowledge
 from engine.records import Node
@@ -159,13 +160,8 @@ class CognitionRetriever:
         if not drafts:
             return
         status = ACTIVE if self.settings.auto_approve else PENDING
-        for item in self.base.add(drafts, vectors, ANALYZER, status, node_id):
-            flag = (
-                f" (near-duplicate of #{item.duplicate_of}, cosine {item.duplicate_score:.2f})"
-                if item.duplicate_of is not None
-                else ""
-            )
-            self._event(f"item #{item.id} proposed, {item.status}: {item.title}{flag}", node_id)
+        for item in self.base.add(drafts, vectors, ANALYZER, status, node_id, flag=False):
+            self._event(f"item #{item.id} proposed, {item.status}: {item.title}", node_id)
 
     def _drop_duplicates(
         self, node_id: int, drafts: list[Draft], vectors: np.ndarray | None

@@ -228,8 +228,11 @@ def test_analyzer_insights_kept_apart_by_claim_restatements_dropped(
     assert again["content"] != first[0]["content"]
     paraphrase = {"title": pending[1].title, "content": pending[1].content + " Worth a try."}
     asyncio.run(retriever.propose(source.id, [opposite, again, paraphrase]))
-    titles = [i.title for i in retriever.base.items(status=PENDING)]
-    assert titles == [p.title for p in pending] + ["Lowering `RING = …` (line 2) helped"]
+    kept = retriever.base.items(status=PENDING)
+    assert [i.title for i in kept] == [p.title for p in pending] + [
+        "Lowering `RING = …` (line 2) helped"
+    ]
+    assert kept[-1].duplicate_of is None  # decided by the claim, not flagged by the cosine
     events = [e["message"] for e in retriever.store.events() if e["kind"] == "cognition"]
     dropped = [m for m in events if m.startswith("proposal dropped")]
     assert f"same claim as #{pending[0].id} (claim:line2-raising-helped)" in dropped[0]

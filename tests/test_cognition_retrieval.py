@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from cognition.base import top_hits
 from cognition.embedder import Embedder, MiniLMEmbedder
 from cognition.importer import load_file
 from cognition.items import ACTIVE, ANALYZER, SEED, CognitionError, Draft
+from cognition.ranking import top_hits
 from cognition.retriever import CognitionRetriever
 from cognition.settings import CognitionSettings, cognition_settings
 from engine.records import DONE, Node
