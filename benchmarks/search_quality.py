@@ -14,14 +14,14 @@ Researchers:
   numeric literals of the parent program it reads from the prompt (a stand-in for a model
   that tunes constants; no network).
 
-Workers are simulated with the deterministic barrier of ``Sampler.sample(step=...,
-visible_before=...)``: with W workers, step s sees exactly the nodes of steps < s - W + 1,
-which is what an engine with W candidates in flight sees at worst, and the result does not
-depend on timing. Every run prints its parent spread (distinct parents, share of parents
-among the 3 newest nodes) as well as its score.
+Workers are simulated with the engine's own step barrier (``engine/samplers/barrier.py``):
+with W workers, step s sees exactly the nodes of steps <= s - W, as in a real W-worker run,
+and the result does not depend on timing. Every run prints its parent spread (distinct
+parents, share of parents among the 3 newest visible nodes) as well as its score.
 
     python benchmarks/search_quality.py [--samplers rank ucb1 greedy random island]
         [--seeds 0 1 2 3 4] [--steps 60 300] [--workers 1] [--researcher offline|llm]
+        [--json]
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from engine.agents.base import ResearchContext  # noqa: E402
 from engine.agents.offline_researcher import OfflineResearcher, find_literals  # noqa: E402
 from engine.records import DONE, FAILED, Node  # noqa: E402
 from engine.samplers import SamplerSettings, make_sampler  # noqa: E402
+from engine.samplers.barrier import StepBarrier  # noqa: E402
 from engine.store import RunStore  # noqa: E402
 
 TASK_DIR = ROOT / "domains" / "circle_packing"
@@ -65,7 +66,7 @@ class RunResult:
     best: float
     best_step: int
     distinct_parents: int
-    newest3_share: float  # share of steps whose parent was one of the 3 newest finished nodes
+    newest3_share: float  # share of steps whose parent was one of the 3 newest visible nodes
     seconds: float
 
 
@@ -83,9 +84,7 @@ def evaluate(code: str) -> tuple[float | None, str]:
     return (None, error) if error else (float(metrics["sum_radii"]), "")
 
 
-def run_once(
-    sampler_name: str, seed: int, steps: int, workers: int, researcher: Any
-) -> RunResult:
+def run_once(sampler_name: str, seed: int, steps: int, workers: int, researcher: Any) -> RunResult:
     """One run of ``steps`` candidates; the best score and how the parents were spread."""
     start = time.perf_counter()
     code = (TASK_DIR / "initial.py").read_text(encoding="utf-8")
@@ -94,23 +93,23 @@ def run_once(
         score, _ = evaluate(code)
         root = Node(step=0, code=code, name="initial", status=DONE, score=score)
         store.insert_node(root)
-        sampler = make_sampler(SamplerSettings(name=sampler_name), store, seed=seed)
+        sampler = StepBarrier(
+            make_sampler(SamplerSettings(name=sampler_name), store, seed=seed), workers
+        )
         nodes: dict[int, Node] = {root.id: root}
-        finished_order: list[int] = [root.id]
+        by_step: dict[int, int] = {0: root.id}
         best, best_step = score or 0.0, 0
         parents: list[int] = []
         newest3 = 0
-        pending: list[Node] = []  # evaluated but not yet visible (the barrier)
         loop = asyncio.new_event_loop()
         try:
             for step in range(1, steps + 1):
-                while pending and pending[0].step <= step - workers:
-                    done = pending.pop(0)
-                    sampler.observe(done)
-                    finished_order.append(done.id)
-                selection = sampler.sample(step=step)
+                selection = sampler.sample(step=step)  # sees the nodes of steps <= step - W
                 parents.append(selection.parent_id)
-                newest3 += selection.parent_id in finished_order[-3:]
+                last = max(0, step - workers)
+                newest3 += selection.parent_id in {
+                    by_step.get(k) for k in range(last - 2, last + 1)
+                }
                 parent = nodes[selection.parent_id]
                 node = Node(step=step, parent_ids=[parent.id], context_ids=selection.context_ids)
                 store.insert_node(node)
@@ -130,14 +129,15 @@ def run_once(
                 node.status = DONE if node.score is not None else FAILED
                 store.save_node(node)
                 nodes[node.id] = node
-                pending.append(node)
+                by_step[step] = node.id
+                sampler.observe(node)  # held by the barrier until step + W
                 if node.score is not None and node.score > best:
                     best, best_step = node.score, step
         finally:
+            client = getattr(researcher, "client", None)
+            if client is not None:  # close the HTTP pool inside the loop that opened it
+                loop.run_until_complete(client.close())
             loop.close()
-            close = getattr(researcher, "aclose", None)
-            if close is not None:
-                asyncio.run(close())
         store.close()
     return RunResult(
         sampler_name,
@@ -184,14 +184,14 @@ def literal_editor(seed: int):
 
 
 def make_llm_researcher(server: Any) -> Any:
-    from engine.agents.llm_client import LLMClient
+    from engine.agents.llm_client import CallRecorder, LLMClient
     from engine.agents.llm_researcher import LLMResearcher
     from engine.agents.llm_settings import LLMSettings, ResearcherSettings
     from engine.agents.prompts import Templates
 
     settings = LLMSettings(base_url=server.base_url, api_key="none", model="scripted-model")
-    client = LLMClient(settings)
-    return LLMResearcher(client, Templates(TASK_DIR), ResearcherSettings(mode="diff"))
+    client = LLMClient(settings, "researcher", CallRecorder())  # calls kept in memory only
+    return LLMResearcher(client, Templates(), ResearcherSettings(mode="diff"))
 
 
 def summarize(results: list[RunResult]) -> dict[str, Any]:
@@ -212,7 +212,9 @@ def summarize(results: list[RunResult]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samplers", nargs="+", default=["rank", "ucb1", "greedy", "random"])
+    parser.add_argument(
+        "--samplers", nargs="+", default=["rank", "ucb1", "greedy", "random", "island"]
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--steps", nargs="+", type=int, default=[60, 300])
     parser.add_argument("--workers", type=int, default=1)
@@ -241,9 +243,15 @@ def main(argv: list[str] | None = None) -> int:
                         researcher = OfflineResearcher(seed=seed)
                     results.append(run_once(name, seed, steps, args.workers, researcher))
                 summary = summarize(results)
-                row = {"sampler": name, "steps": steps, "workers": args.workers,
-                       "researcher": args.researcher, "seeds": args.seeds, **summary,
-                       "bests": [round(r.best, 4) for r in results]}
+                row = {
+                    "sampler": name,
+                    "steps": steps,
+                    "workers": args.workers,
+                    "researcher": args.researcher,
+                    "seeds": args.seeds,
+                    **summary,
+                    "bests": [round(r.best, 4) for r in results],
+                }
                 if args.json:
                     print(json.dumps(row), flush=True)
                 else:

@@ -6,7 +6,13 @@ no scheduling loss, candidates finish at min(W / (L + E), S / E) per second and 
 are busy a share min(1, W·E / ((L + E)·S)) of the time. The engine's overhead, the slot
 pool's queueing and SQLite commits show up as the gap between measured and ideal.
 
+With ``--jitter J`` each experiment takes E·U(1-J, 1+J) (drawn from the program text), and
+every W is run with and without the step barrier (``engine/samplers/barrier.py``: step s waits
+until all steps <= s - W finished, which makes a run reproducible); the difference is the
+barrier's cost in throughput and slot use.
+
     python benchmarks/slot_utilisation.py --workers 4 --slots 2 --research 0.2 --experiment 0.5
+    python benchmarks/slot_utilisation.py --workers 2 4 8 --slots 4 --jitter 0.8 --steps 48
 """
 
 from __future__ import annotations
@@ -26,13 +32,16 @@ from engine.executor import Engineer, Limits  # noqa: E402
 from engine.loop import Engine  # noqa: E402
 from engine.resources import SlotPool  # noqa: E402
 from engine.samplers import make_sampler  # noqa: E402
+from engine.samplers.barrier import StepBarrier  # noqa: E402
 from engine.samplers.base import SamplerSettings  # noqa: E402
 from engine.stages import Resources  # noqa: E402
 from engine.store import RunStore  # noqa: E402
 from engine.task import load_task  # noqa: E402
 
-EVALUATOR = """import json, os, runpy, sys, time
-time.sleep(float(os.environ["BENCH_EXPERIMENT"]))
+EVALUATOR = """import hashlib, json, os, random, runpy, sys, time
+jitter = float(os.environ["BENCH_JITTER"])
+u = random.Random(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest()).uniform(-1, 1)
+time.sleep(float(os.environ["BENCH_EXPERIMENT"]) * (1 + jitter * u))
 x = float(runpy.run_path(sys.argv[1])["X"])
 json.dump({"score": -abs(x - 3)}, open(os.environ["ASI_EVOLVE_RESULTS"], "w"))
 """
@@ -64,10 +73,19 @@ class SlowResearcher:
         return await self.inner.propose(ctx)
 
 
-def run(workers: int, slots: int, research: float, experiment: float, steps: int) -> dict:
+def run(
+    workers: int,
+    slots: int,
+    research: float,
+    experiment: float,
+    steps: int,
+    jitter: float = 0.0,
+    barrier: bool = True,
+) -> dict:
     import os
 
     os.environ["BENCH_EXPERIMENT"] = str(experiment)
+    os.environ["BENCH_JITTER"] = str(jitter)
     root = Path(tempfile.mkdtemp(prefix="slots-"))
     task_dir = root / "task"
     task_dir.mkdir()
@@ -90,7 +108,9 @@ def run(workers: int, slots: int, research: float, experiment: float, steps: int
         task=task,
         run_dir=root / "run",
         agents=agents,
-        sampler=make_sampler(SamplerSettings(), store, True, 0),
+        sampler=StepBarrier(
+            make_sampler(SamplerSettings(), store, True, 0), workers if barrier else None
+        ),
         engineer=Engineer(task, Limits()),
         steps_total=steps,
         workers=workers,
@@ -119,15 +139,23 @@ def main() -> None:
     parser.add_argument("--research", type=float, default=0.2)
     parser.add_argument("--experiment", type=float, default=0.5)
     parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--jitter", type=float, default=0.0, help="experiment time spread J")
     args = parser.parse_args()
-    print(f"S={args.slots} slots, L={args.research}s research, E={args.experiment}s experiment")
-    print(f"{'W':>3} {'cand/s':>8} {'ideal':>7} {'util':>6} {'ideal':>6} {'peak':>5}")
+    print(
+        f"S={args.slots} slots, L={args.research}s research, E={args.experiment}s experiment "
+        f"(x U(1-J, 1+J), J={args.jitter})"
+    )
+    print(
+        f"{'W':>3} {'barrier':>7} {'cand/s':>8} {'ideal':>7} {'util':>6} {'ideal':>6} {'peak':>5}"
+    )
     for w in args.workers:
-        r = run(w, args.slots, args.research, args.experiment, args.steps)
-        print(
-            f"{w:>3} {r['throughput']:>8.2f} {r['ideal_throughput']:>7.2f} "
-            f"{r['utilisation']:>6.2f} {r['ideal_utilisation']:>6.2f} {r['peak_gpus']:>5}"
-        )
+        for barrier in (True, False):
+            r = run(w, args.slots, args.research, args.experiment, args.steps, args.jitter, barrier)
+            print(
+                f"{w:>3} {'on' if barrier else 'off':>7} {r['throughput']:>8.2f} "
+                f"{r['ideal_throughput']:>7.2f} {r['utilisation']:>6.2f} "
+                f"{r['ideal_utilisation']:>6.2f} {r['peak_gpus']:>5}"
+            )
 
 
 if __name__ == "__main__":
