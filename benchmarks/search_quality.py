@@ -111,7 +111,12 @@ def run_once(sampler_name: str, seed: int, steps: int, workers: int, researcher:
                     by_step.get(k) for k in range(last - 2, last + 1)
                 }
                 parent = nodes[selection.parent_id]
-                node = Node(step=step, parent_ids=[parent.id], context_ids=selection.context_ids)
+                node = Node(
+                    step=step,
+                    parent_ids=[parent.id],
+                    context_ids=selection.context_ids,
+                    island=selection.island,  # the island sampler places a child by it
+                )
                 store.insert_node(node)
                 ctx = ResearchContext(
                     task_name="circle_packing",
