@@ -128,7 +128,7 @@ class OfflineResearcher:
         plan = self._plan(ctx, literals, skeleton)
         if plan.final == [lit.text for lit in literals]:  # e.g. a mirror back onto the parent
             plan = Plan(plan.final, list(plan.final), parent.id, parent.score, [parent.id])
-            plan.apply(self._mutate(plan.final, literals, _fittest(parent, ctx)))
+            plan.apply(self._mutate(plan.final, literals, _int_scale(parent, ctx)))
         return plan.proposal(parent, literals)
 
     def _reseed(self, step: int) -> None:
@@ -167,7 +167,7 @@ class OfflineResearcher:
                 plan.operator, plan.sources = "crossover", [parent.id, partner[0].id]
                 plan.note = f"Crossed over #{parent.id} with #{partner[0].id}"
         plan.final = list(plan.base)
-        plan.apply(moves or self._mutate(plan.base, literals, _fittest(parent, ctx)))
+        plan.apply(moves or self._mutate(plan.base, literals, _int_scale(parent, ctx)))
         return plan
 
     def _gain(self, parent: Node, maximize: bool) -> float:
@@ -179,16 +179,13 @@ class OfflineResearcher:
         return gain if abs(gain) > 1e-9 * max(1.0, abs(base)) else 0.0
 
     def _mutate(
-        self, texts: list[str], literals: list[Literal], fittest: bool = False
+        self, texts: list[str], literals: list[Literal], int_scale: float = 1.0
     ) -> dict[int, str]:
         # Pick distinct values, not occurrences, or a value repeated six times would soak
         # up most mutations.
         by_value = groups(texts)
         pool = list(by_value)
-        # Discrete constants (counts, sizes) are tried mostly from a node that is the fittest
-        # of its context: its floats are tuned, so a structural change meets a fair rival.
-        scale = STRUCT_BOOST if fittest else 1.0
-        weights = [_weight(literals[by_value[t][0]], scale) for t in pool]
+        weights = [_weight(literals[by_value[t][0]], int_scale) for t in pool]
         count = self._draw(COUNT_WEIGHTS)
         moves: dict[int, str] = {}
         for _ in range(min(count, len(pool))):
@@ -307,6 +304,15 @@ def _step_value(
     except (OverflowError, ZeroDivisionError):
         return None
     return format_float(value) if math.isfinite(value) else None
+
+
+def _int_scale(parent: Node, ctx: ResearchContext) -> float:
+    """How much likelier discrete constants (counts, sizes) are to move from this parent.
+
+    A structural change is judged fairly only against tuned floats, so it is tried mostly
+    from a node that is the fittest of its context (STRUCT_BOOST times likelier there).
+    """
+    return STRUCT_BOOST if _fittest(parent, ctx) else 1.0
 
 
 def _fittest(parent: Node, ctx: ResearchContext) -> bool:
