@@ -107,6 +107,20 @@ def test_same_seed_same_proposals() -> None:
     assert first != [propose(OfflineResearcher(seed=6), parent).code for _ in range(10)]
 
 
+def test_a_steps_proposal_does_not_depend_on_other_steps_proposals() -> None:
+    """Draws are seeded by (seed, step, attempt): worker timing cannot reorder them."""
+
+    def at(researcher: OfflineResearcher, step: int) -> str:
+        ctx = ResearchContext("t", "d", node(INITIAL, 1), [], [], step=step, node_id=step)
+        return asyncio.run(researcher.propose(ctx)).code
+
+    a, b = OfflineResearcher(seed=5), OfflineResearcher(seed=5)
+    in_order = [at(a, step) for step in (1, 2, 3)]
+    assert [at(b, step) for step in (3, 1, 2)] == [in_order[2], in_order[0], in_order[1]]
+    assert at(a, 2) != in_order[1]  # a retry of a step (novelty refusal) draws afresh
+    assert len(set(in_order)) == 3
+
+
 def test_new_float_literals_stay_floats() -> None:
     assert format_float(3.0) == "3.0" and format_float(0.30000001) == "0.3"
     assert isinstance(eval(format_float(1e-12)), float)
