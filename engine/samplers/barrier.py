@@ -59,6 +59,8 @@ class StepBarrier:
         self.inner.store = store
 
     def __getattr__(self, name: str) -> Any:  # settings, pop, rng, ...: the wrapped sampler's
+        if name == "inner":  # not set yet (copy, unpickling): no endless recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def observe(self, node: Node) -> None:
