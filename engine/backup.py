@@ -17,6 +17,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from engine.schema import FINISHED
 from engine.store import DB_NAME, RunStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,7 @@ def restore(run_dir: Path, source: Path | None = None) -> tuple[Path, int]:
             probe = sqlite3.connect(f"file:{candidate}?mode=ro", uri=True)
             ok = probe.execute("PRAGMA quick_check").fetchone()[0] == "ok"
             steps = probe.execute(
-                "SELECT count(*) FROM nodes WHERE step >= 1 AND status IN "
-                "('done', 'failed', 'pruned')"
+                "SELECT count(*) FROM nodes WHERE step >= 1 AND status IN (?, ?, ?)", FINISHED
             ).fetchone()[0]
             probe.close()
         except sqlite3.DatabaseError:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.schema import DONE
 from engine.store import RunStore, StoreError
 
 FIELDS = ("id", "step", "parent_id", "status", "score", "name", "motivation", "error", "analysis")
@@ -51,7 +52,7 @@ def curve_svg(
     data: list[dict[str, Any]], maximize: bool, width: int = 720, height: int = 240
 ) -> str:
     done = sorted(
-        (r for r in data if r["status"] == "done" and r["score"] is not None),
+        (r for r in data if r["status"] == DONE and r["score"] is not None),
         key=lambda r: r["step"],
     )
     if not done:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from typing import Any
 from engine.agents.base import AgentError, Agents
 from engine.executor import Engineer, EvaluationLost
 from engine.heartbeat import Heartbeat
+from engine.ledger import MAX_LOSSES, Ledger
 from engine.pipeline import POST_PENDING, Pipeline, PipelineSettings, Rejected, SlotPool
 from engine.records import DONE, FAILED, FINISHED, PENDING, PRUNED, Node
 from engine.samplers.barrier import StepBarrier
@@ -39,8 +39,6 @@ from engine.task import TaskSpec
 from engine.writer import StoreThread
 
 log = logging.getLogger(__name__)
-
-MAX_LOSSES = 3  # a node whose evaluation was lost more often than this fails
 
 __all__ = ["Engine", "EngineError", "Rejected", "Summary"]
 
@@ -99,7 +97,6 @@ class Engine:
         # in the db thread with the engine's store.
         self.can_start = can_start
         self.pool = pool
-        self.backups = backups  # engine.backup.Backups: .maybe(store, n) and .now(store)
         self.pipeline = Pipeline(
             self.db,
             task,
@@ -122,12 +119,11 @@ class Engine:
         self._in_flight: dict[int, asyncio.Task] = {}  # node id -> its task
         self._claimed_steps: set[int] = set()
         self._used_steps: set[int] = set()  # loaded once; kept in memory (no per-step scans)
-        self._steps_done = 0
+        # Step count, best score, lost evaluations; the sampler and backups of finished nodes.
+        self.ledger = Ledger(task.maximize, lambda node: self.sampler.observe(node), backups)
         self._requeue: list[Node] = []
         self._pruned: set[int] = set()
-        self._losses: dict[int, int] = {}  # node id -> evaluations lost with their worker
         self._started = time.time()
-        self._best: float | None = None
 
     # ----------------------------------------------------------------- public
     async def run(self) -> Summary:
@@ -141,8 +137,8 @@ class Engine:
     async def _run(self) -> Summary:
         self._set_state("running")
         requeue, used, done, best = await self.db.call(self._load)
-        self._requeue, self._used_steps, self._steps_done = requeue, used, done
-        self._best = best.score if best else None
+        self._requeue, self._used_steps = requeue, used
+        self.ledger.steps_done, self.ledger.best = done, (best.score if best else None)
         self.heartbeat.start()
         try:
             async with asyncio.TaskGroup() as group:
@@ -151,7 +147,7 @@ class Engine:
         finally:
             self.heartbeat.stop()
             await self.agents.aclose()
-            await self.db.call(self._final_backup)
+            await self.db.call(self.ledger.final_backup, self.fatal)
         if self.fatal:
             self._set_state("failed")
             await self.db.add_event("engine", f"engine failed: {self.fatal}")
@@ -315,7 +311,7 @@ class Engine:
             node = self._requeue.pop(0)
             self._claimed_steps.add(node.step)
             return node
-        if self._steps_done + len(self._claimed_steps) >= self.steps_total:
+        if self.ledger.steps_done + len(self._claimed_steps) >= self.steps_total:
             return None
         step = 1
         while step in self._used_steps:
@@ -421,8 +417,7 @@ class Engine:
 
     async def _lost(self, node: Node, reason: str) -> None:
         """A remote worker died under the node: run the same step again, a few times."""
-        losses = self._losses.get(node.id, 0) + 1
-        self._losses[node.id] = losses
+        losses = self.ledger.lost(node.id)
         if losses > MAX_LOSSES:
             await self._fail(node, f"evaluation lost {losses} times: {reason}")
             return
@@ -451,49 +446,10 @@ class Engine:
         await self._finished(node)
 
     async def _finished(self, node: Node) -> None:
-        if node.step >= 1:
-            self._steps_done += 1
-        line, event = self._report(node)
-        # One db call, in this order: the sampler sees the node, the event, then a backup.
-        await self.db.call(self._record_finished, node, event, self._steps_done)
+        line, event = self.ledger.finish(node)
+        # One db call: the sampler sees the node, then the event, then a periodic backup.
+        await self.db.call(self.ledger.record, node, event, self.ledger.steps_done)
         self.say(line)
-
-    def _record_finished(self, store: RunStore, node: Node, event: str, steps_done: int) -> None:
-        """(db thread) Book a finished node: sampler, event log, periodic backup."""
-        self.sampler.observe(node)
-        store.add_event("node", event, node.id)
-        if self.backups is not None:
-            try:
-                self.backups.maybe(store, steps_done)
-            except Exception:  # noqa: BLE001 - a failed backup is logged, the run goes on
-                log.exception("backup failed")
-                store.add_event("backup", "backup failed: see engine.log")
-
-    def _final_backup(self, store: RunStore) -> None:
-        """(db thread) The backup a clean stop leaves."""
-        if self.backups is None or self.fatal:
-            return
-        try:
-            self.backups.now(store)
-        except Exception:  # noqa: BLE001
-            log.exception("final backup failed")
-
-    def _report(self, node: Node) -> tuple[str, str]:
-        """Track the best score; the node's line for the console and its event message."""
-        if node.status == DONE and node.score is not None and math.isfinite(node.score):
-            better = self._best is None or (
-                node.score > self._best if self.task.maximize else node.score < self._best
-            )
-            if better:
-                self._best = node.score
-        parent = f"#{node.parent_ids[0]}" if node.parent_ids else "-"
-        best = "-" if self._best is None else f"{self._best:.6g}"
-        if node.status == DONE:
-            outcome = f"score {node.score:.6g}"
-        else:
-            outcome = f"{node.status.upper()}: {node.error}"
-        line = f"step {node.step:>4}  #{node.id:<5} <- {parent:<6} {outcome}  | best {best}"
-        return line, f"step {node.step} #{node.id} {outcome}"
 
     # -------------------------------------------------------------- heartbeat
     def _status(self) -> dict[str, Any]:

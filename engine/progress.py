@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from engine.schema import DONE, FINISHED, PRUNED
+
 RATE_WINDOW = 30  # finished candidates the speed is measured over
 STALL_MIN = 20  # a stall is at least this many candidates without improvement ...
 STALL_SHARE = 0.25  # ... and at least this share of the candidates so far
@@ -35,11 +37,7 @@ def measure(
 ) -> Progress:
     """``rows``: (step, finished_at, score, status) of every node, in any order."""
     finished = sorted(
-        (
-            r
-            for r in rows
-            if r[0] >= 1 and r[1] is not None and r[3] in ("done", "failed", "pruned")
-        ),
+        (r for r in rows if r[0] >= 1 and r[1] is not None and r[3] in FINISHED),
         key=lambda r: r[1],
     )
     per_minute = eta = None
@@ -52,15 +50,15 @@ def measure(
     sign = 1 if maximize else -1
     for step, _, score, status in sorted(rows, key=lambda r: (r[1] is None, r[1] or 0)):
         if (
-            status == "done"
+            status == DONE
             and score is not None
             and (best_score is None or sign * score > sign * best_score)
         ):
             best_step, best_score, since = step, score, 0
-        elif step >= 1 and status in ("done", "failed", "pruned"):
+        elif step >= 1 and status in FINISHED:
             since += 1
     stalled = since >= max(STALL_MIN, STALL_SHARE * len(finished))
-    pruned = sum(1 for r in rows if r[3] == "pruned")
+    pruned = sum(1 for r in rows if r[3] == PRUNED)
     return Progress(per_minute, eta, since, best_step, stalled, pruned)
 
 

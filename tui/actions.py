@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.widgets import TabbedContent
 
+from engine.schema import COMMAND_HANDLED, COMMAND_NEW
 from tui import format as fmt
 from tui.model import FINISHED
 from tui.screens.confirm import Confirm, QuitChoice
@@ -118,9 +119,9 @@ class SteeringActions:
                 found = self.reader.command(command_id)
             except Exception:  # noqa: BLE001 - transient read problem: try again
                 found = None
-            if found is not None and found[0] != "new":
+            if found is not None and found[0] != COMMAND_NEW:
                 status, result = found
-                severity = "information" if status == "handled" else "error"
+                severity = "information" if status == COMMAND_HANDLED else "error"
                 self._from_thread(
                     self.notify, f"Engine {status} '{what}': {result}", severity=severity
                 )
@@ -187,7 +188,7 @@ class SteeringActions:
             deadline = time.monotonic() + STOP_WAIT_S
             while time.monotonic() < deadline:
                 found = self.reader.command(command_id)
-                if found is not None and found[0] != "new":
+                if found is not None and found[0] != COMMAND_NEW:
                     break
                 time.sleep(0.1)
         self._from_thread(self.exit, "stop" if engine_alive else None)
