@@ -26,9 +26,16 @@ sys.path.insert(0, str(DOMAIN))
 import evaluate  # noqa: E402
 
 STRONG = {
-    "MAX_TAG_CHARS": 60.0, "ENTITY_FIX": 1.0, "MOJIBAKE_FIX": 1.0, "LINE_MIN_ALPHA": 0.55,
-    "LINE_MIN_VOWELS": 0.12, "BOILERPLATE_RATIO": 0.5, "MAX_LINE_REPEATS": 1.0,
-    "DOC_MIN_WORDS": 30.0, "DOC_MIN_ALPHA": 0.6, "DUP_SIMILARITY": 0.5,
+    "MAX_TAG_CHARS": 60.0,
+    "ENTITY_FIX": 1.0,
+    "MOJIBAKE_FIX": 1.0,
+    "LINE_MIN_ALPHA": 0.55,
+    "LINE_MIN_VOWELS": 0.12,
+    "BOILERPLATE_RATIO": 0.5,
+    "MAX_LINE_REPEATS": 1.0,
+    "DOC_MIN_WORDS": 30.0,
+    "DOC_MIN_ALPHA": 0.6,
+    "DUP_SIMILARITY": 0.5,
 }
 ABLATIONS = {  # rule switched off -> the knob value that disables it
     "no dedup": {"DUP_SIMILARITY": 1.01},
@@ -77,8 +84,10 @@ def main() -> int:
     chosen = programs()
     if args.quick:
         chosen = {k: v for k, v in chosen.items() if k in ("initial", "careful knobs")}
-    print(f"{'cleaner':<30} {'dev score (seeds)':<26} {'mean':>6} {'spread':>6} "
-          f"{'kept':>6} {'removed':>7} {'held-out':>8} {'s/cand':>6}  validity")
+    print(
+        f"{'cleaner':<30} {'dev score (seeds)':<26} {'mean':>6} {'spread':>6} "
+        f"{'kept':>6} {'removed':>7} {'held-out':>8} {'s/cand':>6}  validity"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for name, code in chosen.items():
             path = Path(tmp) / "program.py"
@@ -93,10 +102,13 @@ def main() -> int:
             m = last.get("metrics", {})
             spread = max(scores) - min(scores)
             status = "valid" if last["valid"] else f"invalid: {last['error'][:60]}"
-            print(f"{name:<30} {' '.join(f'{s:6.2f}' for s in scores):<26} "
-                  f"{statistics.mean(scores):6.2f} {spread:6.2f} {m.get('kept', 0):6.3f} "
-                  f"{m.get('removed', 0):7.3f} {held['score']:8.2f} "
-                  f"{statistics.mean(seconds):6.2f}  {status}", flush=True)
+            print(
+                f"{name:<30} {' '.join(f'{s:6.2f}' for s in scores):<26} "
+                f"{statistics.mean(scores):6.2f} {spread:6.2f} {m.get('kept', 0):6.3f} "
+                f"{m.get('removed', 0):7.3f} {held['score']:8.2f} "
+                f"{statistics.mean(seconds):6.2f}  {status}",
+                flush=True,
+            )
     return 0
 
 

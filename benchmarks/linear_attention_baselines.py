@@ -23,8 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 DOMAIN = Path(__file__).resolve().parents[1] / "domains" / "linear_attention"
-ORDER = ["deltanet", "softmax_rope", "linear_attn_conv", "linear_attn", "mean_pool",
-         "no_mixing"]
+ORDER = ["deltanet", "softmax_rope", "linear_attn_conv", "linear_attn", "mean_pool", "no_mixing"]
 
 
 def factory(name: str):  # noqa: ANN201
@@ -75,29 +74,39 @@ def main() -> int:
         settings["mqar_steps"] = args.mqar_steps
     rows: dict[tuple[str, int], dict] = {}
     with ProcessPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(job, kind, name, seed, settings)
-                   for name in args.mixers for seed in args.seeds for kind in ("lm", "mqar")]
+        futures = [
+            pool.submit(job, kind, name, seed, settings)
+            for name in args.mixers
+            for seed in args.seeds
+            for kind in ("lm", "mqar")
+        ]
         for future in futures:
             kind, name, seed, out = future.result()
-            rows.setdefault((name, seed), {}).update(
-                {f"{kind}_wall": out.pop("wall"), **out})
-    print(f"{'mixer':18} {'seed':>4} {'bpb':>7} {'mqar':>6} {'ms/step':>8} {'mqar ms':>8} "
-          f"{'mixer params':>12}")
+            rows.setdefault((name, seed), {}).update({f"{kind}_wall": out.pop("wall"), **out})
+    print(
+        f"{'mixer':18} {'seed':>4} {'bpb':>7} {'mqar':>6} {'ms/step':>8} {'mqar ms':>8} "
+        f"{'mixer params':>12}"
+    )
     for name in args.mixers:
         for seed in args.seeds:
             r = rows[(name, seed)]
-            print(f"{name:18} {seed:>4} {r['bpb']:7.3f} {r['mqar']:6.3f} "
-                  f"{1000 * r['step_time']:8.1f} {1000 * r['mqar_step_time']:8.1f} "
-                  f"{r['mixer_params']:>12}")
+            print(
+                f"{name:18} {seed:>4} {r['bpb']:7.3f} {r['mqar']:6.3f} "
+                f"{1000 * r['step_time']:8.1f} {1000 * r['mqar_step_time']:8.1f} "
+                f"{r['mixer_params']:>12}"
+            )
         if len(args.seeds) > 1:
             bpbs = [rows[(name, s)]["bpb"] for s in args.seeds]
             mqars = [rows[(name, s)]["mqar"] for s in args.seeds]
-            print(f"{name:18} {'mean':>4} {statistics.mean(bpbs):7.3f} "
-                  f"{statistics.mean(mqars):6.3f}   (bpb sd {statistics.stdev(bpbs):.3f}, "
-                  f"mqar sd {statistics.stdev(mqars):.3f})")
+            print(
+                f"{name:18} {'mean':>4} {statistics.mean(bpbs):7.3f} "
+                f"{statistics.mean(mqars):6.3f}   (bpb sd {statistics.stdev(bpbs):.3f}, "
+                f"mqar sd {statistics.stdev(mqars):.3f})"
+            )
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            [{"mixer": n, "seed": s, **r} for (n, s), r in rows.items()], indent=2))
+        Path(args.json).write_text(
+            json.dumps([{"mixer": n, "seed": s, **r} for (n, s), r in rows.items()], indent=2)
+        )
     return 0
 
 

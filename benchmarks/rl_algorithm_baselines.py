@@ -65,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        print(f"error: unknown variant {unknown[0]!r} (known: {', '.join(VARIANTS)})",
-              file=sys.stderr)
+        print(
+            f"error: unknown variant {unknown[0]!r} (known: {', '.join(VARIANTS)})", file=sys.stderr
+        )
         return 2
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         LlamaConfig,
         LlamaForCausalLM,
     )
+
     with tempfile.TemporaryDirectory(prefix="rl_bench_") as tmp:
         scratch = Path(tmp)
         programs = {v: program_for(v, scratch) for v in variants}
@@ -94,11 +96,17 @@ def main(argv: list[str] | None = None) -> int:
             variant, seed = job
             run_dir = scratch / f"{variant}_{seed}"
             error, metrics, _ = train_and_score(str(programs[variant]), settings, seed, run_dir)
-            print(f"  {variant:<18} seed {seed}: "
-                  + (f"FAILED {error}" if error else
-                     f"acc {metrics['accuracy']:.4f}  reward {metrics['reward_start']:.3f}"
-                     f"->{metrics['reward_end']:.3f}  kl {metrics['kl_end']:.3f}  "
-                     f"train {metrics['train_seconds']:.0f}s"), flush=True)
+            print(
+                f"  {variant:<18} seed {seed}: "
+                + (
+                    f"FAILED {error}"
+                    if error
+                    else f"acc {metrics['accuracy']:.4f}  reward {metrics['reward_start']:.3f}"
+                    f"->{metrics['reward_end']:.3f}  kl {metrics['kl_end']:.3f}  "
+                    f"train {metrics['train_seconds']:.0f}s"
+                ),
+                flush=True,
+            )
             return variant, seed, error, metrics
 
         start = time.monotonic()
@@ -111,9 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header + "     mean    range")
     for variant in variants:
         row = {s: m.get("accuracy") for v, s, e, m in results if v == variant and not e}
-        cells = "".join(
-            (f"{row[s]:.4f}" if s in row else "failed").rjust(9) for s in seeds
-        )
+        cells = "".join((f"{row[s]:.4f}" if s in row else "failed").rjust(9) for s in seeds)
         values = list(row.values())
         mean = sum(values) / len(values) if values else float("nan")
         spread = max(values) - min(values) if values else float("nan")

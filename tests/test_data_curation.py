@@ -25,13 +25,26 @@ import curation_corpus  # noqa: E402
 import curation_noise  # noqa: E402
 import curation_score  # noqa: E402
 
-TINY = {"n_docs": 60, "check_docs": 20, "lm_train_chars": 30000, "lm_eval_chars": 20000,
-        "child_timeout": 20, "neural": {"enabled": False}}
+TINY = {
+    "n_docs": 60,
+    "check_docs": 20,
+    "lm_train_chars": 30000,
+    "lm_eval_chars": 20000,
+    "child_timeout": 20,
+    "neural": {"enabled": False},
+}
 NEURAL = {"enabled": True, "steps": 15, "eval_chars": 2000}  # one test turns it on
 STRONG = {  # a careful setting of the initial program's knobs
-    "MAX_TAG_CHARS": 60.0, "ENTITY_FIX": 1.0, "MOJIBAKE_FIX": 1.0, "LINE_MIN_ALPHA": 0.55,
-    "LINE_MIN_VOWELS": 0.12, "BOILERPLATE_RATIO": 0.5, "MAX_LINE_REPEATS": 1.0,
-    "DOC_MIN_WORDS": 30.0, "DOC_MIN_ALPHA": 0.6, "DUP_SIMILARITY": 0.5,
+    "MAX_TAG_CHARS": 60.0,
+    "ENTITY_FIX": 1.0,
+    "MOJIBAKE_FIX": 1.0,
+    "LINE_MIN_ALPHA": 0.55,
+    "LINE_MIN_VOWELS": 0.12,
+    "BOILERPLATE_RATIO": 0.5,
+    "MAX_LINE_REPEATS": 1.0,
+    "DOC_MIN_WORDS": 30.0,
+    "DOC_MIN_ALPHA": 0.6,
+    "DUP_SIMILARITY": 0.5,
 }
 
 
@@ -56,10 +69,19 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict:
     (task / "task.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     cache = base / "cache"
     cache.mkdir()
-    environ = {**os.environ, "ASI_EVOLVE_CACHE": str(cache), "ASI_EVOLVE_TASK_DIR": str(task),
-               "OMP_NUM_THREADS": "1"}
-    return {"base": base, "task": task, "cache": cache, "env": environ,
-            "settings": spec["settings"]}
+    environ = {
+        **os.environ,
+        "ASI_EVOLVE_CACHE": str(cache),
+        "ASI_EVOLVE_TASK_DIR": str(task),
+        "OMP_NUM_THREADS": "1",
+    }
+    return {
+        "base": base,
+        "task": task,
+        "cache": cache,
+        "env": environ,
+        "settings": spec["settings"],
+    }
 
 
 def variant(env: dict, name: str, **settings: object) -> dict:
@@ -80,8 +102,9 @@ def evaluate(env: dict, code: str, stage: str | None = None, name: str = "p") ->
     cmd = [sys.executable, str(env["task"] / "evaluate.py"), str(program)]
     if stage:
         cmd[2:2] = ["--stage", stage]
-    proc = subprocess.run(cmd, cwd=work, env=env["env"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        cmd, cwd=work, env=env["env"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads((work / "results.json").read_text())
 
@@ -99,8 +122,7 @@ def test_scorer_noop_zero_dropall_zero_perfect_hundred() -> None:
     perfect = curation_score.score_corpus(texts, refs, labels, [refs[0], None, refs[2]])
     assert perfect.score == pytest.approx(100.0)
     # Words a cleaner invents count as surviving noise.
-    added = curation_score.score_corpus(texts, refs, labels,
-                                        [refs[0] + " invented", None, refs[2]])
+    added = curation_score.score_corpus(texts, refs, labels, [refs[0] + " invented", None, refs[2]])
     assert added.kept == 1.0 and added.removed < 1.0
     rows = curation_score.breakdown(perfect)
     assert rows["garbage_page"]["dropped"] == 1.0 and rows["html"]["removed"] == 1.0
@@ -123,8 +145,9 @@ def test_corpus_labels_are_exact(env: dict) -> None:
     assert scored.score == pytest.approx(100.0)
 
 
-def test_corpus_deterministic_and_heldout_differs(env: dict, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_corpus_deterministic_and_heldout_differs(
+    env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = curation_corpus.load_variant(env["settings"], "dev")
     monkeypatch.setenv("ASI_EVOLVE_CACHE", str(tmp_path))  # rebuilt from scratch
     again = curation_corpus.load_variant(env["settings"], "dev")
@@ -170,11 +193,15 @@ def test_cheating_and_broken_candidates_are_caught(env: dict) -> None:
         "def clean(doc: str) -> str | None:\n",
         "def clean(doc: str) -> str | None:\n    r = _clean(doc)\n"
         "    return None if r is None else re.sub(r'[^\\w\\s]', ' ', r)\n\n\n"
-        "def _clean(doc: str) -> str | None:\n", 1)
+        "def _clean(doc: str) -> str | None:\n",
+        1,
+    )
     res = evaluate(env, punct, "explore", name="punct")
     assert not res["valid"] or res["score"] < 5, res
-    raiser = "def clean(doc):\n    if len(doc) % 9 == 0:\n        raise ValueError('boom')\n" \
-             "    return doc\n"
+    raiser = (
+        "def clean(doc):\n    if len(doc) % 9 == 0:\n        raise ValueError('boom')\n"
+        "    return doc\n"
+    )
     res = evaluate(env, raiser, "check", name="raiser")
     assert not res["valid"] and "ValueError: boom" in res["error"]
     res = evaluate(env, "import sys\nsys.exit(3)\n", "check", name="exit")
@@ -185,12 +212,14 @@ def test_cheating_and_broken_candidates_are_caught(env: dict) -> None:
     res = evaluate(slow, "def clean(doc):\n    while True:\n        pass\n", "check", name="hang")
     assert not res["valid"] and res["error"].startswith("timeout")
     # The candidate sees a plain list of texts: no references, no labels.
-    peek = ("import json, os, sys\nseen = json.load(open(sys.argv[2]))\n"
-            "print('PEEK', all(isinstance(t, str) for t in seen), len(seen))\n"
-            "print('ENV', [k for k in os.environ if k.startswith('ASI_EVOLVE')])\n"
-            "try:\n    import curation_noise\n    print('GENERATOR visible')\n"
-            "except ImportError:\n    pass\n"
-            "def clean(doc):\n    return doc\n")
+    peek = (
+        "import json, os, sys\nseen = json.load(open(sys.argv[2]))\n"
+        "print('PEEK', all(isinstance(t, str) for t in seen), len(seen))\n"
+        "print('ENV', [k for k in os.environ if k.startswith('ASI_EVOLVE')])\n"
+        "try:\n    import curation_noise\n    print('GENERATOR visible')\n"
+        "except ImportError:\n    pass\n"
+        "def clean(doc):\n    return doc\n"
+    )
     res = evaluate(env, peek, "check", name="peek")
     assert "PEEK True 20" in res["logs"] and "ENV []" in res["logs"]
     assert "GENERATOR" not in res["logs"]
@@ -200,9 +229,11 @@ def test_memorising_the_dev_templates_does_not_transfer(env: dict) -> None:
     knobs = {**STRONG, "BOILERPLATE_RATIO": 1.01}  # no general boilerplate rule ...
     strong = with_knobs((DOMAIN / "initial.py").read_text(), **knobs)
     memo = repr(set(curation_noise.DEV.nav_lines + curation_noise.DEV.page_lines))  # ... a list
-    cheat = strong.replace("def _junk_line(line: str) -> bool:\n",
-                           f"def _junk_line(line: str) -> bool:\n    if line in {memo}:\n"
-                           "        return True\n", 1)
+    cheat = strong.replace(
+        "def _junk_line(line: str) -> bool:\n",
+        f"def _junk_line(line: str) -> bool:\n    if line in {memo}:\n        return True\n",
+        1,
+    )
     dev = evaluate(env, cheat, "explore", name="memo")["metrics"]
     held = evaluate(env, cheat, "verify", name="memo")["metrics"]
     assert dev["removed_boilerplate"] > 0.9 and held["heldout_removed_boilerplate"] < 0.5
@@ -222,32 +253,45 @@ def test_user_corpora_jsonl_parquet_disk(tmp_path: Path, monkeypatch: pytest.Mon
     docs = _user_docs()
     jsonl = tmp_path / "c.jsonl"
     jsonl.write_text("".join(json.dumps({"body": d}) + "\n" for d in docs))
-    settings = {"corpus": {"source": "jsonl", "path": str(jsonl), "text_field": "body"},
-                "seed": 1, "heldout_seed": 2}
+    settings = {
+        "corpus": {"source": "jsonl", "path": str(jsonl), "text_field": "body"},
+        "seed": 1,
+        "heldout_seed": 2,
+    }
     dev = curation_corpus.load_variant(settings, "dev")
-    plain = [r for r, n in zip(dev["reference"], dev["noise"], strict=True)
-             if r and n != "mojibake"]  # mojibake references carry typographic quotes
+    plain = [
+        r for r, n in zip(dev["reference"], dev["noise"], strict=True) if r and n != "mojibake"
+    ]  # mojibake references carry typographic quotes
     assert len(dev) >= 15 and plain and set(plain) <= set(docs)
     assert curation_corpus.lm_text(settings)
 
     labelled = datasets.Dataset.from_dict(
-        {"text": ["a <b>b</b>", "junk"], "clean": ["a b", ""], "kind": ["html", "junk"]})
+        {"text": ["a <b>b</b>", "junk"], "clean": ["a b", ""], "kind": ["html", "junk"]}
+    )
     parquet = tmp_path / "l.parquet"
     labelled.to_parquet(str(parquet))
     disk = tmp_path / "disk"
     labelled.save_to_disk(str(disk))
     for source, path in (("parquet", parquet), ("disk", disk)):
-        settings = {"corpus": {"source": source, "path": str(path),
-                               "reference_field": "clean", "noise_field": "kind"}}
+        settings = {
+            "corpus": {
+                "source": source,
+                "path": str(path),
+                "reference_field": "clean",
+                "noise_field": "kind",
+            }
+        }
         got = curation_corpus.load_variant(settings, "heldout")
         assert got["reference"] == ["a b", ""] and got["noise"] == ["html", "junk"]
 
     with pytest.raises(curation_corpus.CorpusError, match="no 'missing' column"):
         curation_corpus.load_variant(
-            {"corpus": {"source": "disk", "path": str(disk), "text_field": "missing"}}, "dev")
+            {"corpus": {"source": "disk", "path": str(disk), "text_field": "missing"}}, "dev"
+        )
     with pytest.raises(curation_corpus.CorpusError, match="does not exist"):
         curation_corpus.load_variant(
-            {"corpus": {"source": "jsonl", "path": str(tmp_path / "nope.jsonl")}}, "dev")
+            {"corpus": {"source": "jsonl", "path": str(tmp_path / "nope.jsonl")}}, "dev"
+        )
 
 
 def test_bad_settings_are_one_line(env: dict, tmp_path: Path) -> None:
@@ -258,8 +302,12 @@ def test_bad_settings_are_one_line(env: dict, tmp_path: Path) -> None:
     (task / "task.yaml").write_text(yaml.safe_dump(spec))
     (tmp_path / "p.py").write_text("def clean(doc):\n    return doc\n")
     proc = subprocess.run(
-        [sys.executable, str(task / "evaluate.py"), str(tmp_path / "p.py")], cwd=tmp_path,
-        env={**env["env"], "ASI_EVOLVE_TASK_DIR": str(task)}, capture_output=True, text=True)
+        [sys.executable, str(task / "evaluate.py"), str(tmp_path / "p.py")],
+        cwd=tmp_path,
+        env={**env["env"], "ASI_EVOLVE_TASK_DIR": str(task)},
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "does not exist" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
@@ -270,15 +318,40 @@ def test_bad_settings_are_one_line(env: dict, tmp_path: Path) -> None:
 def test_cli_run_two_steps(env: dict) -> None:
     run_dir = env["base"] / "run"
     config = env["base"] / "config.yaml"
-    config.write_text(yaml.safe_dump(
-        {"engineer": {"sandbox_writable": [str(env["cache"]), "~/.cache"]}}))
+    config.write_text(
+        yaml.safe_dump({"engineer": {"sandbox_writable": [str(env["cache"]), "~/.cache"]}})
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "run", str(env["task"]), "--steps", "2",
-         "--workers", "1", "--run-dir", str(run_dir), "--config", str(config), "--quiet"],
-        cwd=ROOT, env=env["env"], capture_output=True, text=True, timeout=150)
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "run",
+            str(env["task"]),
+            "--steps",
+            "2",
+            "--workers",
+            "1",
+            "--run-dir",
+            str(run_dir),
+            "--config",
+            str(config),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=env["env"],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     status = subprocess.run(
         [sys.executable, "-m", "engine.cli", "status", str(run_dir), "--json"],
-        cwd=ROOT, env=env["env"], capture_output=True, text=True, timeout=60)
+        cwd=ROOT,
+        env=env["env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     info = json.loads(status.stdout)
     assert info["done"] >= 3 and info["failed"] == 0 and info["best_score"] > 0

@@ -17,8 +17,17 @@ BREAKDOWN = {
     "near_duplicate": {"docs": 3, "dropped": 0.3, "kept": None, "removed": 0.3},
     "repeated": {"docs": 4, "dropped": 0.0, "kept": 0.98, "removed": 0.95},
 }
-SAMPLES = [{"doc": 3, "why": "worst", "noise": "html", "original": "<b>x</b> y",
-            "cleaned": "<b>x</b> y", "lost_words": ["x"], "leftover_words": ["<b>x</b>"]}]
+SAMPLES = [
+    {
+        "doc": 3,
+        "why": "worst",
+        "noise": "html",
+        "original": "<b>x</b> y",
+        "cleaned": "<b>x</b> y",
+        "lost_words": ["x"],
+        "leftover_words": ["<b>x</b>"],
+    }
+]
 
 
 def node(i: int, score: float, breakdown: dict | None = BREAKDOWN) -> Node:
@@ -45,12 +54,15 @@ def test_uncovered_types_proposed_once_at_most_two_per_report() -> None:
     analyzer = OfflineAnalyzer()
     first = analyze(analyzer, node(2, 30.0))
     titles = [p["title"] for p in first.knowledge_proposals]
-    assert titles == ["data_curation: uncovered issue type 'html'",
-                      "data_curation: uncovered issue type 'mojibake'"]
+    assert titles == [
+        "data_curation: uncovered issue type 'html'",
+        "data_curation: uncovered issue type 'mojibake'",
+    ]
     assert "<b>x</b>" in first.knowledge_proposals[0]["content"]
     second = analyze(analyzer, node(3, 31.0))
     assert [p["title"] for p in second.knowledge_proposals] == [
-        "data_curation: uncovered issue type 'near_duplicate'"]
+        "data_curation: uncovered issue type 'near_duplicate'"
+    ]
     assert analyze(analyzer, node(4, 32.0)).knowledge_proposals == []
 
 

@@ -114,8 +114,9 @@ def test_full_rewrite_must_keep_frozen_text():
 def test_offline_literals_are_only_those_inside_blocks():
     literals, _ = find_literals(PROGRAM)
     assert [lit.text for lit in literals] == ["0.5", "2.5"]
-    plain, _ = find_literals(PROGRAM.replace("# EVOLVE-BLOCK-START\n", "").replace(
-        "# EVOLVE-BLOCK-END\n", ""))
+    plain, _ = find_literals(
+        PROGRAM.replace("# EVOLVE-BLOCK-START\n", "").replace("# EVOLVE-BLOCK-END\n", "")
+    )
     assert [lit.text for lit in plain] == ["10", "0.5", "2.5", "3.0"]
 
 
@@ -124,8 +125,14 @@ def test_offline_researcher_never_changes_frozen_text():
     researcher = OfflineResearcher(seed=3)
     for step in range(30):
         ctx = ResearchContext(
-            task_name="t", task_description="d", maximize=True, parent=parent, context=[],
-            knowledge=[], step=step + 1, node_id=step + 2,
+            task_name="t",
+            task_description="d",
+            maximize=True,
+            parent=parent,
+            context=[],
+            knowledge=[],
+            step=step + 1,
+            node_id=step + 2,
         )
         proposal = asyncio.run(researcher.propose(ctx))
         assert proposal.code != PROGRAM
@@ -134,10 +141,26 @@ def test_offline_researcher_never_changes_frozen_text():
 
 def test_prompt_states_the_rule_only_for_marked_programs():
     templates = Templates()
-    parent = {"id": 1, "name": "p", "step": 0, "score_text": "1", "motivation": "",
-              "metrics": {}, "analysis": "", "logs": "", "lang": "python", "code": PROGRAM}
-    common = {"task": {"name": "t", "description": "d", "maximize": True}, "parent": parent,
-              "context": [], "knowledge": [], "mode": "diff", "use_analyzer": True}
+    parent = {
+        "id": 1,
+        "name": "p",
+        "step": 0,
+        "score_text": "1",
+        "motivation": "",
+        "metrics": {},
+        "analysis": "",
+        "logs": "",
+        "lang": "python",
+        "code": PROGRAM,
+    }
+    common = {
+        "task": {"name": "t", "description": "d", "maximize": True},
+        "parent": parent,
+        "context": [],
+        "knowledge": [],
+        "mode": "diff",
+        "use_analyzer": True,
+    }
     marked = templates.render("researcher.j2", evolve_blocks=True, **common)
     plain = templates.render("researcher.j2", evolve_blocks=False, **common)
     assert "Only the code between the `# EVOLVE-BLOCK-START`" in marked

@@ -16,11 +16,28 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = ROOT / "domains" / "linear_attention"
 TINY = {
-    "d_model": 32, "n_heads": 2, "n_layers": 1, "seq_len": 64, "batch": 4, "steps": 12,
-    "eval_batches": 1, "mqar_pairs": 4, "mqar_keys": 8, "mqar_values": 8, "mqar_d_model": 32,
-    "mqar_n_heads": 2, "mqar_layers": 1, "mqar_batch": 8, "mqar_steps": 12,
-    "mqar_eval_batches": 2, "check_lengths": [16, 21], "cost_lengths": [64, 128, 512],
-    "verify_seeds": [0], "verify_steps": 6, "verify_seq_len": 64, "verify_mqar_steps": 6,
+    "d_model": 32,
+    "n_heads": 2,
+    "n_layers": 1,
+    "seq_len": 64,
+    "batch": 4,
+    "steps": 12,
+    "eval_batches": 1,
+    "mqar_pairs": 4,
+    "mqar_keys": 8,
+    "mqar_values": 8,
+    "mqar_d_model": 32,
+    "mqar_n_heads": 2,
+    "mqar_layers": 1,
+    "mqar_batch": 8,
+    "mqar_steps": 12,
+    "mqar_eval_batches": 2,
+    "check_lengths": [16, 21],
+    "cost_lengths": [64, 128, 512],
+    "verify_seeds": [0],
+    "verify_steps": 6,
+    "verify_seq_len": 64,
+    "verify_mqar_steps": 6,
 }
 NO_MIXING = """import torch
 from torch import nn
@@ -111,10 +128,20 @@ def test_no_stage_runs_check_then_explore(tiny_task, tmp_path):
     program = tmp_path / "program.py"
     program.write_text(NO_MIXING)
     results = tmp_path / "results.json"
-    env = {**os.environ, "ASI_EVOLVE_RESULTS": str(results), "ASI_EVOLVE_TASK_DIR": str(tiny_task),
-           "ASI_EVOLVE_CACHE": str(tiny_task.parent / "cache")}
-    subprocess.run([sys.executable, str(tiny_task / "evaluate.py"), str(program)], env=env,
-                   cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    env = {
+        **os.environ,
+        "ASI_EVOLVE_RESULTS": str(results),
+        "ASI_EVOLVE_TASK_DIR": str(tiny_task),
+        "ASI_EVOLVE_CACHE": str(tiny_task.parent / "cache"),
+    }
+    subprocess.run(
+        [sys.executable, str(tiny_task / "evaluate.py"), str(program)],
+        env=env,
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     both = json.loads(results.read_text())
     assert both["valid"], both.get("error")
     metrics = both["metrics"]
@@ -126,19 +153,43 @@ def test_no_stage_runs_check_then_explore(tiny_task, tmp_path):
 
 def test_offline_run_through_the_cli(tiny_task, tmp_path):
     run_dir = tmp_path / "run"
-    env = {**os.environ, "ASI_EVOLVE_CACHE": str(tiny_task.parent / "cache"),
-           "OPENAI_BASE_URL": "", "OPENAI_API_KEY": ""}
+    env = {
+        **os.environ,
+        "ASI_EVOLVE_CACHE": str(tiny_task.parent / "cache"),
+        "OPENAI_BASE_URL": "",
+        "OPENAI_API_KEY": "",
+    }
     config = tmp_path / "config.yaml"  # the sandbox may write the corpus cache
-    config.write_text(yaml.safe_dump(
-        {"engineer": {"sandbox_writable": [str(tiny_task.parent / "cache")]}}))
-    cmd = [sys.executable, "-m", "engine.cli", "run", str(tiny_task), "--steps", "2",
-           "--workers", "1", "--run-dir", str(run_dir), "--quiet", "--no-cognition",
-           "--config", str(config)]
+    config.write_text(
+        yaml.safe_dump({"engineer": {"sandbox_writable": [str(tiny_task.parent / "cache")]}})
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "run",
+        str(tiny_task),
+        "--steps",
+        "2",
+        "--workers",
+        "1",
+        "--run-dir",
+        str(run_dir),
+        "--quiet",
+        "--no-cognition",
+        "--config",
+        str(config),
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-2000:]
     status = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "status", str(run_dir), "--json"], cwd=ROOT,
-        env=env, capture_output=True, text=True, timeout=60, check=True,
+        [sys.executable, "-m", "engine.cli", "status", str(run_dir), "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     summary = json.loads(status.stdout)
     assert summary["steps_done"] == 2

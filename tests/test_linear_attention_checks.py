@@ -159,7 +159,7 @@ def test_sdpa_flops_are_counted_on_cpu(tmp_path):
     exec(HEADER + CHEATS["softmax"][0], namespace)  # noqa: S102 - our own test program
     model = namespace["TokenMixer"](128, 4)
     small, large = (checks.measure_cost(model, 128, t)["flops"] for t in (256, 1024))
-    assert large / small > 4 ** 1.5  # the T^2 attention term is seen, not 0 FLOPs
+    assert large / small > 4**1.5  # the T^2 attention term is seen, not 0 FLOPs
 
 
 def test_initial_deltanet_passes_with_linear_growth(tmp_path):

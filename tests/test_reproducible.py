@@ -65,8 +65,14 @@ def _run(task_dir: Path, run_dir: Path, workers: int, steps: int, seed: int) -> 
     nodes = sorted(reader.nodes(), key=lambda n: n.step)
     finish_order = [n.step for n in sorted(nodes, key=lambda n: n.finished_at or 0.0)]
     rows = [
-        (n.step, n.parent_ids, n.context_ids, n.code, n.status,
-         None if n.score is None else round(n.score, 9))
+        (
+            n.step,
+            n.parent_ids,
+            n.context_ids,
+            n.code,
+            n.status,
+            None if n.score is None else round(n.score, 9),
+        )
         for n in nodes
     ]
     return [tuple(finish_order)] + rows

@@ -144,11 +144,15 @@ def test_static_check_rejects_imports_and_file_access() -> None:
 @pytest.mark.parametrize(
     ("replace", "reason"),
     [
-        ({"    return advantages.reshape(-1)": "    return torch.ones_like(rewards)"},
-         "advantages ignore the rewards"),
+        (
+            {"    return advantages.reshape(-1)": "    return torch.ones_like(rewards)"},
+            "advantages ignore the rewards",
+        ),
         ({"    return advantages.reshape(-1)": "    return advantages"}, "shape"),
-        ({"    return advantages.reshape(-1)": "    return advantages.reshape(-1) / 0.0"},
-         "NaN or infinity"),
+        (
+            {"    return advantages.reshape(-1)": "    return advantages.reshape(-1) / 0.0"},
+            "NaN or infinity",
+        ),
         ({"ADV_EPS = 0.0001": "ADV_EPS = 0.0"}, "NaN or infinity"),
     ],
 )
@@ -161,14 +165,20 @@ def test_broken_advantages_are_caught(tmp_path: Path, replace: dict, reason: str
 @pytest.mark.parametrize(
     ("replace", "reason"),
     [
-        ({"    return per_sequence.mean()": "    return -(logp * mask).sum() / mask.sum()"},
-         "ignores the advantages"),
-        ({"    return per_sequence.mean()": "    return per_sequence.mean() * float('nan')"},
-         "non-finite"),
+        (
+            {"    return per_sequence.mean()": "    return -(logp * mask).sum() / mask.sum()"},
+            "ignores the advantages",
+        ),
+        (
+            {"    return per_sequence.mean()": "    return per_sequence.mean() * float('nan')"},
+            "non-finite",
+        ),
         ({"    return per_sequence.mean()": "    return per_sequence"}, "scalar"),
         ({"    return per_sequence.mean()": "    return -per_sequence.mean()"}, "wrong way"),
-        ({"    return per_sequence.mean()": "    return per_sequence.mean().detach()"},
-         "without gradient"),
+        (
+            {"    return per_sequence.mean()": "    return per_sequence.mean().detach()"},
+            "without gradient",
+        ),
         ({"(per_token * mask).sum(dim=1)": "per_token.sum(dim=1)"}, "padding"),
     ],
 )
@@ -197,8 +207,10 @@ def test_real_model_settings_and_math_set(tmp_path: Path) -> None:
     from rl_real import problem_source
     from rl_settings import SettingsError, load_settings
 
-    rows = {"question": [f"{i}+1=" for i in range(12)],
-            "answer": [f"so #### {i + 1}" for i in range(12)]}
+    rows = {
+        "question": [f"{i}+1=" for i in range(12)],
+        "answer": [f"so #### {i + 1}" for i in range(12)],
+    }
     DatasetDict({"train": Dataset.from_dict(rows)}).save_to_disk(tmp_path / "math")
     task = tmp_path / "task"
     task.mkdir()
@@ -249,12 +261,13 @@ def test_nan_loss_in_training_fails_with_reason(tiny_task: Path, tmp_path: Path)
     """A loss that is fine on the synthetic tensors but NaN in real training is still caught."""
     sneaky = tmp_path / "nan_late.py"
     sneaky.write_text(
-        candidate(**{
-            "    return per_sequence.mean()":
-            "    if logp.shape[0] > 8:\n"
-            "        return per_sequence.mean() * float('nan')\n"
-            "    return per_sequence.mean()"
-        }),
+        candidate(
+            **{
+                "    return per_sequence.mean()": "    if logp.shape[0] > 8:\n"
+                "        return per_sequence.mean() * float('nan')\n"
+                "    return per_sequence.mean()"
+            }
+        ),
         encoding="utf-8",
     )
     result = run_evaluator(tiny_task, sneaky, "explore", tmp_path / "nan")
@@ -267,17 +280,36 @@ def test_end_to_end_run_through_the_cli(tiny_task: Path, tmp_path: Path) -> None
     seed is the explore seed, so verify re-running the initial program must reproduce its
     explore score exactly (determinism across processes)."""
     run_dir = tmp_path / "run"
-    env = {**os.environ, "ASI_EVOLVE_CACHE": str(tiny_task.parent / "cache"),
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "ASI_EVOLVE_CACHE": str(tiny_task.parent / "cache"),
+        "OMP_NUM_THREADS": "1",
+    }
     for key in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "ASI_EVOLVE_MODEL"):
         env.pop(key, None)
-    cmd = [sys.executable, "-m", "engine.cli", "run", str(tiny_task), "--steps", "2",
-           "--workers", "1", "--run-dir", str(run_dir), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "run",
+        str(tiny_task),
+        "--steps",
+        "2",
+        "--workers",
+        "1",
+        "--run-dir",
+        str(run_dir),
+        "--quiet",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=170)
     assert proc.returncode == 0, proc.stderr[-2000:]
     status = subprocess.run(
         [sys.executable, "-m", "engine.cli", "status", str(run_dir), "--json"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     summary = json.loads(status.stdout)
     assert summary["steps_done"] == 2

@@ -93,10 +93,16 @@ def lm_text(settings: dict[str, Any]) -> str:
     if corpus["source"] != "builtin" and corpus.get("reference_field"):
         texts = [r for r in _labelled(corpus, corpus["path"])["reference"] if r]
     else:
-        key = {"kind": "lm", "variant": "lm", "corpus": corpus, "python": sys.version_info[:2],
-               "version": GENERATOR_VERSION}
-        part = _cached(key, lambda: datasets.Dataset.from_dict(
-            {"text": _source_parts(corpus)["lm"]}))
+        key = {
+            "kind": "lm",
+            "variant": "lm",
+            "corpus": corpus,
+            "python": sys.version_info[:2],
+            "version": GENERATOR_VERSION,
+        }
+        part = _cached(
+            key, lambda: datasets.Dataset.from_dict({"text": _source_parts(corpus)["lm"]})
+        )
         texts = part["text"]
     out, size = [], 0
     for text in texts:

@@ -22,8 +22,17 @@ from typing import Any
 
 import curation_corpus
 
-DEFAULTS = {"enabled": False, "steps": 300, "batch": 32, "window": 64, "hidden": 128,
-            "lr": 0.003, "eval_chars": 20000, "margin": 0.1, "seed": 0}
+DEFAULTS = {
+    "enabled": False,
+    "steps": 300,
+    "batch": 32,
+    "window": 64,
+    "hidden": 128,
+    "lr": 0.003,
+    "eval_chars": 20000,
+    "margin": 0.1,
+    "seed": 0,
+}
 
 
 def settings_of(settings: dict[str, Any]) -> dict[str, Any]:
@@ -63,20 +72,27 @@ def train_and_measure(train_text: str, eval_text: str, cfg: dict[str, Any]) -> f
     return float(nats) / 0.6931471805599453
 
 
-def check(program: str, held: Any, settings: dict[str, Any], result: dict[str, Any],
-          outputs: list[str | None]) -> str:
+def check(
+    program: str,
+    held: Any,
+    settings: dict[str, Any],
+    result: dict[str, Any],
+    outputs: list[str | None],
+) -> str:
     """Add the neural metrics to ``result``; an error reason when the cleaner fails it."""
     cfg = settings_of(settings)
-    eval_text = curation_corpus.lm_text(settings)[-int(cfg["eval_chars"]):]
+    eval_text = curation_corpus.lm_text(settings)[-int(cfg["eval_chars"]) :]
     cleaned = "\n\n".join(o for o in outputs if o)
     bpb = train_and_measure(cleaned, eval_text, cfg)
     noop = _noop_bpb(list(held["text"]), eval_text, cfg)
     result["metrics"]["heldout_neural_bpb"] = round(bpb, 4)
     result["metrics"]["heldout_neural_bpb_noop"] = round(noop, 4)
     if bpb > noop + float(cfg["margin"]):
-        return (f"a tiny LM trained on the cleaned held-out corpus reads clean text worse than "
-                f"one trained on the raw corpus ({bpb:.3f} vs {noop:.3f} bits/byte, margin "
-                f"{cfg['margin']})")
+        return (
+            f"a tiny LM trained on the cleaned held-out corpus reads clean text worse than "
+            f"one trained on the raw corpus ({bpb:.3f} vs {noop:.3f} bits/byte, margin "
+            f"{cfg['margin']})"
+        )
     return ""
 
 

@@ -78,8 +78,13 @@ DEV = Pool(
         "We use cookies to improve your experience. Accept | Decline",
         "Sitemap | Accessibility | Careers | Press",
     ),
-    inline_tags=(("<b>", "</b>"), ("<i>", "</i>"), ("<em>", "</em>"),
-                 ('<a href="/wiki/ref">', "</a>"), ('<span class="kw">', "</span>")),
+    inline_tags=(
+        ("<b>", "</b>"),
+        ("<i>", "</i>"),
+        ("<em>", "</em>"),
+        ('<a href="/wiki/ref">', "</a>"),
+        ('<span class="kw">', "</span>"),
+    ),
     block_tags=(("<p>", "</p>"), ('<div class="content">', "</div>"), ("<li>", "</li>")),
     entities=(("&", "&amp;"), ("'", "&#39;"), ('"', "&quot;")),  # "&" first
     garbage=("base64", "symbols", "mash"),
@@ -292,8 +297,10 @@ def _garbage_line(pool: Pool, rng: random.Random) -> str:
     if kind == "hex":
         return " ".join(f"{rng.randrange(256):02x}" for _ in range(n // 3))
     if kind == "urlenc":
-        return "".join(f"%{rng.randrange(256):02X}" if rng.random() < 0.6 else
-                       rng.choice(string.ascii_letters) for _ in range(n))
+        return "".join(
+            f"%{rng.randrange(256):02X}" if rng.random() < 0.6 else rng.choice(string.ascii_letters)
+            for _ in range(n)
+        )
     consonants = "bcdfghjklmnpqrstvwxz"
     return " ".join(
         "".join(rng.choice(consonants) for _ in range(rng.randint(3, 8))) for _ in range(n // 7)

@@ -89,23 +89,39 @@ def run_cleaner(program: str, texts: list[str], timeout: float) -> dict[str, Any
         with open(in_path, "w", encoding="utf-8") as handle:
             json.dump(texts, handle)
         log_path = os.path.join(tmp, "child.log")
-        cmd = [sys.executable, str(HERE / "run_candidate.py"), os.path.abspath(program),
-               in_path, out_path]
+        cmd = [
+            sys.executable,
+            str(HERE / "run_candidate.py"),
+            os.path.abspath(program),
+            in_path,
+            out_path,
+        ]
         with open(log_path, "wb") as child_log:
-            env = {k: v for k, v in os.environ.items()
-                   if not k.startswith("ASI_EVOLVE_")}  # no task dir, cache or results path
-            proc = subprocess.Popen(cmd, stdout=child_log, stderr=subprocess.STDOUT,
-                                    cwd=tmp, env=env, start_new_session=True)
+            env = {
+                k: v for k, v in os.environ.items() if not k.startswith("ASI_EVOLVE_")
+            }  # no task dir, cache or results path
+            proc = subprocess.Popen(
+                cmd,
+                stdout=child_log,
+                stderr=subprocess.STDOUT,
+                cwd=tmp,
+                env=env,
+                start_new_session=True,
+            )
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
-                return {"fatal": f"timeout: clean() over {len(texts)} documents ran longer "
-                                 f"than {timeout:g}s"}
+                return {
+                    "fatal": f"timeout: clean() over {len(texts)} documents ran longer "
+                    f"than {timeout:g}s"
+                }
         tail = _tail(log_path)
         if not os.path.isfile(out_path):
-            return {"fatal": f"program exited with code {proc.returncode} and no result",
-                    "trace": tail}
+            return {
+                "fatal": f"program exited with code {proc.returncode} and no result",
+                "trace": tail,
+            }
         with open(out_path, encoding="utf-8") as handle:
             answer = json.load(handle)
         answer["child_output"] = tail
@@ -139,17 +155,26 @@ def score_docs(program: str, data: Any, settings: dict[str, Any], lm: Any) -> di
         # The gate reads the untouched good documents (reference == input): there the
         # no-op is perfect, so removed noise cannot mask damage done to real text.
         good = [i for i in range(len(texts)) if refs[i] == texts[i]] or list(range(len(texts)))
-        pick = [good[j] for j in curation_ngram.strided(
-            len(good), [len(texts[i]) for i in good], int(settings["lm_eval_chars"]))]
+        pick = [
+            good[j]
+            for j in curation_ngram.strided(
+                len(good), [len(texts[i]) for i in good], int(settings["lm_eval_chars"])
+            )
+        ]
         metrics["bpb_noop"] = round(curation_ngram.bits_per_byte(lm, [texts[i] for i in pick]), 4)
         kept_out = [outputs[i] for i in pick if outputs[i]]
         bpb = curation_ngram.bits_per_byte(lm, kept_out) if kept_out else float("nan")
         metrics["bpb"] = round(bpb, 4) if math.isfinite(bpb) else None
     metrics.update(curation_score.flat_metrics(scored))
     breakdown = curation_score.breakdown(scored)
-    samples = curation_score.samples(scored, texts, labels, outputs,
-                                     int(settings["samples_random"]),
-                                     int(settings["samples_worst"]))
+    samples = curation_score.samples(
+        scored,
+        texts,
+        labels,
+        outputs,
+        int(settings["samples_random"]),
+        int(settings["samples_worst"]),
+    )
     error = _gate(metrics, error_rate, answer, settings)
     metrics["eval_seconds"] = round(time.monotonic() - start, 3)
     result = {
@@ -166,30 +191,43 @@ def score_docs(program: str, data: Any, settings: dict[str, Any], lm: Any) -> di
     return result
 
 
-def _gate(metrics: dict[str, Any], error_rate: float, answer: dict[str, Any],
-          settings: dict[str, Any]) -> str:
+def _gate(
+    metrics: dict[str, Any], error_rate: float, answer: dict[str, Any], settings: dict[str, Any]
+) -> str:
     if error_rate > float(settings["max_error_rate"]):
-        return (f"clean() failed on {error_rate:.1%} of documents (limit "
-                f"{float(settings['max_error_rate']):.0%}); first: {answer['first_error']}")
+        return (
+            f"clean() failed on {error_rate:.1%} of documents (limit "
+            f"{float(settings['max_error_rate']):.0%}); first: {answer['first_error']}"
+        )
     if metrics["kept"] < float(settings["min_kept"]):
-        return (f"only {metrics['kept']:.1%} of the good text was kept (minimum "
-                f"{float(settings['min_kept']):.0%}): the cleaner destroys real text")
+        return (
+            f"only {metrics['kept']:.1%} of the good text was kept (minimum "
+            f"{float(settings['min_kept']):.0%}): the cleaner destroys real text"
+        )
     if "bpb_noop" in metrics:
         bpb, noop = metrics["bpb"], metrics["bpb_noop"]
         if bpb is None or bpb > noop + float(settings["bpb_margin"]):
-            return (f"untouched good documents read worse after cleaning under a clean-text "
-                    f"{settings['ngram_order']}-gram LM ({bpb} vs {noop} bits/byte, margin "
-                    f"{settings['bpb_margin']}): text damaged, e.g. punctuation stripped")
+            return (
+                f"untouched good documents read worse after cleaning under a clean-text "
+                f"{settings['ngram_order']}-gram LM ({bpb} vs {noop} bits/byte, margin "
+                f"{settings['bpb_margin']}): text damaged, e.g. punctuation stripped"
+            )
     return ""
 
 
-def _logs(metrics: dict[str, Any], breakdown: dict[str, Any], samples: list[dict[str, Any]],
-          answer: dict[str, Any]) -> str:
+def _logs(
+    metrics: dict[str, Any],
+    breakdown: dict[str, Any],
+    samples: list[dict[str, Any]],
+    answer: dict[str, Any],
+) -> str:
     """Readable summary; the per-type table last, as log views keep the tail."""
     lines = []
     for s in samples[:6]:
-        lines.append(f"--- doc {s['doc']} [{s['noise']}, {s['why']}] lost {s['lost_words']} "
-                     f"left {s['leftover_words']}")
+        lines.append(
+            f"--- doc {s['doc']} [{s['noise']}, {s['why']}] lost {s['lost_words']} "
+            f"left {s['leftover_words']}"
+        )
         lines.append(f"original: {s['original'][:220]!r}")
         lines.append(f"cleaned:  {s['cleaned'][:220] if s['cleaned'] is not None else None!r}")
     if answer.get("first_error"):
@@ -201,9 +239,11 @@ def _logs(metrics: dict[str, Any], breakdown: dict[str, Any], samples: list[dict
         kept = "-" if row["kept"] is None else f"{row['kept']:.3f}"
         removed = "-" if row["removed"] is None else f"{row['removed']:.3f}"
         lines.append(f"{label:<17} {row['docs']:>4}  {row['dropped']:>7.3f}  {kept:<6}  {removed}")
-    lines.append(f"F1 {metrics['f1']:.2f}  kept {metrics['kept']:.4f}  removed "
-                 f"{metrics['removed']:.4f}  bpb {metrics.get('bpb')} (no-op "
-                 f"{metrics.get('bpb_noop')})")
+    lines.append(
+        f"F1 {metrics['f1']:.2f}  kept {metrics['kept']:.4f}  removed "
+        f"{metrics['removed']:.4f}  bpb {metrics.get('bpb')} (no-op "
+        f"{metrics.get('bpb_noop')})"
+    )
     return "\n".join(lines)[-LOG_LIMIT:]
 
 
@@ -213,7 +253,8 @@ def _invalid(error: str, metrics: dict[str, Any], logs: str = "") -> dict[str, A
 
 def ngram_lm(settings: dict[str, Any]) -> curation_ngram.NgramLM:
     return curation_ngram.NgramLM(int(settings["ngram_order"])).fit(
-        curation_corpus.lm_text(settings))
+        curation_corpus.lm_text(settings)
+    )
 
 
 def evaluate(program: str, stage: str | None, settings: dict[str, Any]) -> dict[str, Any]:
@@ -222,8 +263,11 @@ def evaluate(program: str, stage: str | None, settings: dict[str, Any]) -> dict[
         subset = dev.select(range(min(len(dev), int(settings["check_docs"]))))
         result = score_docs(program, subset, settings, lm=None)
         result.pop("_outputs", None)
-        result["metrics"] = {f"check_{k}": v for k, v in result["metrics"].items()
-                             if k in ("f1", "kept", "removed", "error_rate", "eval_seconds")}
+        result["metrics"] = {
+            f"check_{k}": v
+            for k, v in result["metrics"].items()
+            if k in ("f1", "kept", "removed", "error_rate", "eval_seconds")
+        }
         # A poor start is not an error at check time: only crashes and errors fail here.
         if not result["valid"] and "good text" in result.get("error", ""):
             result["valid"] = True
@@ -280,8 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - still leave a results.json behind
-        result = _invalid(f"evaluator error: {type(exc).__name__}: {exc}",
-                          {}, traceback.format_exc()[-2000:])
+        result = _invalid(
+            f"evaluator error: {type(exc).__name__}: {exc}", {}, traceback.format_exc()[-2000:]
+        )
     results_path.write_text(json.dumps(result, indent=1), encoding="utf-8")
     status = "valid" if result["valid"] else f"invalid ({result['error']})"
     print(f"stage={args.stage or 'check+explore'} score={result['score']:.4f} {status}"[:600])

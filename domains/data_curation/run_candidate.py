@@ -38,8 +38,13 @@ def main(argv: list[str]) -> int:
         if not callable(clean):
             raise AttributeError("program defines no clean(doc) function")
     except BaseException as exc:  # noqa: BLE001 - SystemExit included
-        _write(out_path, {"fatal": f"{type(exc).__name__}: {exc}"[:400],
-                          "trace": traceback.format_exc()[-1500:]})
+        _write(
+            out_path,
+            {
+                "fatal": f"{type(exc).__name__}: {exc}"[:400],
+                "trace": traceback.format_exc()[-1500:],
+            },
+        )
         return 1
     with open(in_path, encoding="utf-8") as handle:
         texts = json.load(handle)
@@ -57,8 +62,15 @@ def main(argv: list[str]) -> int:
                 first_error = f"document {i}: {type(exc).__name__}: {exc}"[:400]
             out = text
         outputs.append(out)
-    _write(out_path, {"outputs": outputs, "errors": errors, "first_error": first_error,
-                      "seconds": round(time.monotonic() - start, 3)})
+    _write(
+        out_path,
+        {
+            "outputs": outputs,
+            "errors": errors,
+            "first_error": first_error,
+            "seconds": round(time.monotonic() - start, 3),
+        },
+    )
     return 0
 
 

@@ -70,9 +70,7 @@ def check_contract(factory: Factory, width: int, heads: int, lengths: Sequence[i
     return ""
 
 
-def check_causal(
-    model: nn.Module, width: int, lengths: Sequence[int], tol: float = 1e-5
-) -> str:
+def check_causal(model: nn.Module, width: int, lengths: Sequence[int], tol: float = 1e-5) -> str:
     gen = torch.Generator().manual_seed(1)
     for train in (True, False):
         model.train(train)
@@ -93,9 +91,7 @@ def check_causal(
     return ""
 
 
-def check_batch_independent(
-    model: nn.Module, width: int, length: int, tol: float = 1e-5
-) -> str:
+def check_batch_independent(model: nn.Module, width: int, length: int, tol: float = 1e-5) -> str:
     x = torch.randn(4, length, width, generator=torch.Generator().manual_seed(2))
     for train in (True, False):
         model.train(train)
@@ -150,8 +146,7 @@ def measure_cost(model: nn.Module, width: int, length: int) -> dict[str, int]:
     counter = _ElementCounter()
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), flops, counter:
         model(x)
-    return {"flops": flops.get_total_flops(), "elements": counter.total,
-            "largest": counter.largest}
+    return {"flops": flops.get_total_flops(), "elements": counter.total, "largest": counter.largest}
 
 
 def check_subquadratic(

@@ -38,17 +38,40 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 LOG_LIMIT = 2000
 DEFAULTS: dict[str, Any] = {
-    "d_model": 128, "n_heads": 4, "n_layers": 2, "seq_len": 256, "batch": 8,
-    "steps": 300, "lr": 3e-3, "eval_batches": 8, "seed": 0,
-    "mqar_pairs": 16, "mqar_keys": 32, "mqar_values": 32, "mqar_d_model": 64,
-    "mqar_n_heads": 4, "mqar_layers": 2, "mqar_batch": 32, "mqar_steps": 600,
-    "mqar_lr": 3e-3, "mqar_eval_batches": 16,
-    "check_lengths": [64, 100], "cost_lengths": [128, 256, 1024, 4096],
-    "max_growth": 1.5, "param_budget": 1.5, "check_timeout": 120.0,
-    "train_timeout": 1800.0, "threads": 1,
-    "bpb_none": 3.851, "bpb_ref": 2.823, "mqar_ref": 0.973,
-    "verify_seeds": [0, 1, 2], "verify_steps": 1000, "verify_seq_len": 512,
-    "verify_mqar_steps": 1200, "cuda": {},
+    "d_model": 128,
+    "n_heads": 4,
+    "n_layers": 2,
+    "seq_len": 256,
+    "batch": 8,
+    "steps": 300,
+    "lr": 3e-3,
+    "eval_batches": 8,
+    "seed": 0,
+    "mqar_pairs": 16,
+    "mqar_keys": 32,
+    "mqar_values": 32,
+    "mqar_d_model": 64,
+    "mqar_n_heads": 4,
+    "mqar_layers": 2,
+    "mqar_batch": 32,
+    "mqar_steps": 600,
+    "mqar_lr": 3e-3,
+    "mqar_eval_batches": 16,
+    "check_lengths": [64, 100],
+    "cost_lengths": [128, 256, 1024, 4096],
+    "max_growth": 1.5,
+    "param_budget": 1.5,
+    "check_timeout": 120.0,
+    "train_timeout": 1800.0,
+    "threads": 1,
+    "bpb_none": 3.851,
+    "bpb_ref": 2.823,
+    "mqar_ref": 0.973,
+    "verify_seeds": [0, 1, 2],
+    "verify_steps": 1000,
+    "verify_seq_len": 512,
+    "verify_mqar_steps": 1200,
+    "cuda": {},
 }
 
 
@@ -112,9 +135,7 @@ def child_check(program: str, settings: dict[str, Any]) -> dict[str, Any]:
             raise EvalError(error)
     params = checks.count_parameters(model)
     reference = checks.count_parameters(
-        load_program(str(task_dir() / "initial.py"), "deltanet_reference").TokenMixer(
-            width, heads
-        )
+        load_program(str(task_dir() / "initial.py"), "deltanet_reference").TokenMixer(width, heads)
     )
     error = checks.check_budget(params, reference, settings["param_budget"])
     if error:
@@ -125,7 +146,8 @@ def child_check(program: str, settings: dict[str, Any]) -> dict[str, Any]:
     if error:
         raise EvalError(error)
     return {
-        "mixer_params": params, "param_ratio": round(params / reference, 4),
+        "mixer_params": params,
+        "param_ratio": round(params / reference, 4),
         **{k: round(v, 3) for k, v in growth.items()},
         "check_time": round(time.monotonic() - started, 2),
     }
@@ -143,14 +165,28 @@ def child_train(kind: str, program: str, settings: dict[str, Any], seed: int) ->
     if kind == "lm":
         data = corpus.load()
         cfg = training.TrainConfig(
-            s["d_model"], s["n_heads"], s["n_layers"], s["seq_len"], s["batch"], s["steps"],
-            s["lr"], seed, s["eval_batches"],
+            s["d_model"],
+            s["n_heads"],
+            s["n_layers"],
+            s["seq_len"],
+            s["batch"],
+            s["steps"],
+            s["lr"],
+            seed,
+            s["eval_batches"],
         )
         return training.train_lm(factory, cfg, data["train"], data["valid"], device)
     pairs = s["mqar_pairs"]
     cfg = training.TrainConfig(
-        s["mqar_d_model"], s["mqar_n_heads"], s["mqar_layers"], 4 * pairs - 1, s["mqar_batch"],
-        s["mqar_steps"], s["mqar_lr"], seed, s["mqar_eval_batches"],
+        s["mqar_d_model"],
+        s["mqar_n_heads"],
+        s["mqar_layers"],
+        4 * pairs - 1,
+        s["mqar_batch"],
+        s["mqar_steps"],
+        s["mqar_lr"],
+        seed,
+        s["mqar_eval_batches"],
     )
     return training.train_mqar(factory, cfg, pairs, s["mqar_keys"], s["mqar_values"], device)
 
@@ -175,11 +211,22 @@ def run_child(args: argparse.Namespace) -> int:
 def spawn(kind: str, program: str, settings: dict, seed: int, out: Path) -> subprocess.Popen:
     threads = str(settings["threads"])
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, program, str(out),
-           "--seed", str(seed), "--settings", json.dumps(settings)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        kind,
+        program,
+        str(out),
+        "--seed",
+        str(seed),
+        "--settings",
+        json.dumps(settings),
+    ]
     log = open(str(out) + ".log", "wb")  # noqa: SIM115 - closed by the OS with the child
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
 
 
 def collect(procs: dict[str, tuple[subprocess.Popen, Path]], timeout: float) -> dict[str, dict]:
@@ -235,9 +282,10 @@ def stage_check(program: str, settings: dict, scratch: Path) -> dict[str, Any]:
 
 
 def stage_explore(program: str, settings: dict, scratch: Path) -> dict[str, Any]:
-    (lm, mqar), = run_pairs(program, settings, [settings["seed"]], scratch, "explore")
+    ((lm, mqar),) = run_pairs(program, settings, [settings["seed"]], scratch, "explore")
     return {
-        "bpb": round(lm["bpb"], 4), "mqar": round(mqar["mqar"], 4),
+        "bpb": round(lm["bpb"], 4),
+        "mqar": round(mqar["mqar"], 4),
         "delta_bpb": round(lm["bpb"] - settings["bpb_ref"], 4),
         "delta_mqar": round(mqar["mqar"] - settings["mqar_ref"], 4),
         "lm_step_ms": round(1000 * lm["step_time"], 1),
@@ -250,13 +298,18 @@ def stage_explore(program: str, settings: dict, scratch: Path) -> dict[str, Any]
 def stage_verify(program: str, settings: dict, scratch: Path) -> dict[str, Any]:
     import corpus
 
-    s = {**settings, "steps": settings["verify_steps"], "seq_len": settings["verify_seq_len"],
-         "mqar_steps": settings["verify_mqar_steps"]}
+    s = {
+        **settings,
+        "steps": settings["verify_steps"],
+        "seq_len": settings["verify_seq_len"],
+        "mqar_steps": settings["verify_mqar_steps"],
+    }
     seeds = list(s["verify_seeds"])
     initial = task_dir() / "initial.py"
-    if Path(program).read_text(encoding="utf-8").strip() == initial.read_text(
-        encoding="utf-8"
-    ).strip():  # the baseline cannot beat itself: spend no hour on proving it
+    if (
+        Path(program).read_text(encoding="utf-8").strip()
+        == initial.read_text(encoding="utf-8").strip()
+    ):  # the baseline cannot beat itself: spend no hour on proving it
         return {"beats_baseline": False, "verify_skipped": "the program is the initial DeltaNet"}
     mine = run_pairs(program, s, seeds, scratch, "verify")
     key = hashlib.sha256(
@@ -278,8 +331,10 @@ def stage_verify(program: str, settings: dict, scratch: Path) -> dict[str, Any]:
     bpb, mqar = mean(mine, 0, "bpb"), mean(mine, 1, "mqar")
     base_bpb, base_mqar = mean(base, 0, "bpb"), mean(base, 1, "mqar")
     return {
-        "bpb": round(bpb, 4), "mqar": round(mqar, 4),
-        "baseline_bpb": round(base_bpb, 4), "baseline_mqar": round(base_mqar, 4),
+        "bpb": round(bpb, 4),
+        "mqar": round(mqar, 4),
+        "baseline_bpb": round(base_bpb, 4),
+        "baseline_mqar": round(base_mqar, 4),
         "bpb_per_seed": [round(r[0]["bpb"], 4) for r in mine],
         "mqar_per_seed": [round(r[1]["mqar"], 4) for r in mine],
         "beats_baseline": bool(bpb < base_bpb and mqar >= base_mqar),
@@ -305,8 +360,7 @@ def evaluate(program: str, stage: str | None) -> dict[str, Any]:
                 metrics.update(stage_verify(program, settings, scratch))
         except EvalError as exc:
             metrics["eval_time"] = round(time.monotonic() - started, 2)
-            return {"score": 0.0, "valid": False, "metrics": metrics, "logs": "",
-                    "error": str(exc)}
+            return {"score": 0.0, "valid": False, "metrics": metrics, "logs": "", "error": str(exc)}
     score = metrics.pop("score", None)
     metrics["eval_time"] = round(time.monotonic() - started, 2)
     logs = " ".join(f"{k}={v}" for k, v in metrics.items())
@@ -342,9 +396,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = evaluate(os.path.abspath(args.program), args.stage)
     except Exception as exc:  # noqa: BLE001 - still leave a results.json behind
-        result = {"score": 0.0, "valid": False, "metrics": {},
-                  "logs": traceback.format_exc()[-LOG_LIMIT:],
-                  "error": f"evaluator error: {type(exc).__name__}: {exc}"[:500]}
+        result = {
+            "score": 0.0,
+            "valid": False,
+            "metrics": {},
+            "logs": traceback.format_exc()[-LOG_LIMIT:],
+            "error": f"evaluator error: {type(exc).__name__}: {exc}"[:500],
+        }
     path = Path(os.environ.get("ASI_EVOLVE_RESULTS") or "results.json")
     path.write_text(json.dumps(result, indent=2), encoding="utf-8")
     status = "valid" if result["valid"] else f"invalid ({result['error']})"

@@ -46,9 +46,11 @@ class LinearAttention(nn.Module):
         self.h, self.dh = n_heads, d_model // n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.conv = (
-            nn.Conv1d(3 * d_model, 3 * d_model, conv_size, groups=3 * d_model,
-                      padding=conv_size - 1)
-            if conv_size else None
+            nn.Conv1d(
+                3 * d_model, 3 * d_model, conv_size, groups=3 * d_model, padding=conv_size - 1
+            )
+            if conv_size
+            else None
         )
         self.out = nn.Linear(d_model, d_model, bias=False)
 

@@ -144,7 +144,10 @@ def _train(
 
 
 def train_lm(
-    make_mixer: MixerFactory, cfg: TrainConfig, train: np.ndarray, valid: np.ndarray,
+    make_mixer: MixerFactory,
+    cfg: TrainConfig,
+    train: np.ndarray,
+    valid: np.ndarray,
     device: torch.device,
 ) -> dict[str, Any]:
     """Train a byte LM; {"bpb", "step_time", "params", "mixer_params"}."""
@@ -206,7 +209,11 @@ def mqar_batch(
 
 
 def train_mqar(
-    make_mixer: MixerFactory, cfg: TrainConfig, pairs: int, keys: int, values: int,
+    make_mixer: MixerFactory,
+    cfg: TrainConfig,
+    pairs: int,
+    keys: int,
+    values: int,
     device: torch.device,
 ) -> dict[str, Any]:
     """Train on fresh MQAR batches; {"mqar", "mqar_step_time"} (accuracy on a fixed set)."""

@@ -64,7 +64,7 @@ def _sft_batch(tokenizer, problems: list[Problem]) -> dict[str, torch.Tensor]:
     pad = tokenizer.pad_token_id
     input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
     label_ids = torch.tensor([r + [-100] * (width - len(r)) for r in labels])
-    attention = (torch.arange(width)[None, :] < torch.tensor([len(r) for r in rows])[:, None])
+    attention = torch.arange(width)[None, :] < torch.tensor([len(r) for r in rows])[:, None]
     return {"input_ids": input_ids, "attention_mask": attention.long(), "labels": label_ids}
 
 

@@ -60,8 +60,10 @@ def layout(code: str) -> Layout | None:
         tag = match.group(2) if match else None
         if tag == START_TAG:
             if open_at:
-                raise MarkerError(f"line {number}: {START_TAG} inside the block opened on "
-                                  f"line {open_at} (blocks cannot nest)")
+                raise MarkerError(
+                    f"line {number}: {START_TAG} inside the block opened on "
+                    f"line {open_at} (blocks cannot nest)"
+                )
             segment.append(line)
             frozen.append(tuple(segment))
             segment, open_at = [], number
@@ -83,7 +85,7 @@ def layout(code: str) -> Layout | None:
 
 
 def frozen_violation(parent: str, child: str) -> str:
-    """"" when ``child`` keeps every frozen line of ``parent``; else the reason, for the model.
+    """ "" when ``child`` keeps every frozen line of ``parent``; else the reason, for the model.
 
     A parent without markers (or with broken ones, which no check could honour) freezes
     nothing.
@@ -94,16 +96,20 @@ def frozen_violation(parent: str, child: str) -> str:
         return ""
     if before is None:
         return ""
-    rule = (f"only the code between the '# {START_TAG}' and '# {END_TAG}' lines may change; "
-            "everything outside them, the marker lines included, must stay exactly as it is")
+    rule = (
+        f"only the code between the '# {START_TAG}' and '# {END_TAG}' lines may change; "
+        "everything outside them, the marker lines included, must stay exactly as it is"
+    )
     try:
         after = layout(child)
     except MarkerError as exc:
         return f"the EVOLVE-BLOCK markers are broken ({exc}); {rule}"
     if after is None or len(after.blocks) != len(before.blocks):
         found = 0 if after is None else len(after.blocks)
-        return (f"the program must keep its {len(before.blocks)} EVOLVE-BLOCK region(s), "
-                f"found {found}; {rule}")
+        return (
+            f"the program must keep its {len(before.blocks)} EVOLVE-BLOCK region(s), "
+            f"found {found}; {rule}"
+        )
     for index, (old, new) in enumerate(zip(before.frozen, after.frozen, strict=True)):
         if old != new:
             return f"{_first_difference(old, new, index)}; {rule}"
@@ -119,8 +125,9 @@ def _first_difference(old: tuple[str, ...], new: tuple[str, ...], index: int) ->
         if op == "delete":
             return f"the frozen line {old[i1].strip()!r} ({where}) was removed"
         if op == "replace":
-            return (f"the frozen line {old[i1].strip()!r} ({where}) was changed to "
-                    f"{new[j1].strip()!r}")
+            return (
+                f"the frozen line {old[i1].strip()!r} ({where}) was changed to {new[j1].strip()!r}"
+            )
     return f"the frozen code {where} was changed"  # pragma: no cover - equal tuples
 
 
