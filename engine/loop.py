@@ -169,7 +169,15 @@ class Engine:
         for node in requeue:
             store.add_event("resume", f"re-running node #{node.id} (step {node.step})", node.id)
         best = store.best_node(self.task.maximize)
-        return requeue, store.used_steps(), store.steps_done(), best
+        used = store.used_steps()
+        # Resumed: what the next step sees must not depend on where the run was stopped.
+        next_step = min(set(range(1, len(used) + 2)) - used)
+        lag = self.sampler.lag or 0
+        later = store.nodes("step >= ?", [max(1, next_step - lag + 1)]) if lag else []
+        held = self.sampler.hold_back(later, next_step)
+        if held:
+            log.info("resume: %d finished node(s) held back until their steps are due", held)
+        return requeue, used, store.steps_done(), best
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """Stop starting candidates and interrupt those in flight (they re-run on resume)."""

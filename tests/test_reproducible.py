@@ -44,10 +44,15 @@ def _task(tmp_path: Path) -> Path:
     return task_dir
 
 
-def _run(task_dir: Path, run_dir: Path, workers: int, steps: int, seed: int) -> list[tuple]:
+def _run(
+    task_dir: Path, run_dir: Path, workers: int, steps: int, seed: int, resume: bool = False
+) -> list[tuple]:
     task = load_task(task_dir)
-    store = RunStore.create(run_dir)
-    store.set_meta("task", task.name)
+    if resume:
+        store = RunStore.open(run_dir)
+    else:
+        store = RunStore.create(run_dir)
+        store.set_meta("task", task.name)
     engine = Engine(
         store=store,
         task=task,
@@ -91,3 +96,21 @@ def test_same_seed_same_run_whatever_the_timing(tmp_path: Path, monkeypatch) -> 
     assert [n[:3] for n in nodes_a] == [n[:3] for n in nodes_b]  # step, parent, context
     assert nodes_a == nodes_b
     assert len({n[1][0] for n in nodes_a[1:]}) >= 2  # not a single lineage
+
+
+@pytest.mark.timeout(240)
+def test_a_resumed_run_continues_as_if_never_stopped(tmp_path: Path, monkeypatch) -> None:
+    """Stopped after 5 of 12 steps and resumed, the run matches an uninterrupted one.
+
+    At the stop steps 4 and 5 have finished; an uninterrupted run's step 6 (3 workers) sees
+    only steps <= 3, so the restarted sampler must hold 4 and 5 back (``hold_back``) although
+    it loaded them from the database.
+    """
+    task_dir = _task(tmp_path)
+    monkeypatch.setenv("REPRO_MAX_DELAY", "0.2")
+    monkeypatch.setenv("REPRO_DELAY_SEED", "a")
+    whole = _run(task_dir, tmp_path / "whole", workers=3, steps=12, seed=4)
+    _run(task_dir, tmp_path / "split", workers=3, steps=5, seed=4)
+    resumed = _run(task_dir, tmp_path / "split", workers=3, steps=12, seed=4, resume=True)
+    assert [n[:3] for n in resumed[1:]] == [n[:3] for n in whole[1:]]
+    assert resumed[1:] == whole[1:]

@@ -28,8 +28,9 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from engine.records import Node, Selection
+from engine.records import FINISHED, PENDING, Node, Selection
 from engine.samplers.base import Sampler
+from engine.samplers.islands import IslandSampler
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,36 @@ class StepBarrier:
             self.inner.observe(node)
             if node.id in self._pruned:  # a prune that came while the node was held
                 self.inner.prune(node.id)
+
+    def hold_back(self, nodes: Iterable[Node], next_step: int) -> int:
+        """After a restart: hide the finished nodes an uninterrupted run would not show yet.
+
+        The wrapped sampler loaded every node of the run; a step ``s >= next_step`` may only
+        see steps <= s - lag, so nodes of later steps go back to being held (made ineligible
+        in the population until released). Returns how many were held. The island sampler
+        keeps migration state derived from all loaded nodes, so it is left as loaded (a
+        resumed island run is not step-exact; the README says so).
+        """
+        if self.lag is None or isinstance(self.inner, IslandSampler):
+            return 0
+        limit = next_step - self.lag
+        held = 0
+        for node in nodes:
+            if node.id is None or node.step < 1 or node.step <= limit:
+                continue
+            if node.status not in FINISHED:
+                continue
+            self.inner.pop.upsert(
+                node.id,
+                step=node.step,
+                status=PENDING,
+                fitness=None,
+                island=node.island,
+                code_len=len(node.code),
+            )
+            self._held[node.id] = node
+            held += 1
+        return held
 
     # ------------------------------------------------------------- engine scheduling
     async def wait_turn(
