@@ -19,6 +19,13 @@ with W workers, step s sees exactly the nodes of steps <= s - W, as in a real W-
 and the result does not depend on timing. Every run prints its parent spread (distinct
 parents, share of parents among the 3 newest visible nodes) as well as its score.
 
+Measured (offline, rank, 300 candidates, 1 worker; 2026-11-25): median best 1.911 on seeds
+0-4, 1.959 on 0-19, 1.917 on 20-39, 1.928 on 40-99 (issue 13 asks for 2.0). Twenty-odd
+researcher/sampler variants (self-adaptive or log-uniform step, momentum, a differential-
+evolution move, keeping lost int moves to tune them, greedy parents) gave 20-seed medians of
+1.73-1.98, none better than the default on held-out seeds; a 20-seed median moves by about
+0.04 with the seeds alone.
+
     python benchmarks/search_quality.py [--samplers rank ucb1 greedy random island]
         [--seeds 0 1 2 3 4] [--steps 60 300] [--workers 1] [--researcher offline|llm]
         [--json]
