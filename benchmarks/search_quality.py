@@ -24,7 +24,12 @@ Measured (offline, rank, 300 candidates, 1 worker; 2026-11-25): median best 1.91
 researcher/sampler variants (self-adaptive or log-uniform step, momentum, a differential-
 evolution move, keeping lost int moves to tune them, greedy parents) gave 20-seed medians of
 1.73-1.98, none better than the default on held-out seeds; a 20-seed median moves by about
-0.04 with the seeds alone.
+0.04 with the seeds alone. Speciation by integer-literal signature in ``rank`` (a niche drawn
+first with a bonus for young niches, or a 5-40 % share of parents from challenger niches; 22
+settings) reached 1.80-1.97 on seeds 0-19; the best (10 % challengers) gave 1.993 on 0-4 and
+doubled the runs above 2.0 (16/40) but moved the held-out medians by +0.011 (20-59) and -0.011
+(60-99), so it was not adopted. The unchanged default reaches 2.019 at 600 candidates and
+2.071 at 1000 (seeds 0-19).
 
     python benchmarks/search_quality.py [--samplers rank ucb1 greedy random island]
         [--seeds 0 1 2 3 4] [--steps 60 300] [--workers 1] [--researcher offline|llm]
