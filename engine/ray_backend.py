@@ -12,6 +12,12 @@ A run lost for reasons that are not the candidate's (a worker or node died, the 
 went away) is retried by Ray up to ``max_retries`` times and then raised as
 ``EvaluationLost``: the loop puts the node back in the queue for the same step, so a
 lost machine costs a re-run, never a lost or duplicated step.
+
+Each worker confines the evaluator itself with the run's sandbox settings
+(``engine/sandbox.py``), resolved on the worker: bubblewrap or Landlock where that machine has
+one, the unpacked task read-only, only the stage's scratch directory writable. ``auto`` on a
+worker without a sandbox tool runs unconfined (as it would locally); an explicit
+``bwrap``/``landlock`` that the worker cannot provide fails the stage with the reason.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.executor import Engineer, Evaluation, EvaluationLost, Limits
+from engine.sandbox import SandboxError, SandboxSettings, make_sandbox
 from engine.stages import Stage
 from engine.task import TaskSpec, load_task
 
@@ -103,9 +110,12 @@ class RayEngineer(Engineer):
         limits: Limits | None = None,
         secret_env: tuple[str, ...] = (),
         settings: RaySettings | None = None,
+        sandbox: SandboxSettings | None = None,
     ) -> None:
         super().__init__(task, limits, secret_env)
         self.settings = settings or RaySettings()
+        # Resolved on each worker (its own tools and paths); None: evaluators unconfined.
+        self.sandbox_settings = sandbox
         self._bundle: Any = None  # ObjectRef of the packed task, put once
         self._bundle_id = ""
 
@@ -144,6 +154,7 @@ class RayEngineer(Engineer):
             timeout,
             asdict(self.limits),
             sorted(self.secret_env),
+            None if self.sandbox_settings is None else asdict(self.sandbox_settings),
         )
         try:
             outcome, files = await ref
@@ -172,6 +183,7 @@ def _run_remote(
     timeout: float | None,
     limits: dict[str, Any],
     secret_env: list[str],
+    sandbox: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Worker side: unpack the task once per machine, run the stage locally, send back."""
     root = Path(tempfile.gettempdir()) / "asi-evolve-ray" / bundle_id
@@ -186,9 +198,18 @@ def _run_remote(
         except OSError:
             shutil.rmtree(staging, ignore_errors=True)
     task = load_task(task_dir)
-    engineer = Engineer(task, Limits(**limits), secret_env=tuple(secret_env))
     workdir = Path(tempfile.mkdtemp(prefix=f"{task_name}-{stage.name}-"))
     try:
+        try:
+            confined = None
+            if sandbox is not None:
+                settings = SandboxSettings(**{**sandbox, "writable": tuple(sandbox["writable"])})
+                confined = make_sandbox(settings, root, task_dir)
+        except SandboxError as exc:
+            reason = f"sandbox on the Ray worker: {exc}"
+            failed = Evaluation(ok=False, score=None, results={}, error=reason, runtime=0.0)
+            return asdict(failed), {}
+        engineer = Engineer(task, Limits(**limits), tuple(secret_env), sandbox=confined)
         evaluation = asyncio.run(engineer.run_stage(code, stage, workdir, env=env, timeout=timeout))
         files = {
             p.name: p.read_bytes()

@@ -18,7 +18,7 @@ from engine.config import ConfigError, RunConfig
 from engine.executor import Engineer, Limits
 from engine.reaper import Reaper
 from engine.resources import ResourceError, SlotPool, discover_gpus
-from engine.sandbox import Sandbox
+from engine.sandbox import Sandbox, SandboxSettings
 from engine.stages import Resources, Stage
 from engine.task import TaskSpec
 
@@ -77,11 +77,17 @@ def plan_execution(
         from engine.ray_backend import RayEngineer, RaySettings
 
         task.stages = stages
+        confine = SandboxSettings(e.sandbox, e.sandbox_network, tuple(e.sandbox_writable))
         engineer: Engineer = RayEngineer(
-            task, limits, secret_env=secret_env, settings=RaySettings(**config.ray)
+            task,
+            limits,
+            secret_env=secret_env,
+            settings=RaySettings(**config.ray),
+            sandbox=confine,
         )
         address = config.ray.get("address", "auto")
         notes.append(f"engineer: Ray cluster at {address} (Ray places each stage run)")
+        notes.append(f"sandbox on Ray workers: {e.sandbox}, resolved on each worker")
         return Execution(engineer, None, notes)
     try:
         gpus = discover_gpus(e.gpus)

@@ -36,7 +36,9 @@ def cluster():
     ray.shutdown()
 
 
-def _engine(task_dir: Path, run_dir: Path, steps: int, workers: int = 2) -> Engine:
+def _engine(
+    task_dir: Path, run_dir: Path, steps: int, workers: int = 2, sandbox: object = None
+) -> Engine:
     task = load_task(task_dir)
     store = RunStore.create(run_dir)
     store.set_meta("task", task.name)
@@ -46,7 +48,7 @@ def _engine(task_dir: Path, run_dir: Path, steps: int, workers: int = 2) -> Engi
         run_dir=run_dir,
         agents=build_offline_agents(0),
         sampler=make_sampler(SamplerSettings(), store, True, 0),
-        engineer=RayEngineer(task, Limits(), settings=LOCAL),
+        engineer=RayEngineer(task, Limits(), settings=LOCAL, sandbox=sandbox),
         steps_total=steps,
         workers=workers,
     )
@@ -162,3 +164,56 @@ def test_cli_run_on_a_local_ray_cluster(tmp_path: Path) -> None:
     assert store.steps_done() == 3
     root = next(store.nodes("step = 0"))
     assert root.status == DONE and root.score == pytest.approx(0.9598, abs=1e-3)
+
+
+# Tries to write outside its scratch directory: into the unpacked task and into a host path.
+ESCAPING_EVALUATOR = textwrap.dedent(
+    """
+    import json, os, sys
+    escaped = []
+    for target in (os.path.join(os.path.dirname(os.path.abspath(__file__)), "pwned"),
+                   os.environ["ESCAPE_TARGET"]):
+        try:
+            with open(target, "w") as f:
+                f.write("x")
+            escaped.append(target)
+        except OSError:
+            pass
+    with open(os.environ["ASI_EVOLVE_RESULTS"], "w") as f:
+        json.dump({"score": float(len(escaped))}, f)
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["none", "bwrap"])
+def test_ray_workers_confine_the_evaluator(tmp_path: Path, monkeypatch, kind: str) -> None:
+    """The run's sandbox settings travel to the worker, which confines the evaluator there."""
+    if kind == "bwrap":
+        from engine.sandbox import probe
+
+        if probe("bwrap"):
+            pytest.skip(f"bubblewrap does not work here: {probe('bwrap')}")
+    from engine.sandbox import SandboxSettings
+
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "task.yaml").write_text(
+        "name: escape\ndescription: task.md\ninitial_program: initial.py\n"
+        "evaluator: evaluate.py\ntimeout: 60\n"
+    )
+    (task / "task.md").write_text("try to escape\n")
+    (task / "initial.py").write_text("X = 1.0\n")
+    (task / "evaluate.py").write_text(ESCAPING_EVALUATOR)
+    target = tmp_path / f"outside-{kind}"
+    monkeypatch.setenv("ESCAPE_TARGET", str(target))
+    ray.shutdown()  # the worker must inherit ESCAPE_TARGET
+    connect(LOCAL)
+    run_dir = tmp_path / "run"
+    engine = _engine(task, run_dir, steps=0, workers=1, sandbox=SandboxSettings(kind, writable=()))
+    asyncio.run(engine.run())
+    root = next(iter(RunStore.open(run_dir, readonly=True).nodes()))
+    assert root.status == DONE
+    if kind == "none":  # the control: unconfined, both writes land
+        assert root.score == 2.0 and target.exists()
+    else:
+        assert root.score == 0.0 and not target.exists()
