@@ -42,8 +42,10 @@ class RankSampler(Sampler):
         rest = rows[rows != parent]
         if k <= 1 or rest.size == 0:
             return np.array([parent], dtype=np.int64)
-        context = take(rest, rank_desc(self._context_value(rest), self.pop.fitness[rest],
-                                       self.pop.ids[rest], k - 1))
+        context = take(
+            rest,
+            rank_desc(self._context_value(rest), self.pop.fitness[rest], self.pop.ids[rest], k - 1),
+        )
         return np.concatenate([[parent], context]).astype(np.int64)
 
     def parent_weights(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,8 +55,11 @@ class RankSampler(Sampler):
         fitness, ids = self.pop.fitness[rows], self.pop.ids[rows]
         top = rank_desc(fitness.copy(), fitness, ids, keep) if keep <= 16 else None
         if top is None:  # partial sort: O(n) to cut, then sort the kept ranks
-            cut = np.argpartition(-fitness, keep - 1)[:keep] if keep < rows.size else \
-                np.arange(rows.size)
+            cut = (
+                np.argpartition(-fitness, keep - 1)[:keep]
+                if keep < rows.size
+                else np.arange(rows.size)
+            )
             top = cut[np.lexsort((ids[cut], -fitness[cut]))]
         chosen = rows[top]
         weights = np.exp(-np.arange(top.size) / tau)
