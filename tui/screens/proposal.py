@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from tui import format as fmt
 from tui.knowledge import Proposal
+from tui.screens.confirm import Confirm
 
 CONTENT_LIMIT = 50_000  # characters of a proposal shown (more is noted, never silently cut)
 
@@ -32,40 +31,26 @@ def proposal_text(p: Proposal) -> Text:
     return out
 
 
-class DecideProposal(ModalScreen[bool]):
+class DecideProposal(Confirm):
     """The full proposal and a yes/no: ``y`` decides, ``n`` / ``escape`` leave it pending."""
 
-    BINDINGS = [
-        Binding("y", "answer(True)", "yes"),
-        Binding("n,escape", "answer(False)", "no"),
-    ]
-
     def __init__(self, proposal: Proposal, decision: str) -> None:
-        super().__init__()
+        verb = "Approve" if decision == "approve" else "Reject"
+        effect = (
+            "It becomes retrievable: later candidates of this run are shown it."
+            if decision == "approve"
+            else "It is never retrieved; it stays in the database as rejected."
+        )
+        super().__init__(f"{verb} proposal #{proposal.id}?", effect, verb)
         self.proposal, self.decision = proposal, decision
 
     def compose(self) -> ComposeResult:
-        verb = "Approve" if self.decision == "approve" else "Reject"
-        effect = (
-            "It becomes retrievable: later candidates of this run are shown it."
-            if self.decision == "approve"
-            else "It is never retrieved; it stays in the database as rejected."
-        )
         with Vertical(classes="dialog proposal"):
-            yield Static(f"{verb} proposal #{self.proposal.id}?", classes="question", markup=False)
+            yield Static(self.question, classes="question", markup=False)
             with VerticalScroll(classes="proposal-text"):
                 yield Static(proposal_text(self.proposal), id="proposal-full")
-            yield Static(effect, classes="detail", markup=False)
+            yield Static(self.detail, classes="detail", markup=False)
             with Horizontal(classes="buttons"):
                 variant = "success" if self.decision == "approve" else "error"
-                yield Button(f"{verb} (y)", variant=variant, id="yes")
+                yield Button(f"{self.yes} (y)", variant=variant, id="yes")
                 yield Button("Cancel (n)", variant="primary", id="no")
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, value: bool) -> None:
-        self.dismiss(value)
