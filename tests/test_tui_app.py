@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import RichLog, Static, TabbedContent, TextArea
-from tui_support import NOW, T0, build_run, commands, item_status
+from tui_support import T0, build_run, commands, item_status, make_app
 
 from engine.lock import RunLock
 from engine.records import Node
@@ -29,20 +29,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def make_app(run_dir: Path, clock=lambda: NOW) -> tuple[EvolveApp, list[str]]:  # noqa: ANN001
-    """The app with a fixed clock, and a list collecting every notification it shows."""
-    app = EvolveApp(run_dir, clock=clock, poll_seconds=0.2)
-    notes: list[str] = []
-    original = app.notify
-
-    def notify(message: str, **kwargs) -> None:  # noqa: ANN003
-        notes.append(message)
-        original(message, **kwargs)
-
-    app.notify = notify  # type: ignore[method-assign]
-    return app, notes
 
 
 async def wait_for(predicate, timeout: float = 10.0) -> None:  # noqa: ANN001

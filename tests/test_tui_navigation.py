@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Static
-from tui_support import NOW, build_run, commands
+from tui_support import build_run, commands, make_app
 
 from engine.lock import RunLock
 from engine.records import Node
@@ -26,19 +26,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def make_app(run_dir: Path, clock=lambda: NOW) -> tuple[EvolveApp, list[str]]:  # noqa: ANN001
-    app = EvolveApp(run_dir, clock=clock, poll_seconds=0.2)
-    notes: list[str] = []
-    original = app.notify
-
-    def notify(message: str, **kwargs) -> None:  # noqa: ANN003
-        notes.append(message)
-        original(message, **kwargs)
-
-    app.notify = notify  # type: ignore[method-assign]
-    return app, notes
 
 
 def add_node(run_dir: Path, step: int, parent: int) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from engine.records import Node
 from engine.schema import COGNITION_TABLES, create_tables
 from engine.store import RunStore
+from tui.app import EvolveApp
 
 T0 = 1_750_000_000.0
 NOW = T0 + 600.0  # the tests' clock
@@ -138,3 +139,17 @@ def item_status(run_dir: Path, item_id: int) -> str:
 def commands(run_dir: Path) -> list[tuple[str, str, str]]:
     with closing(sqlite3.connect(run_dir / "evolve.db")) as conn:
         return conn.execute("SELECT kind, arg, status FROM commands ORDER BY id").fetchall()
+
+
+def make_app(run_dir: Path, clock=lambda: NOW) -> tuple[EvolveApp, list[str]]:  # noqa: ANN001
+    """The app with a fixed clock, and a list collecting every notification it shows."""
+    app = EvolveApp(run_dir, clock=clock, poll_seconds=0.2)
+    notes: list[str] = []
+    original = app.notify
+
+    def notify(message: str, **kwargs) -> None:  # noqa: ANN003
+        notes.append(message)
+        original(message, **kwargs)
+
+    app.notify = notify  # type: ignore[method-assign]
+    return app, notes
