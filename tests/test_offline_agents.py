@@ -131,6 +131,25 @@ def test_new_float_literals_stay_floats() -> None:
             assert isinstance(eval(lit.text), float) and eval(lit.text) >= 0
 
 
+def test_a_small_constant_can_reach_the_scale_of_its_siblings() -> None:
+    """Additive steps are sized on the program's common scale as well as the literal's own.
+
+    A margin of 0.01 among coordinates near 0.5 must not need a dozen 30 % steps to reach
+    0.05; tolerances (below 1e-6) keep their own magnitude.
+    """
+    code = "A = 0.5\nB = 0.4\nC = 0.6\nM = 0.01\nTOL = 1e-09\n"
+    researcher = OfflineResearcher(seed=4)
+    parent = node(code, 1)
+    margins, tolerances = [], []
+    for _ in range(600):
+        texts = [lit.text for lit in find_literals(propose(researcher, parent).code)[0]]
+        margins.append(abs(float(texts[3])))
+        tolerances.append(abs(float(texts[4])))
+    jumps = [m for m in margins if m >= 0.05]
+    assert len(jumps) >= 10  # log-normal steps alone (sigma 0.25 / 0.8) almost never do this
+    assert max(tolerances) < 1e-6
+
+
 def test_crossover_takes_each_literal_from_one_of_the_two() -> None:
     parent = node("A = 1.0\nB = 2.0\nC = 3.0\nD = 4.0\nN = 5\n", 1, score=1.0)
     other = node("A = 1.5\nB = 2.5\nC = 3.5\nD = 4.5\nN = 6\n", 2, score=2.0)

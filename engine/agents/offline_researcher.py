@@ -9,7 +9,11 @@ ones a plain evolution strategy has, with nothing specific to any task:
   moves as one, all occurrences together, else one occurrence alone. Floats take a
   log-normal relative step, sometimes a heavy-tailed jump or an additive step; ints step by
   ±1 (rarely ±2, ±3). Ints are picked less often than floats, 0, 1 and 2 hardly ever (see
-  ``_weight``), and more often from a parent that is the fittest of its context.
+  ``_weight``), and more often from a parent that is the fittest of its context. The
+  additive step is sized on the program's own scale (the median of its float constants)
+  as well as on the literal's, so a constant far smaller than its siblings (a margin of
+  0.01 among coordinates near 0.5) can reach their range in a few steps instead of
+  creeping up by 30 % at a time.
 * *step* repeats the parent's own move, stretched, when it paid off.
 * *undo* reverts a move that lost against its base, often trying the mirror image.
 * *crossover* takes each differing literal from the parent or a same-skeleton context
@@ -31,6 +35,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +65,7 @@ TIE_RATE, INT_TIE_RATE = 0.5, 0.8  # chance that all occurrences of a value move
 COUNT_WEIGHTS = {1: 0.6, 2: 0.3, 3: 0.1}  # how many parameters one mutation moves
 INT_STEPS = {1: 0.7, 2: 0.2, 3: 0.1}  # size of an int move
 SIGMA, WIDE_SIGMA, ADD_SCALE = 0.25, 0.8, 0.3  # log-space, log-space, relative additive
+COMMON_SHARE = 0.3  # an additive step is at least this share of the program's common scale
 P_SMALL, P_WIDE = 0.6, 0.15  # chances of the small and of the wide multiplicative step
 STEP_RATE = 0.5  # after a gain: chance to repeat the move
 MIRROR_RATE = 0.5  # after undoing: chance to try the opposite move (else a fresh mutation)
@@ -184,6 +190,7 @@ class OfflineResearcher:
         # Pick distinct values, not occurrences, or a value repeated six times would soak
         # up most mutations.
         by_value = groups(texts)
+        common = _common_scale(texts, literals)
         pool = list(by_value)
         weights = [_weight(literals[by_value[t][0]], int_scale) for t in pool]
         count = self._draw(COUNT_WEIGHTS)
@@ -193,7 +200,7 @@ class OfflineResearcher:
             text, members = pool[i], by_value[pool.pop(i)]
             weights.pop(i)
             is_int = literals[members[0]].is_int
-            new = self._perturb(text, is_int)
+            new = self._perturb(text, is_int, common)
             tied = self.rng.random() < (INT_TIE_RATE if is_int else TIE_RATE)
             for k in members if tied else [self.rng.choice(members)]:
                 moves[k] = new
@@ -202,11 +209,14 @@ class OfflineResearcher:
     def _draw(self, weights: dict[int, float]) -> int:
         return self.rng.choices(list(weights), weights=list(weights.values()))[0]
 
-    def _perturb(self, text: str, is_int: bool) -> str:
-        """A new literal text: different from ``text``, same sign."""
+    def _perturb(self, text: str, is_int: bool, common: float = 0.0) -> str:
+        """A new literal text: different from ``text``, same sign.
+
+        ``common`` is the program's common scale (see ``_common_scale``).
+        """
         value = parse(text) or 0.0
         for _ in range(20):
-            new = self._perturb_int(value) if is_int else self._perturb_float(value)
+            new = self._perturb_int(value) if is_int else self._perturb_float(value, common)
             if new != text:
                 return new
         return str(int(value) + 1) if is_int else format_float(value * 1.5 + 0.1)
@@ -215,14 +225,17 @@ class OfflineResearcher:
         step = self._draw(INT_STEPS) * self.rng.choice((-1, 1))
         return str(max(0, int(value) + step))
 
-    def _perturb_float(self, value: float) -> str:
+    def _perturb_float(self, value: float, common: float = 0.0) -> str:
         roll = self.rng.random()
         if value != 0 and roll < P_SMALL:  # the common case: a moderate relative step
             new = value * math.exp(self.rng.gauss(0.0, SIGMA))
         elif value != 0 and roll < P_SMALL + P_WIDE:  # heavy tail: jump across magnitudes
             new = value * math.exp(self.rng.gauss(0.0, WIDE_SIGMA))
-        else:  # additive, relative to the literal's own size (moves zeros too)
-            scale = abs(value) if value != 0 else 0.1
+        else:  # additive: on the literal's own size or the program's scale (moves zeros too)
+            if abs(value) >= TINY:
+                scale = max(abs(value), COMMON_SHARE * common)
+            else:  # a tolerance (or zero) keeps its own magnitude
+                scale = abs(value) if value != 0 else 0.1
             new = math.copysign(abs(value + self.rng.gauss(0.0, ADD_SCALE * scale)), value)
         return format_float(new if math.isfinite(new) else value)
 
@@ -282,6 +295,20 @@ def _weight(literal: Literal, int_scale: float = 1.0) -> float:
     if literal.is_int:
         return (SMALL_INT_WEIGHT if value <= 2 else INT_WEIGHT) * int_scale
     return TINY_WEIGHT if 0 < value < TINY else 1.0
+
+
+def _common_scale(texts: list[str], literals: list[Literal]) -> float:
+    """The median magnitude of the program's float constants (tolerances left out), or 0.
+
+    Constants of one program often share a unit (coordinates in a unit square, rates of
+    one optimiser), so this says how big an additive step on any of them may sensibly be.
+    """
+    values = [
+        abs(value)
+        for text, lit in zip(texts, literals, strict=True)
+        if not lit.is_int and (value := parse(text)) is not None and abs(value) >= TINY
+    ]
+    return statistics.median(values) if values else 0.0
 
 
 def _step_value(
