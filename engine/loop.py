@@ -34,6 +34,7 @@ from engine.records import DONE, FAILED, FINISHED, PENDING, PRUNED, Node
 from engine.samplers.barrier import StepBarrier
 from engine.samplers.base import Sampler
 from engine.steering import Steering
+from engine.step_queue import StepQueue
 from engine.store import RunStore
 from engine.task import TaskSpec
 from engine.writer import StoreThread
@@ -117,11 +118,17 @@ class Engine:
         self._wake = asyncio.Event()
         self._root_ready = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task] = {}  # node id -> its task
-        self._claimed_steps: set[int] = set()
-        self._used_steps: set[int] = set()  # loaded once; kept in memory (no per-step scans)
         # Step count, best score, lost evaluations; the sampler and backups of finished nodes.
         self.ledger = Ledger(task.maximize, lambda node: self.sampler.observe(node), backups)
-        self._requeue: list[Node] = []
+        self.steps = StepQueue(
+            self.db,
+            barrier,
+            steps_total,
+            lambda: self.ledger.steps_done,
+            self._wake,
+            lambda: self.stopping,
+            self.request_stop,
+        )
         self._pruned: set[int] = set()
         self._started = time.time()
 
@@ -137,7 +144,7 @@ class Engine:
     async def _run(self) -> Summary:
         self._set_state("running")
         requeue, used, done, best = await self.db.call(self._load)
-        self._requeue, self._used_steps = requeue, used
+        self.steps.load(requeue, used)
         self.ledger.steps_done, self.ledger.best = done, (best.score if best else None)
         self.heartbeat.start()
         try:
@@ -303,62 +310,13 @@ class Engine:
                 return
             if self.paused:
                 continue  # paused while the db thread answered: start nothing
-            job = await self._claim()
+            job = await self.steps.claim()
             if job is None:
                 return
             try:
                 await self._tracked(job, self._candidate(job))
             finally:
-                self._claimed_steps.discard(job.step)
-
-    async def _claim(self) -> Node | None:
-        """The next node to work on: an interrupted one, else a new step within budget."""
-        if self.stopping:
-            return None
-        if self._requeue:
-            node = self._requeue.pop(0)
-            self._claimed_steps.add(node.step)
-            return node
-        if self.ledger.steps_done + len(self._claimed_steps) >= self.steps_total:
-            return None
-        step = 1
-        while step in self._used_steps:
-            step += 1
-        # Reserved before the await: other workers claiming meanwhile take later steps. (A
-        # cancelled claim keeps its reservation: the queued insert may still commit.)
-        self._used_steps.add(step)
-        self._claimed_steps.add(step)
-
-        # Wait (engine/samplers/barrier.py) until every step <= step - workers has finished
-        # and every lower step was sampled: then what this step sees does not depend on timing.
-        def open_steps() -> set[int]:
-            return self._claimed_steps | {n.step for n in self._requeue}
-
-        if not await self.sampler.wait_turn(step, open_steps, self._wake, lambda: self.stopping):
-            self._used_steps.discard(step)
-            self._claimed_steps.discard(step)
-            return None
-        try:
-            self.sampler.sampled(step)  # db calls run in order: the next step may queue now
-            return await self.db.call(self._new_node, step)
-        except LookupError:
-            self._used_steps.discard(step)
-            self._claimed_steps.discard(step)
-            self.request_stop("no eligible parent node left")
-            return None
-
-    def _new_node(self, store: RunStore, step: int) -> Node:
-        """(db thread) Sample a parent and context for ``step`` and commit the new node."""
-        selection = self.sampler.sample(step=step)
-        node = Node(
-            step=step,
-            parent_ids=[selection.parent_id],
-            context_ids=selection.context_ids,
-            island=selection.island,
-            status=PENDING,
-        )
-        store.insert_node(node)
-        return node
+                self.steps.release(job.step)
 
     def _preflight(self, store: RunStore) -> tuple[str, str | None]:
         """(db thread) Before a claim: (why the database is unusable, why not to start)."""
@@ -436,8 +394,7 @@ class Engine:
             store.add_event("lost", f"{reason}; step {node.step} re-queued", node.id)
 
         await self.db.call(requeue)
-        if node.step >= 1:
-            self._requeue.append(node)
+        self.steps.again(node)
 
     async def _post_only(self, node: Node) -> None:
         parent, best, _ = await self._relatives(node)
