@@ -47,10 +47,15 @@ def seed(store: RunStore, config: Any, drafts: list[Draft]) -> None:
     store.add_event("cognition", f"seeded {len(items)} items from the task's cognition.yaml")
 
 
+def wanted(config: Any) -> bool:
+    """Whether the run needs a retriever at all (retrieval or the novelty check is on)."""
+    return bool(config.use_cognition) or novelty_settings(config.novelty).threshold is not None
+
+
 def retriever(store: RunStore, config: Any, current: Any) -> Any:
     settings = cognition_settings(config.cognition)
     novelty = novelty_settings(config.novelty)
-    if not config.use_cognition and novelty.threshold is None:
+    if not wanted(config):
         return current
     return CognitionRetriever(store, settings, novelty, retrieval=config.use_cognition)
 

@@ -207,15 +207,16 @@ def _execute(
         print(f"debug agent: {built.debugger.label}, {config.engineer.debug_attempts} attempts")
     # The cognition retriever works in its own thread with its own connection (never on the
     # event loop); with cognition and the novelty check both off there is none.
-    threaded = RetrieverThread(run_dir, lambda own: cognition_setup.retriever(own, config, None))
-    if threaded.inner is None:
-        threaded.close()
-    else:
-        built.retriever = threaded
+    inner = None
+    if cognition_setup.wanted(config):
+        threaded = RetrieverThread(
+            run_dir, lambda own: cognition_setup.retriever(own, config, None)
+        )
+        built.retriever, inner = threaded, threaded.inner
         built.closers.append(threaded.aclose)
     print(cognition_setup.describe(store, config))
     # The model is loaded here, up front; the retriever's thread then only uses it.
-    cognition_setup.load_model(store, threaded.inner, lambda line: print(line, flush=True))
+    cognition_setup.load_model(store, inner, lambda line: print(line, flush=True))
     sampler = make_sampler(config.sampler, store, task.maximize, config.seed)
     for note in execution.notes:
         print(note)

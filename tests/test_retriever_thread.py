@@ -103,3 +103,30 @@ def test_no_retriever_means_none(tmp_path: Path) -> None:
     assert threaded.inner is None
     threaded.close()
     threaded.close()  # idempotent
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-cognition"]])
+def test_a_run_without_cognition_starts_no_retriever_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str]
+) -> None:
+    """--no-cognition (novelty check off too): no thread, no store, no model load."""
+    from conftest import make_toy_task
+
+    import engine.run
+    from engine.cli import main
+
+    started: list[RetrieverThread] = []
+
+    class Recording(RetrieverThread):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(engine.run, "RetrieverThread", Recording)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    task = make_toy_task(tmp_path)
+    run_dir = tmp_path / "run"
+    args = ["run", str(task), "--steps", "1", "--quiet", "--run-dir", str(run_dir), *flag]
+    assert main(args) == 0
+    assert len(started) == (0 if flag else 1)
+    assert not any(t.name == "asi-evolve-cognition" for t in threading.enumerate())
