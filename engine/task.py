@@ -5,7 +5,8 @@ statement), the initial program, the evaluator, and optionally ``cognition.yaml`
 (seed knowledge) and ``prompts/`` (template overrides). Built-in domains under
 ``domains/`` are task directories too.
 
-Everything in ``task.yaml`` is checked here, before a run directory exists: an unknown
+Everything in ``task.yaml`` is checked before a run directory exists (field checks in
+``engine/task_checks.py``, the ``stages:`` list in ``engine/task_stages.py``): an unknown
 key (a typo), a wrong type, a text file that is not UTF-8, a ``name`` or ``program_name``
 that would leave its directory, or a malformed ``stages:`` list is a one-line
 ``TaskError`` rather than a surprise hours into a run.
@@ -13,28 +14,33 @@ that would leave its directory, or a malformed ``stages:`` list is a one-line
 
 from __future__ import annotations
 
-import math
 import shlex
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 import domains
-from engine.stages import (
-    DEFAULT_STAGE,
-    NAME_PATTERN,
-    PRECHECK_STAGE,
-    Promotion,
-    Resources,
-    Stage,
-    default_score_stage,
+from engine.stages import DEFAULT_STAGE, Stage
+from engine.task_checks import (
+    TaskError,
+    check_program_name,
+    check_task_name,
+    check_template,
+    is_dir,
+    is_file,
+    one_line,
+    positive_number,
+    read_text_file,
+    text,
 )
+from engine.task_stages import default_stages, parse_score_stage, parse_stages
+
+__all__ = ["TaskError", "TaskSpec", "builtin_tasks", "load_task", "resolve_task"]
 
 DEFAULT_COMMAND = "{python} {evaluator} {program}"
-PLACEHOLDERS = ("python", "evaluator", "program", "workdir", "task_dir")
 TASK_KEYS = frozenset(
     {
         "name",
@@ -52,17 +58,6 @@ TASK_KEYS = frozenset(
         "score_stage",
     }
 )
-STAGE_KEYS = frozenset({"name", "command", "timeout", "resources", "promote"})
-RESOURCE_KEYS = frozenset({"cpus", "gpus"})
-PROMOTE_KEYS = frozenset({"top_k", "beat_baseline"})
-MAX_STAGES = 32
-MAX_NAME_CHARS = 100
-# Files the engine writes next to the program (``<stage>_`` prefixed for named stages).
-OUTPUT_NAMES = ("results.json", "stdout.txt", "stderr.txt")
-
-
-class TaskError(Exception):
-    """The task cannot be used; the message is a one-line explanation."""
 
 
 @dataclass
@@ -120,19 +115,6 @@ class TaskSpec:
         return (template or self.evaluate_command).format(**values)
 
 
-def default_stages(
-    evaluate_command: str,
-    timeout: float,
-    precheck_command: str | None = None,
-    precheck_timeout: float = 30.0,
-) -> tuple[Stage, ...]:
-    """The stages of a task without ``stages:``, so old tasks run unchanged."""
-    evaluate = Stage(DEFAULT_STAGE, evaluate_command, timeout)
-    if precheck_command is None:
-        return (evaluate,)
-    return (Stage(PRECHECK_STAGE, precheck_command, precheck_timeout), evaluate)
-
-
 def builtin_tasks() -> dict[str, Path]:
     """Built-in domain name -> its task directory."""
     root = Path(domains.__file__).parent
@@ -145,7 +127,7 @@ def resolve_task(name_or_path: str) -> TaskSpec:
     if name_or_path in builtins:
         return load_task(builtins[name_or_path])
     path = Path(name_or_path)
-    if _is_dir(path):
+    if is_dir(path):
         return load_task(path)
     known = ", ".join(builtins) or "none"
     raise TaskError(
@@ -158,14 +140,14 @@ def load_task(directory: Path) -> TaskSpec:
     try:
         directory = directory.resolve()
     except (OSError, RuntimeError, ValueError) as exc:
-        raise TaskError(f"{directory}: not a usable task directory ({_one_line(exc)})") from None
+        raise TaskError(f"{directory}: not a usable task directory ({one_line(exc)})") from None
     spec_file = directory / "task.yaml"
-    if not _is_file(spec_file):
+    if not is_file(spec_file):
         raise TaskError(f"{directory} has no task.yaml")
     try:
         raw = yaml.safe_load(read_text_file(spec_file, "task.yaml"))
     except yaml.YAMLError as exc:
-        raise TaskError(f"{spec_file}: malformed YAML ({_one_line(exc)})") from None
+        raise TaskError(f"{spec_file}: malformed YAML ({one_line(exc)})") from None
     if not isinstance(raw, dict):
         raise TaskError(f"{spec_file}: expected a mapping at the top level")
     unknown = [k for k in raw if k not in TASK_KEYS]
@@ -182,7 +164,7 @@ def load_task(directory: Path) -> TaskSpec:
         if not isinstance(value, str) or "\x00" in value:
             raise TaskError(f"{spec_file}: {key} must be a file name")
         path = directory / value
-        if not _is_file(path):
+        if not is_file(path):
             raise TaskError(f"{spec_file}: {key} file {value!r} not found")
         return path.resolve()
 
@@ -196,11 +178,11 @@ def load_task(directory: Path) -> TaskSpec:
     if direction not in ("maximize", "minimize"):
         raise TaskError(f"{spec_file}: direction must be 'maximize' or 'minimize'")
     timeout = positive_number(raw.get("timeout", 300), f"{where}: timeout")
-    command = _text(raw.get("evaluate_command", DEFAULT_COMMAND), f"{where}: evaluate_command")
+    command = text(raw.get("evaluate_command", DEFAULT_COMMAND), f"{where}: evaluate_command")
     check_template(command, f"{where}: evaluate_command")
     precheck = raw.get("precheck_command")
     if precheck is not None:
-        precheck = _text(precheck, f"{where}: precheck_command")
+        precheck = text(precheck, f"{where}: precheck_command")
         check_template(precheck, f"{where}: precheck_command")
     precheck_timeout = positive_number(
         raw.get("precheck_timeout", 30), f"{where}: precheck_timeout"
@@ -238,213 +220,3 @@ def load_task(directory: Path) -> TaskSpec:
         stages=stages,
         score_stage=score_stage,
     )
-
-
-# ---------------------------------------------------------------------------- stages
-def parse_stages(value: Any, default_timeout: float, where: str) -> tuple[Stage, ...]:
-    """The ``stages:`` list -> Stages; names unique, every field checked.
-
-    A stage without ``timeout`` gets the task's ``timeout``.
-    """
-    if not isinstance(value, list) or not value:
-        raise TaskError(f"{where}: stages must be a non-empty list of stages")
-    if len(value) > MAX_STAGES:
-        raise TaskError(f"{where}: at most {MAX_STAGES} stages, got {len(value)}")
-    stages: list[Stage] = []
-    for index, item in enumerate(value):
-        stage = _parse_stage(item, default_timeout, f"{where}: stages[{index}]")
-        if any(s.name == stage.name for s in stages):
-            raise TaskError(f"{where}: stages[{index}]: duplicate stage name {stage.name!r}")
-        stages.append(stage)
-    return tuple(stages)
-
-
-def _parse_stage(item: Any, default_timeout: float, where: str) -> Stage:
-    if not isinstance(item, dict):
-        raise TaskError(f"{where}: a stage must be a mapping with name and command")
-    _no_unknown(item, STAGE_KEYS, where)
-    name = item.get("name")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise TaskError(
-            f"{where}: stage name must match [a-z][a-z0-9_-]* (at most 32 chars), got {name!r}"
-        )
-    where = f"{where} ({name})"
-    if "command" not in item:
-        raise TaskError(f"{where}: missing 'command'")
-    command = _text(item["command"], f"{where}: command")
-    check_template(command, f"{where}: command")
-    timeout = positive_number(item.get("timeout", default_timeout), f"{where}: timeout")
-    resources = _parse_resources(item.get("resources"), f"{where}: resources")
-    promote = _parse_promote(item["promote"], f"{where}: promote") if "promote" in item else None
-    return Stage(name, command, timeout, resources, promote)
-
-
-def _parse_resources(value: Any, where: str) -> Resources:
-    if value is None:
-        return Resources()
-    if not isinstance(value, dict):
-        raise TaskError(f"{where} must be a mapping like {{cpus: 1, gpus: 0}}")
-    _no_unknown(value, RESOURCE_KEYS, where)
-    cpus = _integer(value.get("cpus", 1), f"{where}.cpus", minimum=1)
-    gpus = _integer(value.get("gpus", 0), f"{where}.gpus", minimum=0)
-    return Resources(cpus=cpus, gpus=gpus)
-
-
-def _parse_promote(value: Any, where: str) -> Promotion:
-    if not isinstance(value, dict):
-        raise TaskError(f"{where} must be a mapping: {{top_k: N}} or {{beat_baseline: true}}")
-    _no_unknown(value, PROMOTE_KEYS, where)
-    top_k = value.get("top_k")
-    if top_k is not None:
-        top_k = _integer(top_k, f"{where}.top_k", minimum=1)
-    beat = value.get("beat_baseline", False)
-    if not isinstance(beat, bool):
-        raise TaskError(f"{where}.beat_baseline must be true or false")
-    if top_k is None and not beat:
-        raise TaskError(f"{where} needs top_k or beat_baseline: true (else drop promote)")
-    return Promotion(top_k=top_k, beat_baseline=beat)
-
-
-def parse_score_stage(value: Any, stages: tuple[Stage, ...], where: str) -> str:
-    """The stage whose score ranks nodes: named, ungated, and before every gated stage.
-
-    A gate compares the score stage's score, so a gated stage can only come after it.
-    """
-    names = [s.name for s in stages]
-    if value is None:
-        name = default_score_stage(stages)
-    elif not isinstance(value, str) or value not in names:
-        raise TaskError(f"{where}: score_stage {value!r} is not a stage ({', '.join(names)})")
-    else:
-        name = value
-    if name == PRECHECK_STAGE:
-        raise TaskError(f"{where}: score_stage cannot be {PRECHECK_STAGE!r} (it reports no score)")
-    position = names.index(name)
-    if stages[position].promote is not None:
-        raise TaskError(
-            f"{where}: score stage {name!r} cannot have promote (gates compare its score)"
-        )
-    early = [s.name for s in stages[:position] if s.promote is not None]
-    if early:
-        raise TaskError(
-            f"{where}: gated stage {early[0]!r} comes before the score stage {name!r}"
-            " (its gate compares the score stage's score)"
-        )
-    return name
-
-
-# ---------------------------------------------------------------------------- checks
-def check_task_name(value: Any, where: str) -> str:
-    """A task name is one plain path component (it names ``runs/<name>``)."""
-    if not isinstance(value, str) or not value.strip():
-        raise TaskError(f"{where}: name must be a non-empty string")
-    if (
-        len(value) > MAX_NAME_CHARS
-        or any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in value)
-        or value.startswith((".", "-"))
-        or value != value.strip()
-    ):
-        raise TaskError(
-            f"{where}: name {value[:MAX_NAME_CHARS]!r} must be one plain directory name "
-            f"(no '/', no leading '.' or '-', at most {MAX_NAME_CHARS} chars)"
-        )
-    return value
-
-
-def check_program_name(value: Any, where: str) -> str:
-    """``program_name`` is a relative path that stays inside the node's working directory."""
-    if not isinstance(value, str) or not value.strip():
-        raise TaskError(f"{where}: program_name must be a non-empty file name")
-    if "\x00" in value or "\\" in value or len(value) > 255:
-        raise TaskError(f"{where}: program_name {value[:80]!r} is not a usable file name")
-    parts = value.split("/")
-    if PurePosixPath(value).is_absolute() or any(p in ("", ".", "..") for p in parts):
-        raise TaskError(
-            f"{where}: program_name {value!r} must stay inside the working directory "
-            "(a relative path without '..')"
-        )
-    if parts[-1].endswith(OUTPUT_NAMES):
-        raise TaskError(f"{where}: program_name {value!r} clashes with the engine's output files")
-    return value
-
-
-def check_template(template: str, where: str) -> None:
-    """Every ``{placeholder}`` is one the engine fills."""
-    try:
-        template.format(**{key: "" for key in PLACEHOLDERS})
-    except (KeyError, IndexError, ValueError, AttributeError) as exc:
-        raise TaskError(
-            f"{where} has an unknown or malformed placeholder ({_one_line(exc)}); "
-            f"known: {', '.join('{' + k + '}' for k in PLACEHOLDERS)}"
-        ) from None
-
-
-def positive_number(value: Any, where: str) -> float:
-    """A finite number > 0 (YAML ``.nan``, ``.inf``, booleans and strings are refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TaskError(f"{where} must be a number, got {_short(value)}")
-    number = float(value)
-    if not math.isfinite(number) or number <= 0:
-        raise TaskError(f"{where} must be a finite positive number, got {_short(value)}")
-    return number
-
-
-def read_text_file(path: Path, what: str) -> str:
-    """A text file's content; binary (NUL bytes) or non-UTF-8 content is a TaskError."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TaskError(f"{path}: cannot read the {what} ({_one_line(exc)})") from None
-    if b"\x00" in data:
-        raise TaskError(f"{path}: the {what} is a binary file (it has NUL bytes)")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TaskError(
-            f"{path}: the {what} is not UTF-8 text (bad byte at offset {exc.start})"
-        ) from None
-
-
-def _integer(value: Any, where: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TaskError(f"{where} must be an integer, got {_short(value)}")
-    if value < minimum:
-        raise TaskError(f"{where} must be >= {minimum}, got {value}")
-    return value
-
-
-def _text(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise TaskError(f"{where} must be a non-empty string")
-    if "\x00" in value:
-        raise TaskError(f"{where} must not contain NUL bytes")
-    return value
-
-
-def _no_unknown(mapping: dict[Any, Any], known: frozenset[str], where: str) -> None:
-    unknown = [k for k in mapping if k not in known]
-    if unknown:
-        raise TaskError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except (OSError, ValueError):
-        return False
-
-
-def _is_dir(path: Path) -> bool:
-    try:
-        return path.is_dir()
-    except (OSError, ValueError):
-        return False
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
