@@ -53,10 +53,10 @@ def wanted(config: Any) -> bool:
 
 
 def retriever(store: RunStore, config: Any, current: Any) -> Any:
-    settings = cognition_settings(config.cognition)
-    novelty = novelty_settings(config.novelty)
     if not wanted(config):
         return current
+    settings = cognition_settings(config.cognition)
+    novelty = novelty_settings(config.novelty)
     return CognitionRetriever(store, settings, novelty, retrieval=config.use_cognition)
 
 

@@ -31,6 +31,7 @@ from engine.task_checks import (
     check_template,
     is_dir,
     is_file,
+    no_unknown,
     one_line,
     positive_number,
     read_text_file,
@@ -150,12 +151,8 @@ def load_task(directory: Path) -> TaskSpec:
         raise TaskError(f"{spec_file}: malformed YAML ({one_line(exc)})") from None
     if not isinstance(raw, dict):
         raise TaskError(f"{spec_file}: expected a mapping at the top level")
-    unknown = [k for k in raw if k not in TASK_KEYS]
-    if unknown:
-        raise TaskError(
-            f"{spec_file}: unknown key {unknown[0]!r} (known: {', '.join(sorted(TASK_KEYS))})"
-        )
     where = str(spec_file)
+    no_unknown(raw, TASK_KEYS, where)
 
     def need_file(key: str) -> Path:
         value = raw.get(key)

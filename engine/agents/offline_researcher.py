@@ -209,7 +209,7 @@ class OfflineResearcher:
     def _draw(self, weights: dict[int, float]) -> int:
         return self.rng.choices(list(weights), weights=list(weights.values()))[0]
 
-    def _perturb(self, text: str, is_int: bool, common: float = 0.0) -> str:
+    def _perturb(self, text: str, is_int: bool, common: float) -> str:
         """A new literal text: different from ``text``, same sign.
 
         ``common`` is the program's common scale (see ``_common_scale``).
@@ -225,7 +225,7 @@ class OfflineResearcher:
         step = self._draw(INT_STEPS) * self.rng.choice((-1, 1))
         return str(max(0, int(value) + step))
 
-    def _perturb_float(self, value: float, common: float = 0.0) -> str:
+    def _perturb_float(self, value: float, common: float) -> str:
         roll = self.rng.random()
         if value != 0 and roll < P_SMALL:  # the common case: a moderate relative step
             new = value * math.exp(self.rng.gauss(0.0, SIGMA))
