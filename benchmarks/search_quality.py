@@ -128,7 +128,9 @@ def run_once(sampler_name: str, seed: int, steps: int, workers: int, researcher:
         loop = asyncio.new_event_loop()
         try:
             for step in range(1, steps + 1):
-                selection = sampler.sample(step=step)  # sees the nodes of steps <= step - W
+                # Sees the nodes of steps <= step - W; the elite as the engine hands it over.
+                elite = getattr(researcher, "elite_size", 0)
+                selection = sampler.sample(step=step, elite=elite)
                 parents.append(selection.parent_id)
                 last = max(0, step - workers)
                 newest3 += selection.parent_id in {
@@ -140,6 +142,7 @@ def run_once(sampler_name: str, seed: int, steps: int, workers: int, researcher:
                     parent_ids=[parent.id],
                     context_ids=selection.context_ids,
                     island=selection.island,  # the island sampler places a child by it
+                    metadata={"elite_ids": selection.elite_ids} if selection.elite_ids else {},
                 )
                 store.insert_node(node)
                 ctx = ResearchContext(
@@ -147,13 +150,15 @@ def run_once(sampler_name: str, seed: int, steps: int, workers: int, researcher:
                     task_description="",
                     parent=parent,
                     context=[nodes[i] for i in selection.context_ids],
+                    elite=[nodes[i] for i in selection.elite_ids],
                     knowledge=[],
                     step=step,
                     node_id=node.id,
                 )
                 proposal = loop.run_until_complete(researcher.propose(ctx))
                 node.code, node.name = proposal.code, proposal.name
-                node.motivation, node.metadata = proposal.motivation, dict(proposal.metadata)
+                node.motivation = proposal.motivation
+                node.metadata.update(proposal.metadata)
                 node.score, node.error = evaluate(node.code)
                 node.status = DONE if node.score is not None else FAILED
                 store.save_node(node)

@@ -128,6 +128,7 @@ class Engine:
             self._wake,
             lambda: self.stopping,
             self.request_stop,
+            elite_size=getattr(agents.researcher, "elite_size", 0),
         )
         self._pruned: set[int] = set()
         self._started = time.time()

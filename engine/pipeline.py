@@ -89,6 +89,8 @@ class Pipeline:
     # ---------------------------------------------------------------- research
     async def research(self, node: Node, parent: Node, context: list[Node]) -> None:
         knowledge = await self.agents.retriever.retrieve(node.id, context)
+        elite_ids = node.metadata.get("elite_ids") or []  # recorded when the step was sampled
+        elite = await self.db.call(_nodes, elite_ids) if elite_ids else []
         ctx = ResearchContext(
             task_name=self.task.name,
             task_description=self.task.description,
@@ -98,6 +100,7 @@ class Pipeline:
             step=node.step,
             node_id=node.id,
             maximize=self.task.maximize,
+            elite=elite,
             extras={"use_analyzer": self.settings.use_analyzer},
         )
         rejected: list[dict[str, str]] = []
@@ -354,3 +357,8 @@ def _from_record(record: dict[str, Any]) -> Evaluation:
         str(record.get("error") or ""),
         float(record.get("runtime") or 0.0),
     )
+
+
+def _nodes(store: RunStore, ids: list[int]) -> list[Node]:
+    """(db thread) The nodes with these ids that still exist, in order."""
+    return [node for i in ids if (node := store.get_node(i)) is not None]

@@ -123,12 +123,14 @@ class Command:
 class Selection:
     """What a sampler chose for the next round: the parent and the context nodes.
 
-    ``context_ids`` always starts with the parent; ``island`` is where the child lives.
+    ``context_ids`` always starts with the parent; ``island`` is where the child lives;
+    ``elite_ids`` are the fittest eligible nodes, best first (``sample(elite=k)``).
     """
 
     parent_id: int
     context_ids: list[int]
     island: int | None = None
+    elite_ids: list[int] = field(default_factory=list)  # the fittest nodes, when asked for
 
 
 def _json_or(text: str | None, default: Any) -> Any:

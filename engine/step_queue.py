@@ -33,6 +33,7 @@ class StepQueue:
         wake: asyncio.Event,
         stopping: Callable[[], bool],
         stop: Callable[[str], None],
+        elite_size: int = 0,
     ) -> None:
         self.db = db
         self.sampler = sampler
@@ -41,6 +42,9 @@ class StepQueue:
         self.wake = wake  # set whenever a step finishes, the run resumes or stops
         self.stopping = stopping
         self.stop = stop  # asks the engine to stop (no eligible parent left)
+        # Fittest nodes recorded with each new node (``metadata.elite_ids``) for a researcher
+        # that models the population; fixed at sampling time, so a resume sees the same.
+        self.elite_size = elite_size
         self.requeue: list[Node] = []  # interrupted or lost nodes, run again first
         self.used: set[int] = set()  # step numbers taken by a node (or reserved)
         self.claimed: set[int] = set()  # steps in flight
@@ -96,13 +100,14 @@ class StepQueue:
 
     def _new_node(self, store: RunStore, step: int) -> Node:
         """(db thread) Sample a parent and context for ``step`` and commit the new node."""
-        selection = self.sampler.sample(step=step)
+        selection = self.sampler.sample(step=step, elite=self.elite_size)
         node = Node(
             step=step,
             parent_ids=[selection.parent_id],
             context_ids=selection.context_ids,
             island=selection.island,
             status=PENDING,
+            metadata={"elite_ids": selection.elite_ids} if selection.elite_ids else {},
         )
         store.insert_node(node)
         return node

@@ -87,7 +87,8 @@ def test_motivation_and_metadata_name_each_change() -> None:
     for _ in range(50):
         proposal = propose(researcher, parent)
         meta = proposal.metadata
-        assert meta["operator"] == "mutate" and meta["source_ids"] == [7]
+        # Alone, the parent is the fittest of its context: a structural probe may come.
+        assert meta["operator"] in ("mutate", "probe") and meta["source_ids"] == [7]
         assert meta["changes"] and proposal.name
         lines = proposal.code.splitlines()
         for change in meta["changes"]:
@@ -345,3 +346,67 @@ def test_analyzer_respects_minimize() -> None:
     assert "-0.1 vs parent #3" in text and "better" in text and "keep exploring" in text
     text = analyze(child, parent, parent, maximize=True).analysis
     assert "worse" in text and "opposite direction" in text
+
+
+def test_a_probe_moves_one_count_everywhere_and_nothing_else() -> None:
+    """From a parent fittest of its context: one int above 2, +-1, in all its occurrences."""
+    researcher = OfflineResearcher(seed=4)
+    parent = node(INITIAL, 7)
+    old = [lit.text for lit in find_literals(INITIAL)[0]]
+    probes = [
+        p
+        for p in (propose(researcher, parent) for _ in range(150))
+        if p.metadata["operator"] == "probe"
+    ]
+    assert 15 <= len(probes) <= 50  # PROBE_RATE 0.2
+    seen = set()
+    for proposal in probes:
+        new = [lit.text for lit in find_literals(proposal.code)[0]]
+        moved = {k for k in range(len(old)) if old[k] != new[k]}
+        value = {old[k] for k in moved}
+        assert len(value) == 1 and int(value.pop()) > 2
+        assert moved == {k for k in range(len(old)) if old[k] == old[next(iter(moved))]}
+        assert {abs(int(new[k]) - int(old[k])) for k in moved} == {1}
+        seen.add(old[next(iter(moved))])
+    assert seen == {"26", "8", "16", "9"}
+
+
+def test_no_probe_from_a_parent_that_its_context_beats() -> None:
+    researcher = OfflineResearcher(seed=4)
+    parent, fitter = node(INITIAL, 7, score=1.0), node(INITIAL.replace("0.3", "0.31"), 8, 2.0)
+    for _ in range(100):
+        assert propose(researcher, parent, fitter).metadata["operator"] != "probe"
+
+
+def test_model_moves_come_from_the_elite_and_touch_floats_only() -> None:
+    researcher = OfflineResearcher(seed=5)
+    parent = node(INITIAL, 7, score=1.0)
+    elite = [
+        node(INITIAL.replace("0.3", f"0.3{i}").replace("0.7", f"0.6{i}"), 10 + i, 1.5 - i / 10)
+        for i in range(1, 5)
+    ] + [node(INITIAL.replace("range(8)", "range(8 + 0)"), 20, 3.0)]  # other skeleton
+
+    def run(with_elite: bool) -> list:
+        out = []
+        for step in range(100):
+            ctx = ResearchContext(
+                "t",
+                "d",
+                parent,
+                [parent],
+                [],
+                step=step,
+                node_id=step,
+                elite=elite if with_elite else [],
+            )
+            out.append(asyncio.run(researcher.propose(ctx)))
+        return out
+
+    models = [p for p in run(True) if p.metadata["operator"] == "model"]
+    assert 15 <= len(models) <= 45  # MODEL_RATE 0.3
+    for proposal in models:
+        assert proposal.metadata["changes"]
+        # Only the floats that differ among the parent and its four same-skeleton nodes.
+        assert {c["old"] for c in proposal.metadata["changes"]} <= {"0.3", "0.7"}
+        assert "from 5 fit nodes" in proposal.motivation
+    assert not [p for p in run(False) if p.metadata["operator"] == "model"]

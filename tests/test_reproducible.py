@@ -77,6 +77,8 @@ def _run(
             n.code,
             n.status,
             None if n.score is None else round(n.score, 9),
+            n.metadata.get("elite_ids"),
+            n.metadata.get("operator"),
         )
         for n in nodes
     ]
@@ -92,10 +94,18 @@ def test_same_seed_same_run_whatever_the_timing(tmp_path: Path, monkeypatch) -> 
         monkeypatch.setenv("REPRO_DELAY_SEED", delay_seed)
         runs.append(_run(task_dir, tmp_path / f"run-{delay_seed}", workers=3, steps=12, seed=4))
     (order_a, *nodes_a), (order_b, *nodes_b) = runs
+    reader = RunStore.open(tmp_path / "run-a", readonly=True)
+    ids_by_step = {n.step: n.id for n in reader.nodes()}
+    reader.close()
     assert order_a != order_b, "the delays did not change the finishing order: no test"
     assert [n[:3] for n in nodes_a] == [n[:3] for n in nodes_b]  # step, parent, context
     assert nodes_a == nodes_b
     assert len({n[1][0] for n in nodes_a[1:]}) >= 2  # not a single lineage
+    # The elite handed to step s: the 10 fittest done nodes of steps <= max(0, s - 3).
+    for step, *_, elite, _ in nodes_a[1:]:
+        visible = [n for n in nodes_a if n[0] <= max(0, step - 3) and n[4] == "done"]
+        best = sorted(visible, key=lambda n: (-n[5], n[0]))[:10]  # one node per step here
+        assert [ids_by_step[n[0]] for n in best] == elite
 
 
 @pytest.mark.timeout(240)

@@ -470,3 +470,20 @@ def test_default_sampler_climbs_and_spreads_parents() -> None:
     for r in runs:
         assert r.distinct_parents >= 15, r
         assert r.newest3_share <= 0.6, r
+
+
+@pytest.mark.parametrize("name", ["rank", "ucb1", "greedy", "random", "island"])
+def test_sample_lists_the_elite_without_counting_visits(store: RunStore, name: str) -> None:
+    scores = [0.5, 3.0, None, 2.0, 9.0, 2.0, 1.0]
+    nodes = [
+        add(store, i, score, status=DONE if score is not None else FAILED)
+        for i, score in enumerate(scores)
+    ]
+    s = sampler(store, name, n_context=1, seed=3)
+    s.prune(nodes[4].id)  # the fittest, pruned: never in the elite
+    selection = s.sample(step=1, elite=4)
+    # Fittest first, ties to the lower id; failed and pruned nodes are left out.
+    assert selection.elite_ids == [nodes[1].id, nodes[3].id, nodes[5].id, nodes[6].id]
+    visited = {n.id for n in store.nodes() if n.visits}
+    assert visited == set(selection.context_ids)  # the elite is not counted as a visit
+    assert s.sample(step=2).elite_ids == []  # only when asked for

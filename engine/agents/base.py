@@ -41,6 +41,9 @@ class ResearchContext:
     step: int
     node_id: int
     maximize: bool = True
+    # The run's fittest nodes, for a researcher that models the population (the offline
+    # one asks for them with ``elite_size``); prompts do not show them.
+    elite: list[Node] = field(default_factory=list)
     # Free-form extras (e.g. the cognition ablation flag, raw logs when no analyzer).
     extras: dict[str, Any] = field(default_factory=dict)
 

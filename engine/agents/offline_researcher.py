@@ -14,6 +14,12 @@ ones a plain evolution strategy has, with nothing specific to any task:
   as well as on the literal's, so a constant far smaller than its siblings (a margin of
   0.01 among coordinates near 0.5) can reach their range in a few steps instead of
   creeping up by 30 % at a time.
+* *model* draws the floats from a Gaussian fitted to the run's fittest same-skeleton nodes
+  (``engine.agents.elite_model``): fine steps when they agree, wide ones when they do not.
+* *probe* tries a structural neighbour of a node that is the fittest of its context: one
+  count or size (an int above 2) one up or down, everywhere it is written, nothing else.
+  Random mutations rarely make exactly that move from exactly that node, and it is often
+  the one that unlocks a better layout.
 * *step* repeats the parent's own move, stretched, when it paid off.
 * *undo* reverts a move that lost against its base, often trying the mirror image.
 * *crossover* takes each differing literal from the parent or a same-skeleton context
@@ -40,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.agents.base import AgentError, Proposal, ResearchContext
+from engine.agents.elite_model import model_move
 from engine.agents.literals import (
     Literal,
     changes,
@@ -72,6 +79,9 @@ MIRROR_RATE = 0.5  # after undoing: chance to try the opposite move (else a fres
 CROSSOVER_RATE, FITTER_CROSSOVER_RATE = 0.15, 0.35  # the latter when a partner is fitter
 FITTER_BIAS = 0.7  # chance to take a differing literal from the fitter node
 STRETCH = (0.5, 1.5)  # a repeated or mirrored move is this many times the last one
+PROBE_RATE = 0.2  # chance of a structural probe from a parent fittest of its context
+MODEL_RATE, MODEL_POINTS, MODEL_SCALE = 0.3, 4, 2.0  # model move: chance, least points, scale
+ELITE_SIZE = 10  # fittest nodes the sampler hands over for the model move
 
 
 @dataclass
@@ -119,6 +129,7 @@ class OfflineResearcher:
     """Mutates, steps, undoes or recombines the numeric literals of the parent program."""
 
     label = "offline"
+    elite_size = ELITE_SIZE  # the engine hands over this many fittest nodes (ctx.elite)
 
     def __init__(self, seed: int | None = None) -> None:
         self.seed = seed
@@ -150,8 +161,23 @@ class OfflineResearcher:
         parent = ctx.parent
         gain = self._gain(parent, ctx.maximize)
         plan = Plan([lit.text for lit in literals], [], parent.id, parent.score, [parent.id])
+        plan.final = list(plan.base)
+        probe = gain >= 0 and _fittest(parent, ctx) and self.rng.random() < PROBE_RATE
+        if probe and (moves := self._probe(plan.base, literals)):
+            plan.operator, plan.note = "probe", f"Probing a structural neighbour of #{parent.id}"
+            plan.apply(moves)
+            return plan
+        if self.rng.random() < MODEL_RATE:
+            points = self._same_skeleton(ctx, literals, skeleton)
+            if len(points) >= MODEL_POINTS and (
+                moves := model_move(literals, points, ctx.maximize, self.rng, MODEL_SCALE)
+            ):
+                plan.operator = "model"
+                plan.note = f"Drew #{parent.id}'s constants from {len(points)} fit nodes' spread"
+                plan.apply(moves)
+                return plan
         last = locate(literals, parent.metadata.get("moves"))
-        moves: dict[int, str] = {}
+        moves = {}
         if gain > 0 and last and self.rng.random() < STEP_RATE:
             moves = self._step(plan.base, literals, last, forward=True)
             plan.note = f"#{parent.id}'s last move gained {gain:+.4g}; repeating it"
@@ -175,6 +201,33 @@ class OfflineResearcher:
         plan.final = list(plan.base)
         plan.apply(moves or self._mutate(plan.base, literals, _int_scale(parent, ctx)))
         return plan
+
+    def _probe(self, texts: list[str], literals: list[Literal]) -> dict[int, str]:
+        """One int above 2 (a count or size) one up or down, in all its occurrences."""
+        by_value = groups(texts)
+        pool = [t for t, ks in by_value.items() if _count_like(literals[ks[0]])]
+        if not pool:
+            return {}
+        text = self.rng.choice(pool)
+        new = str(int(literals[by_value[text][0]].value) + self.rng.choice((-1, 1)))
+        return {k: new for k in by_value[text]}
+
+    def _same_skeleton(
+        self, ctx: ResearchContext, literals: list[Literal], skeleton: tuple
+    ) -> list[tuple[float, list[str]]]:
+        """(score, literal texts) of the parent and the elite nodes that share its skeleton."""
+        parent = ctx.parent
+        points = [(parent.score, [lit.text for lit in literals])]
+        for node in ctx.elite:
+            if node.id == parent.id or node.status != DONE or node.score is None:
+                continue
+            try:
+                other, other_skeleton = find_literals(node.code)
+            except AgentError:
+                continue
+            if other_skeleton == skeleton:
+                points.append((node.score, [lit.text for lit in other]))
+        return points
 
     def _gain(self, parent: Node, maximize: bool) -> float:
         """How much the parent's moves gained over its base (0.0 when unknown or tiny)."""
@@ -295,6 +348,11 @@ def _weight(literal: Literal, int_scale: float = 1.0) -> float:
     if literal.is_int:
         return (SMALL_INT_WEIGHT if value <= 2 else INT_WEIGHT) * int_scale
     return TINY_WEIGHT if 0 < value < TINY else 1.0
+
+
+def _count_like(literal: Literal) -> bool:
+    """An int above 2: a count or a size (0, 1 and 2 are indices, exponents, complements)."""
+    return literal.is_int and literal.value > 2
 
 
 def _common_scale(texts: list[str], literals: list[Literal]) -> float:

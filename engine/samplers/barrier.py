@@ -82,12 +82,12 @@ class StepBarrier:
         self._pruned.add(node_id)
         self.inner.prune(node_id)
 
-    def sample(self, step: int | None = None) -> Selection:
+    def sample(self, step: int | None = None, elite: int = 0) -> Selection:
         """Show the wrapped sampler the nodes ``step`` may see, in step order, then sample."""
         if self.lag is not None:
             limit = max(0, step - self.lag) if step is not None else None
             self.release(limit)
-        return self.inner.sample(step=step)
+        return self.inner.sample(step=step, elite=elite)
 
     def release(self, limit: int | None) -> None:
         """Observe the held nodes of steps <= ``limit`` (all when None), ordered by (step, id)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.records import PRUNED, Node, Selection
-from engine.samplers.pool import select_from_pool
+from engine.samplers.pool import select_from_pool, top_by_fitness
 from engine.samplers.population import Population, Rows
 from engine.store import RunStore
 
@@ -97,17 +97,21 @@ class Sampler:
             )
 
     # ------------------------------------------------------------------ engine API
-    def sample(self, step: int | None = None) -> Selection:
+    def sample(self, step: int | None = None, elite: int = 0) -> Selection:
         """Choose the next parent and context, and count (in memory and store) their visit.
 
         With ``step`` (the step the selection is for) the random draws come from a generator
         seeded by (run seed, step), so a step's choice depends only on the population it
         sees, never on how many rounds were sampled before it (a resume, a retry, worker
         timing). See ``engine/samplers/barrier.py`` for making what it sees deterministic.
+        ``elite`` > 0 also lists that many of the fittest eligible nodes (no visit counted).
         """
         if step is not None and self.seed is not None:
             self.rng = np.random.default_rng([self.seed, step])
         selection = self._select()
+        if elite > 0:
+            rows = top_by_fitness(self.pop, self.pop.all_rows(), elite)
+            selection.elite_ids = [int(i) for i in self.pop.ids[rows]]
         self.pop.add_visits([self.pop.row(i) for i in selection.context_ids])
         self.store.add_visits(selection.context_ids)
         return selection
