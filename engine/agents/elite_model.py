@@ -28,9 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from engine.agents.literal_moves import TINY  # smaller floats are tolerances
 from engine.agents.literals import Literal, format_float, parse
-
-TINY = 1e-6  # smaller floats are tolerances: their exact value rarely matters
 
 
 def model_move(

@@ -6,14 +6,9 @@ ones a plain evolution strategy has, with nothing specific to any task:
 
 * *mutate* moves 1-3 parameters. A parameter is a distinct literal value: a constant
   written several times (a count in ``range(16)`` and ``/ 16``, a repeated scale) often
-  moves as one, all occurrences together, else one occurrence alone. Floats take a
-  log-normal relative step, sometimes a heavy-tailed jump or an additive step; ints step by
-  ±1 (rarely ±2, ±3). Ints are picked less often than floats, 0, 1 and 2 hardly ever (see
-  ``_weight``), and more often from a parent that is the fittest of its context. The
-  additive step is sized on the program's own scale (the median of its float constants)
-  as well as on the literal's, so a constant far smaller than its siblings (a margin of
-  0.01 among coordinates near 0.5) can reach their range in a few steps instead of
-  creeping up by 30 % at a time.
+  moves as one, all occurrences together, else one occurrence alone. Which parameter and
+  by how much is ``engine.agents.literal_moves``; ints are picked more often from a parent
+  that is the fittest of its context.
 * *model* draws the floats from a Gaussian fitted to the run's fittest same-skeleton nodes
   (``engine.agents.elite_model``): fine steps when they agree, wide ones when they do not.
 * *probe* tries a structural neighbour of a node that is the fittest of its context: one
@@ -38,15 +33,14 @@ many proposals other workers made before it.
 
 from __future__ import annotations
 
-import math
 import random
 import re
-import statistics
 from dataclasses import dataclass
 from typing import Any
 
 from engine.agents.base import AgentError, Proposal, ResearchContext
 from engine.agents.elite_model import model_move
+from engine.agents.literal_moves import common_scale, count_like, draw, perturb, step_value, weight
 from engine.agents.literals import (
     Literal,
     changes,
@@ -62,18 +56,9 @@ from engine.records import DONE, Node
 
 __all__ = ["OfflineResearcher", "find_literals", "format_float"]
 
-# How likely a parameter is to be picked, relative to an ordinary float. 0, 1 and 2 are
-# indices, exponents and complements far more often than tunable constants (the reason
-# magic-number lints ignore them); other ints are counts and sizes; floats below TINY are
-# tolerances whose exact value rarely matters.
-INT_WEIGHT, SMALL_INT_WEIGHT, TINY_WEIGHT, TINY = 0.08, 0.02, 0.2, 1e-6
 STRUCT_BOOST = 4.0  # int weights times this when the parent is the fittest of its context
 TIE_RATE, INT_TIE_RATE = 0.5, 0.8  # chance that all occurrences of a value move together
 COUNT_WEIGHTS = {1: 0.6, 2: 0.3, 3: 0.1}  # how many parameters one mutation moves
-INT_STEPS = {1: 0.7, 2: 0.2, 3: 0.1}  # size of an int move
-SIGMA, WIDE_SIGMA, ADD_SCALE = 0.25, 0.8, 0.3  # log-space, log-space, relative additive
-COMMON_SHARE = 0.3  # an additive step is at least this share of the program's common scale
-P_SMALL, P_WIDE = 0.6, 0.15  # chances of the small and of the wide multiplicative step
 STEP_RATE = 0.5  # after a gain: chance to repeat the move
 MIRROR_RATE = 0.5  # after undoing: chance to try the opposite move (else a fresh mutation)
 CROSSOVER_RATE, FITTER_CROSSOVER_RATE = 0.15, 0.35  # the latter when a partner is fitter
@@ -205,7 +190,7 @@ class OfflineResearcher:
     def _probe(self, texts: list[str], literals: list[Literal]) -> dict[int, str]:
         """One int above 2 (a count or size) one up or down, in all its occurrences."""
         by_value = groups(texts)
-        pool = [t for t, ks in by_value.items() if _count_like(literals[ks[0]])]
+        pool = [t for t, ks in by_value.items() if count_like(literals[ks[0]])]
         if not pool:
             return {}
         text = self.rng.choice(pool)
@@ -243,54 +228,21 @@ class OfflineResearcher:
         # Pick distinct values, not occurrences, or a value repeated six times would soak
         # up most mutations.
         by_value = groups(texts)
-        common = _common_scale(texts, literals)
+        common = common_scale(texts, literals)
         pool = list(by_value)
-        weights = [_weight(literals[by_value[t][0]], int_scale) for t in pool]
-        count = self._draw(COUNT_WEIGHTS)
+        weights = [weight(literals[by_value[t][0]], int_scale) for t in pool]
+        count = draw(self.rng, COUNT_WEIGHTS)
         moves: dict[int, str] = {}
         for _ in range(min(count, len(pool))):
             i = self.rng.choices(range(len(pool)), weights=weights)[0]
             text, members = pool[i], by_value[pool.pop(i)]
             weights.pop(i)
             is_int = literals[members[0]].is_int
-            new = self._perturb(text, is_int, common)
+            new = perturb(text, is_int, common, self.rng)
             tied = self.rng.random() < (INT_TIE_RATE if is_int else TIE_RATE)
             for k in members if tied else [self.rng.choice(members)]:
                 moves[k] = new
         return moves
-
-    def _draw(self, weights: dict[int, float]) -> int:
-        return self.rng.choices(list(weights), weights=list(weights.values()))[0]
-
-    def _perturb(self, text: str, is_int: bool, common: float) -> str:
-        """A new literal text: different from ``text``, same sign.
-
-        ``common`` is the program's common scale (see ``_common_scale``).
-        """
-        value = parse(text) or 0.0
-        for _ in range(20):
-            new = self._perturb_int(value) if is_int else self._perturb_float(value, common)
-            if new != text:
-                return new
-        return str(int(value) + 1) if is_int else format_float(value * 1.5 + 0.1)
-
-    def _perturb_int(self, value: float) -> str:
-        step = self._draw(INT_STEPS) * self.rng.choice((-1, 1))
-        return str(max(0, int(value) + step))
-
-    def _perturb_float(self, value: float, common: float) -> str:
-        roll = self.rng.random()
-        if value != 0 and roll < P_SMALL:  # the common case: a moderate relative step
-            new = value * math.exp(self.rng.gauss(0.0, SIGMA))
-        elif value != 0 and roll < P_SMALL + P_WIDE:  # heavy tail: jump across magnitudes
-            new = value * math.exp(self.rng.gauss(0.0, WIDE_SIGMA))
-        else:  # additive: on the literal's own size or the program's scale (moves zeros too)
-            if abs(value) >= TINY:
-                scale = max(abs(value), COMMON_SHARE * common)
-            else:  # a tolerance (or zero) keeps its own magnitude
-                scale = abs(value) if value != 0 else 0.1
-            new = math.copysign(abs(value + self.rng.gauss(0.0, ADD_SCALE * scale)), value)
-        return format_float(new if math.isfinite(new) else value)
 
     def _step(
         self,
@@ -303,7 +255,7 @@ class OfflineResearcher:
         stretch = self.rng.uniform(*STRETCH)
         moves = {}
         for k, (old_text, new_text) in last.items():
-            text = _step_value(
+            text = step_value(
                 parse(old_text), parse(new_text), stretch, literals[k].is_int, forward
             )
             if text is not None and text != texts[k]:
@@ -340,55 +292,6 @@ class OfflineResearcher:
         if len(taken) == len(differing):
             taken.remove(self.rng.choice(taken))
         return {k: other[k] for k in taken}
-
-
-def _weight(literal: Literal, int_scale: float = 1.0) -> float:
-    """How likely ``literal``'s value is to be picked as the parameter to move."""
-    value = abs(literal.value)
-    if literal.is_int:
-        return (SMALL_INT_WEIGHT if value <= 2 else INT_WEIGHT) * int_scale
-    return TINY_WEIGHT if 0 < value < TINY else 1.0
-
-
-def _count_like(literal: Literal) -> bool:
-    """An int above 2: a count or a size (0, 1 and 2 are indices, exponents, complements)."""
-    return literal.is_int and literal.value > 2
-
-
-def _common_scale(texts: list[str], literals: list[Literal]) -> float:
-    """The median magnitude of the program's float constants (tolerances left out), or 0.
-
-    Constants of one program often share a unit (coordinates in a unit square, rates of
-    one optimiser), so this says how big an additive step on any of them may sensibly be.
-    """
-    values = [
-        abs(value)
-        for text, lit in zip(texts, literals, strict=True)
-        if not lit.is_int and (value := parse(text)) is not None and abs(value) >= TINY
-    ]
-    return statistics.median(values) if values else 0.0
-
-
-def _step_value(
-    old: float | None, new: float | None, stretch: float, is_int: bool, forward: bool
-) -> str | None:
-    """One more step ``old -> new`` from ``new`` (forward) or from ``old`` the other way.
-
-    Geometric for same-sign floats (so the sign is kept), linear otherwise.
-    """
-    if old is None or new is None:
-        return None
-    try:
-        if is_int or old * new <= 0:
-            value = new + (new - old) * stretch if forward else old - (new - old) * stretch
-            if is_int:
-                return str(max(0, round(value)))
-            value = math.copysign(value, new or old)
-        else:
-            value = new * (new / old) ** stretch if forward else old * (old / new) ** stretch
-    except (OverflowError, ZeroDivisionError):
-        return None
-    return format_float(value) if math.isfinite(value) else None
 
 
 def _int_scale(parent: Node, ctx: ResearchContext) -> float:
