@@ -32,7 +32,7 @@ their best value (8, 17), Nelder-Mead over the four layout floats reaches 2.078,
 researcher alone reached a median of only 1.981 in 300 candidates (seeds 0-39), with a
 quarter of the runs stuck near 1.84 with a margin of 0.007-0.03 (the optimum is 0.08): a
 constant 8x smaller than its siblings needs many 25 % steps to grow. Sizing the additive
-step on the program's common scale (``offline_researcher._common_scale``) lifted that to
+step on the program's common scale (``literal_moves.common_scale``) lifted that to
 2.037 and the whole search to median 1.975 on seeds 0-59, 1.978 on 60-99 and 1.973 on 0-4
 (before: 1.941 on 0-39, 1.928 on 40-99), with 33 of 100 runs above 2.0. Still short of 2.0;
 what did not help on top of it (each within +-0.02 of it on 40-60 seeds, the seed noise):
@@ -42,6 +42,27 @@ tolerance weight, keeping a lost int move for tuning, rank_tau 2/8, visit_power 
 and greedy parents reach 1.954-1.975 on seeds 0-59. Unchanged ring counts cap a run at
 1.996 (Nelder-Mead, 12 starts): 2.0 needs a count change (8->7, 16->17) found and retuned
 within the budget, and where runs end is spread over a dozen count combinations.
+
+2026-12-04, later: two moves of the offline researcher, both generic. (1) A *model* move
+(``engine/agents/elite_model.py``, 30 % of proposals): the floats are drawn around the parent
+from a Gaussian fitted to the run's 10 fittest same-skeleton nodes, which the sampler hands
+over (``Selection.elite_ids``); steps shrink as the elite converges. Alone (elite from the
+context, 10 nodes) it lifted the bottom quarter (q1 1.89 -> 1.94-1.97) but not the median
+(1.985 on held-out seeds 40-79). (2) A *probe* (20 % when the parent is the fittest of its
+context and did not lose): one int above 2 moved +-1 in all its occurrences, nothing else;
+random mutations rarely make exactly that move from exactly the best node. Together, on the
+same 160 seeds (0-159): median 1.968 -> 2.003, runs reaching 2.0 51 -> 81, q1 1.882 -> 1.903,
+q3 2.027 -> 2.064; seeds 0-79 2.008, 80-159 1.986, 0-4 1.947. Variants tried on top, none
+clearly better (40-seed medians 1.93-2.02 against 2.003 and 2.014): model scale 1.5/3 (3: 1.93-1.98), model rate 0.2/0.4, at least 3
+or 7 points (7: 1.974), points restricted to the parent's int values (worse: 1.946-1.965),
+a draw around the elite mean instead of the parent (worse), probe rate 0.1/0.3, probing two
+ints, probing only from the run's best, probing more after 20 steps without a gain, int weight
+0.04-0.16, sigma 0.15, wide share 0.25, rank_tau 2/8. Per operator (seeds 0-19): mutate 59 %
+of proposals (10 % fail, 8.6 % set a new best), model 27 % (0.1 % fail, 10.6 %), probe 9 %
+(44 % fail: a count such as n = 26 that the evaluator fixes, 6.0 %), crossover 5 % (11.3 %).
+Most runs still improve at step 280-300, and a quarter end in a local optimum of the layout
+(middle near 0.42, margin near 0.04: Nelder-Mead from there stops at 1.93 on counts (8, 17),
+whose best is 2.078).
 
     python benchmarks/search_quality.py [--samplers rank ucb1 greedy random island]
         [--seeds 0 1 2 3 4] [--steps 60 300] [--workers 1] [--researcher offline|llm]
