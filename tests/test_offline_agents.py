@@ -410,3 +410,12 @@ def test_model_moves_come_from_the_elite_and_touch_floats_only() -> None:
         assert {c["old"] for c in proposal.metadata["changes"]} <= {"0.3", "0.7"}
         assert "from 5 fit nodes" in proposal.motivation
     assert not [p for p in run(False) if p.metadata["operator"] == "model"]
+
+
+def test_an_unscored_parent_gets_no_model_move() -> None:
+    researcher = OfflineResearcher(seed=5)
+    parent = node(INITIAL, 7, score=None)
+    elite = [node(INITIAL.replace("0.3", f"0.3{i}"), 10 + i, 1.5 - i / 10) for i in range(1, 6)]
+    for step in range(60):
+        ctx = ResearchContext("t", "d", parent, [parent], [], step=step, node_id=step, elite=elite)
+        assert asyncio.run(researcher.propose(ctx)).metadata["operator"] != "model"

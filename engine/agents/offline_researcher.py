@@ -202,6 +202,8 @@ class OfflineResearcher:
     ) -> list[tuple[float, list[str]]]:
         """(score, literal texts) of the parent and the elite nodes that share its skeleton."""
         parent = ctx.parent
+        if parent.score is None:  # nothing to rank it by
+            return []
         points = [(parent.score, [lit.text for lit in literals])]
         for node in ctx.elite:
             if node.id == parent.id or node.status != DONE or node.score is None:
