@@ -106,6 +106,8 @@ def test_same_seed_same_run_whatever_the_timing(tmp_path: Path, monkeypatch) -> 
         visible = [n for n in nodes_a if n[0] <= max(0, step - 3) and n[4] == "done"]
         best = sorted(visible, key=lambda n: (-n[5], n[0]))[:10]  # one node per step here
         assert [ids_by_step[n[0]] for n in best] == elite
+    # The pipeline hands the elite to the Researcher: its model move fits it.
+    assert "model" in {n[-1] for n in nodes_a}
 
 
 @pytest.mark.timeout(240)
