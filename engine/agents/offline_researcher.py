@@ -153,7 +153,7 @@ class OfflineResearcher:
             plan.apply(moves)
             return plan
         if self.rng.random() < MODEL_RATE:
-            points = self._same_skeleton(ctx, literals, skeleton)
+            points = self._points(ctx, literals, skeleton)
             if len(points) >= MODEL_POINTS and (
                 moves := model_move(literals, points, ctx.maximize, self.rng, MODEL_SCALE)
             ):
@@ -197,7 +197,7 @@ class OfflineResearcher:
         new = str(int(literals[by_value[text][0]].value) + self.rng.choice((-1, 1)))
         return {k: new for k in by_value[text]}
 
-    def _same_skeleton(
+    def _points(
         self, ctx: ResearchContext, literals: list[Literal], skeleton: tuple
     ) -> list[tuple[float, list[str]]]:
         """(score, literal texts) of the parent and the elite nodes that share its skeleton."""
@@ -205,15 +205,9 @@ class OfflineResearcher:
         if parent.score is None:  # nothing to rank it by
             return []
         points = [(parent.score, [lit.text for lit in literals])]
-        for node in ctx.elite:
-            if node.id == parent.id or node.status != DONE or node.score is None:
-                continue
-            try:
-                other, other_skeleton = find_literals(node.code)
-            except AgentError:
-                continue
-            if other_skeleton == skeleton:
-                points.append((node.score, [lit.text for lit in other]))
+        for node, texts in _same_skeleton(ctx.elite, parent, skeleton):
+            if node.score is not None:
+                points.append((node.score, texts))
         return points
 
     def _gain(self, parent: Node, maximize: bool) -> float:
@@ -266,16 +260,11 @@ class OfflineResearcher:
 
     def _partner(self, parent: Node, skeleton: tuple, ctx: ResearchContext) -> tuple | None:
         """A same-skeleton context node to cross over with (a fitter one is likelier), or None."""
-        partners = []
-        for node in ctx.context:
-            if node.id == parent.id or node.status != DONE or node.code == parent.code:
-                continue
-            try:
-                other, other_skeleton = find_literals(node.code)
-            except AgentError:
-                continue
-            if other_skeleton == skeleton:
-                partners.append((node, [lit.text for lit in other]))
+        partners = [
+            (node, texts)
+            for node, texts in _same_skeleton(ctx.context, parent, skeleton)
+            if node.code != parent.code
+        ]
         fitter = [p for p in partners if _better(p[0].score, parent.score, ctx.maximize)]
         rate = FITTER_CROSSOVER_RATE if fitter else CROSSOVER_RATE
         if not partners or self.rng.random() >= rate:
@@ -294,6 +283,23 @@ class OfflineResearcher:
         if len(taken) == len(differing):
             taken.remove(self.rng.choice(taken))
         return {k: other[k] for k in taken}
+
+
+def _same_skeleton(
+    nodes: list[Node], parent: Node, skeleton: tuple
+) -> list[tuple[Node, list[str]]]:
+    """(node, literal texts) of the done ``nodes`` other than ``parent`` with its skeleton."""
+    found = []
+    for node in nodes:
+        if node.id == parent.id or node.status != DONE:
+            continue
+        try:
+            other, other_skeleton = find_literals(node.code)
+        except AgentError:
+            continue
+        if other_skeleton == skeleton:
+            found.append((node, [lit.text for lit in other]))
+    return found
 
 
 def _int_scale(parent: Node, ctx: ResearchContext) -> float:
