@@ -33,6 +33,7 @@ many proposals other workers made before it.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass
@@ -294,12 +295,20 @@ def _same_skeleton(
         if node.id == parent.id or node.status != DONE:
             continue
         try:
-            other, other_skeleton = find_literals(node.code)
+            texts, other_skeleton = _texts(node.code)
         except AgentError:
             continue
         if other_skeleton == skeleton:
-            found.append((node, [lit.text for lit in other]))
+            found.append((node, list(texts)))
     return found
+
+
+@functools.lru_cache(maxsize=256)
+def _texts(code: str) -> tuple[tuple[str, ...], tuple]:
+    """Literal texts and skeleton of ``code``: the elite is the same few nodes step after
+    step, so each is tokenized once, not at every proposal."""
+    literals, skeleton = find_literals(code)
+    return tuple(lit.text for lit in literals), skeleton
 
 
 def _int_scale(parent: Node, ctx: ResearchContext) -> float:
