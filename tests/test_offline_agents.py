@@ -419,3 +419,25 @@ def test_an_unscored_parent_gets_no_model_move() -> None:
     for step in range(60):
         ctx = ResearchContext("t", "d", parent, [parent], [], step=step, node_id=step, elite=elite)
         assert asyncio.run(researcher.propose(ctx)).metadata["operator"] != "model"
+
+
+def test_the_surrogate_learns_only_from_nodes_with_the_parents_ints() -> None:
+    """A count change moves the whole landscape: such nodes shape the model move's spread
+    but never the surrogate's fit."""
+    researcher = OfflineResearcher(seed=6)
+    parent = node(INITIAL, 7, score=1.0)
+    same = [node(INITIAL.replace("0.3", f"0.3{i}"), 10 + i, 1.5 - i / 10) for i in range(1, 5)]
+    other = [
+        node(
+            INITIAL.replace("0.3", f"0.3{i}").replace("(16)", "(17)").replace("/ 16", "/ 17"),
+            20 + i,
+            2.0,
+        )
+        for i in range(1, 4)
+    ]
+    ctx = ResearchContext("t", "d", parent, [parent], [], step=1, node_id=1, elite=[*other, *same])
+    literals, skeleton = find_literals(parent.code)
+    fit = researcher._fit_points(ctx, literals, skeleton)
+    assert [score for score, _ in fit] == [1.0, 1.4, 1.3, 1.2, 1.1]  # parent, then `same`
+    spread = researcher._points(ctx, literals, skeleton)
+    assert len(spread) == 8  # the parent and all seven same-skeleton elite nodes

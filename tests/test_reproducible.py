@@ -16,6 +16,7 @@ import pytest
 from conftest import REPO
 
 from engine.agents import build_offline_agents
+from engine.agents.offline_researcher import ELITE_SIZE
 from engine.executor import Engineer, Limits
 from engine.loop import Engine
 from engine.samplers import make_sampler
@@ -101,10 +102,10 @@ def test_same_seed_same_run_whatever_the_timing(tmp_path: Path, monkeypatch) -> 
     assert [n[:3] for n in nodes_a] == [n[:3] for n in nodes_b]  # step, parent, context
     assert nodes_a == nodes_b
     assert len({n[1][0] for n in nodes_a[1:]}) >= 2  # not a single lineage
-    # The elite handed to step s: the 10 fittest done nodes of steps <= max(0, s - 3).
+    # The elite handed to step s: the ELITE_SIZE fittest done nodes of steps <= max(0, s - 3).
     for step, *_, elite, _ in nodes_a[1:]:
         visible = [n for n in nodes_a if n[0] <= max(0, step - 3) and n[4] == "done"]
-        best = sorted(visible, key=lambda n: (-n[5], n[0]))[:10]  # one node per step here
+        best = sorted(visible, key=lambda n: (-n[5], n[0]))[:ELITE_SIZE]  # a node per step
         assert [ids_by_step[n[0]] for n in best] == elite
     # The pipeline hands the elite to the Researcher: its model move fits it.
     assert "model" in {n[-1] for n in nodes_a}

@@ -15,7 +15,10 @@ methods do, and draws the child's float constants from it around the parent:
 * the covariance is the rank-weighted spread of the points around their weighted mean
   (CMA-ES's log weights), so its size shrinks as the elite converges: steps become fine
   exactly when the optimum is near, and stay wide while the elite disagrees;
-* the draw is scaled by ``scale`` (2 measured best: 1 and 3 were worse on 40 seeds).
+* the draw is scaled by ``scale`` (2 measured best: 1 and 3 were worse on 40 seeds);
+* when enough scored nodes share the parent's ints (``fit_points``), a quadratic surrogate
+  (``surrogate.py``) fitted to them picks the most promising of ``draws`` candidates, so
+  the move also knows which way is up; otherwise the first draw is taken.
 
 It needs no gradient and no knowledge of the task, and ints (structure) are never touched.
 """
@@ -30,6 +33,7 @@ import numpy as np
 
 from engine.agents.literal_moves import TINY  # smaller floats are tolerances
 from engine.agents.literals import Literal, format_float, parse
+from engine.agents.surrogate import fit_quadratic
 
 
 def model_move(
@@ -38,11 +42,15 @@ def model_move(
     maximize: bool,
     rng: random.Random,
     scale: float,
+    fit_points: Sequence[tuple[float, Sequence[str]]] = (),
+    draws: int = 1,
 ) -> dict[int, str]:
     """New texts for the parent's float literals, drawn from the elite's spread.
 
     ``points`` are (score, literal texts) of same-skeleton nodes, the parent first; the
-    draw is centred on the parent. Returns {} when the points do not vary in any float.
+    draw is centred on the parent. ``fit_points`` (same skeleton and ints) train the
+    surrogate that picks one of ``draws`` candidates. Returns {} when the points do not
+    vary in any float.
     """
     floats = [k for k, lit in enumerate(literals) if not lit.is_int]
     if len(points) < 2 or not floats:
@@ -66,10 +74,10 @@ def model_move(
     ranked = logs[order]
     spread = ranked - weights @ ranked
     covariance = (spread.T * weights) @ spread + np.eye(len(columns)) * 1e-8
-    draw = np.random.default_rng(rng.getrandbits(64)).multivariate_normal(
-        np.zeros(len(columns)), covariance
+    candidates = logs[0] + scale * np.random.default_rng(rng.getrandbits(64)).multivariate_normal(
+        np.zeros(len(columns)), covariance, size=max(1, draws)
     )
-    new = logs[0] + scale * draw
+    new = candidates[_pick(candidates, floats, columns, signs[0], fit_points, maximize)]
     moves = {}
     for i, j in enumerate(columns):
         k = floats[j]
@@ -78,3 +86,26 @@ def model_move(
         if text != literals[k].text:
             moves[k] = text
     return moves
+
+
+def _pick(
+    candidates: np.ndarray,
+    floats: list[int],
+    columns: list[int],
+    signs: np.ndarray,
+    fit_points: Sequence[tuple[float, Sequence[str]]],
+    maximize: bool,
+) -> int:
+    """Index of the candidate the surrogate rates best (0 without a usable surrogate)."""
+    if len(candidates) == 1 or not fit_points:
+        return 0
+    values = np.array(
+        [[parse(texts[floats[j]]) or 0.0 for j in columns] for _, texts in fit_points]
+    )
+    if not np.all(values * signs[columns] > 0):  # a sign differs: log space is meaningless
+        return 0
+    scores = np.array([score for score, _ in fit_points], dtype=float)
+    model = fit_quadratic(np.log(np.abs(values)), scores if maximize else -scores)
+    if model is None:
+        return 0
+    return int(np.argmax(model.predict(candidates)))

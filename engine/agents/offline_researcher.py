@@ -10,7 +10,9 @@ ones a plain evolution strategy has, with nothing specific to any task:
   by how much is ``engine.agents.literal_moves``; ints are picked more often from a parent
   that is the fittest of its context.
 * *model* draws the floats from a Gaussian fitted to the run's fittest same-skeleton nodes
-  (``engine.agents.elite_model``): fine steps when they agree, wide ones when they do not.
+  (``engine.agents.elite_model``): fine steps when they agree, wide ones when they do not;
+  a quadratic surrogate fitted to the elite nodes with the parent's ints picks the most
+  promising of ``MODEL_DRAWS`` such draws (``engine.agents.surrogate``).
 * *probe* tries a structural neighbour of a node that is the fittest of its context: one
   count or size (an int above 2) one up or down, everywhere it is written, nothing else.
   Random mutations rarely make exactly that move from exactly that node, and it is often
@@ -67,7 +69,9 @@ FITTER_BIAS = 0.7  # chance to take a differing literal from the fitter node
 STRETCH = (0.5, 1.5)  # a repeated or mirrored move is this many times the last one
 PROBE_RATE = 0.2  # chance of a structural probe from a parent fittest of its context
 MODEL_RATE, MODEL_POINTS, MODEL_SCALE = 0.3, 4, 2.0  # model move: chance, least points, scale
-ELITE_SIZE = 10  # fittest nodes the sampler hands over for the model move
+MODEL_ELITE = 10  # the fittest this many elite nodes shape the model move's Gaussian
+MODEL_DRAWS = 100  # candidates the surrogate chooses from (50-200 measured alike)
+ELITE_SIZE = 30  # fittest nodes the sampler hands over: the Gaussian's and the surrogate's
 
 
 @dataclass
@@ -155,8 +159,11 @@ class OfflineResearcher:
             return plan
         if self.rng.random() < MODEL_RATE:
             points = self._points(ctx, literals, skeleton)
+            fit = self._fit_points(ctx, literals, skeleton)
             if len(points) >= MODEL_POINTS and (
-                moves := model_move(literals, points, ctx.maximize, self.rng, MODEL_SCALE)
+                moves := model_move(
+                    literals, points, ctx.maximize, self.rng, MODEL_SCALE, fit, MODEL_DRAWS
+                )
             ):
                 plan.operator = "model"
                 plan.note = f"Drew #{parent.id}'s constants from {len(points)} fit nodes' spread"
@@ -201,13 +208,30 @@ class OfflineResearcher:
     def _points(
         self, ctx: ResearchContext, literals: list[Literal], skeleton: tuple
     ) -> list[tuple[float, list[str]]]:
-        """(score, literal texts) of the parent and the elite nodes that share its skeleton."""
+        """(score, literal texts) of the parent and the ``MODEL_ELITE`` fittest elite nodes
+        that share its skeleton: the Gaussian of the model move."""
         parent = ctx.parent
         if parent.score is None:  # nothing to rank it by
             return []
         points = [(parent.score, [lit.text for lit in literals])]
-        for node, texts in _same_skeleton(ctx.elite, parent, skeleton):
+        for node, texts in _same_skeleton(ctx.elite[:MODEL_ELITE], parent, skeleton):
             if node.score is not None:
+                points.append((node.score, texts))
+        return points
+
+    def _fit_points(
+        self, ctx: ResearchContext, literals: list[Literal], skeleton: tuple
+    ) -> list[tuple[float, list[str]]]:
+        """The parent and all elite nodes with its skeleton *and* ints: the surrogate's data
+        (a count change moves the whole landscape, so other ints would mislead it)."""
+        parent = ctx.parent
+        if parent.score is None:
+            return []
+        own = [lit.text for lit in literals]
+        ints = [k for k, lit in enumerate(literals) if lit.is_int]
+        points = [(parent.score, own)]
+        for node, texts in _same_skeleton(ctx.elite, parent, skeleton):
+            if node.score is not None and all(texts[k] == own[k] for k in ints):
                 points.append((node.score, texts))
         return points
 

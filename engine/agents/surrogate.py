@@ -1,0 +1,79 @@
+"""A quadratic surrogate of the score: which of several drawn children looks best.
+
+The model move (``elite_model.py``) draws a child's constants from the elite's spread, so
+it learns *where* good settings lie but not *which way is up*: half its draws land on the
+wrong side of the optimum. The nodes the run has already scored say that too, for free. A
+quadratic fitted to them by least squares (the model of derivative-free trust-region
+methods such as NEWUOA and BOBYQA) predicts each drawn candidate's score, and the move keeps
+the most promising of a batch; the evaluation itself still decides.
+
+Measured on offline circle packing (300 candidates, seeds 0-159): with the surrogate
+picking the best of 100 draws, Nelder-Mead started from where runs end gains little more
+(it gained 0.05-0.2 on half the runs before), and the median best rose from 2.003 to 2.023.
+
+The fit uses only points that mean the same thing: nodes of one skeleton *and* the same
+ints, since a count change moves the whole landscape. With few points the quadratic is
+separable (1 + 2d coefficients), with enough it has the cross terms too (which capture a
+ridge such as "a larger ring needs a smaller margin"); with fewer than ``min_points``
+there is no surrogate and the move draws blindly, as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+RIDGE = 1e-6  # keeps the normal equations solvable when points are nearly collinear
+SPARE = 2  # points beyond the coefficient count before a model is trusted
+
+
+@dataclass(frozen=True)
+class Quadratic:
+    """A fitted quadratic on standardised inputs; ``predict`` takes raw inputs."""
+
+    mean: np.ndarray  # per input: centre used to standardise
+    scale: np.ndarray  # per input: spread used to standardise
+    used: np.ndarray  # indices of the inputs that varied among the points
+    full: bool  # whether cross terms are included
+    coef: np.ndarray
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predicted scores of the rows of ``x`` (higher is better if fitted so)."""
+        z = (np.atleast_2d(x)[:, self.used] - self.mean) / self.scale
+        return _features(z, self.full) @ self.coef
+
+
+def min_points(d: int, full: bool = False) -> int:
+    """Points needed to fit a separable (or a full) quadratic in ``d`` inputs."""
+    coefficients = 1 + 2 * d + (d * (d - 1) // 2 if full else 0)
+    return coefficients + SPARE
+
+
+def fit_quadratic(x: np.ndarray, y: np.ndarray) -> Quadratic | None:
+    """Least-squares quadratic through (x, y), or None when the points are too few.
+
+    Inputs that do not vary among the points carry no information and are left out.
+    """
+    x = np.atleast_2d(np.asarray(x, dtype=float))
+    y = np.asarray(y, dtype=float)
+    if len(x) != len(y) or not np.all(np.isfinite(x)) or not np.all(np.isfinite(y)):
+        return None
+    spread = x.std(axis=0)
+    used = np.flatnonzero(spread > 1e-12 * np.maximum(1.0, np.abs(x).max(axis=0)))
+    d = len(used)
+    if d == 0 or len(x) < min_points(d):
+        return None
+    full = len(x) >= min_points(d, full=True)
+    mean, scale = x[:, used].mean(axis=0), spread[used]
+    a = _features((x[:, used] - mean) / scale, full)
+    coef = np.linalg.lstsq(a.T @ a + RIDGE * np.eye(a.shape[1]), a.T @ y, rcond=None)[0]
+    return Quadratic(mean, scale, used, full, coef)
+
+
+def _features(z: np.ndarray, full: bool) -> np.ndarray:
+    n, d = z.shape
+    columns = [np.ones(n), *(z[:, j] for j in range(d)), *(z[:, j] ** 2 for j in range(d))]
+    if full:
+        columns += [z[:, i] * z[:, j] for i in range(d) for j in range(i + 1, d)]
+    return np.stack(columns, axis=1)

@@ -1,0 +1,97 @@
+"""The quadratic surrogate (engine/agents/surrogate.py) and how the model move uses it."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+
+import numpy as np
+
+from engine.agents.elite_model import model_move
+from engine.agents.literals import find_literals
+from engine.agents.surrogate import fit_quadratic, min_points
+
+PROGRAM = "A = 0.5\nB = 0.3\nN = 16\n"
+OPTIMUM = (0.62, 0.24)  # where the landscape below peaks
+
+
+def truth(a: float, b: float) -> float:
+    """A curved ridge in log space, peaked at OPTIMUM (a cross term included)."""
+    u, v = math.log(a / OPTIMUM[0]), math.log(b / OPTIMUM[1])
+    return 3.0 - (u * u + v * v + u * v)
+
+
+def test_a_full_quadratic_is_recovered_exactly() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(min_points(3, full=True), 3))
+
+    def f(p: np.ndarray) -> np.ndarray:
+        return 1 + p[:, 0] - 2 * p[:, 1] ** 2 + 0.5 * p[:, 0] * p[:, 2] + 3 * p[:, 2]
+
+    model = fit_quadratic(x, f(x))
+    assert model is not None and model.full
+    new = rng.normal(size=(20, 3))
+    assert np.allclose(model.predict(new), f(new), atol=1e-4)
+
+
+def test_few_points_give_a_separable_model_or_none() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(min_points(3), 3))
+    model = fit_quadratic(x, (x**2).sum(axis=1))
+    assert model is not None and not model.full  # 9 points: no room for 3 cross terms
+    assert fit_quadratic(x[:-1], (x[:-1] ** 2).sum(axis=1)) is None
+    assert fit_quadratic(x, np.full(len(x), np.nan)) is None
+
+
+def test_inputs_that_never_vary_are_left_out() -> None:
+    rng = np.random.default_rng(2)
+    x = np.column_stack([rng.normal(size=8), np.full(8, 0.7), rng.normal(size=8)])
+    model = fit_quadratic(x, x[:, 0] ** 2 - x[:, 2])
+    assert model is not None and list(model.used) == [0, 2]
+    probe = np.array([[0.3, 123.0, -1.0]])  # the constant input does not matter
+    assert np.allclose(model.predict(probe), 0.09 + 1.0, atol=1e-6)
+
+
+def fit_points(n: int, seed: int) -> list[tuple[float, list[str]]]:
+    rng = random.Random(seed)
+    points = []
+    for _ in range(n):
+        a, b = 0.5 * math.exp(rng.gauss(0, 0.15)), 0.3 * math.exp(rng.gauss(0, 0.15))
+        points.append((truth(a, b), [repr(a), repr(b), "16"]))
+    return points
+
+
+def test_the_surrogate_picks_draws_that_score_higher() -> None:
+    """Over many seeds the surrogate's pick beats a blind draw and heads for the optimum;
+    minimizing the same scores turns the picks the other way."""
+    literals, _ = find_literals(PROGRAM)
+    parent = (truth(0.5, 0.3), ["0.5", "0.3", "16"])
+    spread = [parent, *fit_points(6, 99)]  # the Gaussian: parent and five elite nodes
+    fit = [parent, *fit_points(20, 7)]
+
+    def children(draws: int, maximize: bool) -> list[float]:
+        out = []
+        for seed in range(60):
+            moves = model_move(literals, spread, maximize, random.Random(seed), 2.0, fit, draws)
+            a, b = float(moves.get(0, "0.5")), float(moves.get(1, "0.3"))
+            out.append(truth(a, b))
+        return out
+
+    blind, picked = children(1, True), children(100, True)
+    assert statistics.mean(picked) > statistics.mean(blind) + 0.02
+    assert statistics.mean(picked) > parent[0]  # the parent sits below the optimum
+    worst = children(100, False)  # minimizing: the same model, the other end
+    assert statistics.mean(worst) < statistics.mean(blind) - 0.02
+
+
+def test_points_with_too_few_members_leave_the_draw_blind() -> None:
+    literals, _ = find_literals(PROGRAM)
+    parent = (truth(0.5, 0.3), ["0.5", "0.3", "16"])
+    spread = [parent, *fit_points(6, 99)]
+    few = [parent, *fit_points(3, 7)]  # 4 points: fewer than a 2-input quadratic needs
+    for seed in range(10):
+        blind = model_move(literals, spread, True, random.Random(seed), 2.0)
+        assert model_move(literals, spread, True, random.Random(seed), 2.0, few, 100) != {}
+        # Without a model the first of the 100 draws is taken: the blind draw itself.
+        assert model_move(literals, spread, True, random.Random(seed), 2.0, few, 100) == blind
