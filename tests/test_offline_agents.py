@@ -423,10 +423,10 @@ def test_an_unscored_parent_gets_no_model_move() -> None:
 
 def test_the_surrogate_learns_only_from_nodes_with_the_parents_ints() -> None:
     """A count change moves the whole landscape: such nodes shape the model move's spread
-    but never the surrogate's fit."""
+    until the parent's own ints have OWN_POINTS nodes, and never the surrogate's fit."""
     researcher = OfflineResearcher(seed=6)
     parent = node(INITIAL, 7, score=1.0)
-    same = [node(INITIAL.replace("0.3", f"0.3{i}"), 10 + i, 1.5 - i / 10) for i in range(1, 5)]
+    literals, skeleton = find_literals(parent.code)
     other = [
         node(
             INITIAL.replace("0.3", f"0.3{i}").replace("(16)", "(17)").replace("/ 16", "/ 17"),
@@ -435,9 +435,21 @@ def test_the_surrogate_learns_only_from_nodes_with_the_parents_ints() -> None:
         )
         for i in range(1, 4)
     ]
-    ctx = ResearchContext("t", "d", parent, [parent], [], step=1, node_id=1, elite=[*other, *same])
-    literals, skeleton = find_literals(parent.code)
-    fit = researcher._fit_points(ctx, literals, skeleton)
-    assert [score for score, _ in fit] == [1.0, 1.4, 1.3, 1.2, 1.1]  # parent, then `same`
-    spread = researcher._points(ctx, literals, skeleton)
-    assert len(spread) == 8  # the parent and all seven same-skeleton elite nodes
+
+    def points(n_same: int) -> tuple[list, list]:
+        same = [
+            node(INITIAL.replace("0.3", f"0.3{i}"), 30 + i, 1.5 - i / 100)
+            for i in range(1, n_same + 1)
+        ]
+        ctx = ResearchContext(
+            "t", "d", parent, [parent], [], step=1, node_id=1, elite=[*other, *same]
+        )
+        fit = researcher._fit_points(ctx, literals, skeleton)
+        return fit, researcher._points(ctx, literals, skeleton, fit)
+
+    fit, spread = points(4)
+    assert [score for score, _ in fit] == [1.0, 1.49, 1.48, 1.47, 1.46]  # parent, then same
+    assert len(spread) == 8  # too few of its own: the parent and all same-skeleton nodes
+    fit, spread = points(12)
+    assert len(fit) == 13 and 2.0 not in [score for score, _ in fit]
+    assert spread == fit[:11]  # enough of its own: the parent and its 10 fittest
