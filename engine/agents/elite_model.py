@@ -7,9 +7,10 @@ run already say how far apart good settings of the constants are and which const
 together. This move fits a Gaussian to them, as CMA-ES and other estimation-of-distribution
 methods do, and draws the child's float constants from it around the parent:
 
-* the points are the parent and the *elite* nodes (the run's fittest, handed over by the
+* the points are the parent and *elite* nodes (the run's fittest, handed over by the
   sampler: ``ResearchContext.elite``) with the parent's skeleton, so literal k means the
-  same constant in every point;
+  same constant in every point (the Researcher picks them: the parent's own ints once
+  enough nodes share them, else any; ``OfflineResearcher._points``);
 * constants are modelled in log space (relative moves, signs kept); a constant whose sign
   differs among the points, or one below ``TINY`` (a tolerance), is left alone;
 * the covariance is the rank-weighted spread of the points around their weighted mean

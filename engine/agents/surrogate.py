@@ -7,9 +7,10 @@ quadratic fitted to them by least squares (the model of derivative-free trust-re
 methods such as NEWUOA and BOBYQA) predicts each drawn candidate's score, and the move keeps
 the most promising of a batch; the evaluation itself still decides.
 
-Measured on offline circle packing (300 candidates, seeds 0-159): with the surrogate
-picking the best of 100 draws, Nelder-Mead started from where runs end gains little more
-(it gained 0.05-0.2 on half the runs before), and the median best rose from 2.003 to 2.023.
+Measured on offline circle packing (300 candidates): Nelder-Mead started from the best
+node of a run gained more than 0.05 on 8 of 20 runs before and on 7 of 40 with the surrogate
+picking the best of 100 draws; the median best went from 2.003 to 2.019 on seeds 0-159 and
+from 1.987 to 1.995 on seeds 160-319 (``benchmarks/search_quality.py``).
 
 The fit uses only points that mean the same thing: nodes of one skeleton *and* the same
 ints, since a count change moves the whole landscape. With few points the quadratic is
