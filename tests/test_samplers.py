@@ -448,9 +448,9 @@ def test_barrier_waits_for_old_steps_and_for_lower_steps_turn() -> None:
 def test_default_sampler_climbs_and_spreads_parents() -> None:
     """Rank + offline researcher on circle packing, 60 candidates, 5 seeds (about 2 s).
 
-    Measured (2026-12-04, with the surrogate): median best 1.77 (1.46-1.88). The floor is well below, but above
-    what one lineage off the root reaches; UCB1 built on one of the 3 newest nodes ~99 % of
-    the time, so the spread checks catch a collapse onto the newest nodes.
+    Measured (2026-12-04, with the surrogate): median best 1.77 (1.46-1.88). The floor is
+    well below, but above what one lineage off the root reaches; UCB1 built on one of the 3
+    newest nodes ~99 % of the time, so the spread checks catch a collapse onto the newest nodes.
     """
     import statistics
     import sys
