@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.agents.base import AgentError, AnalysisInput, ResearchContext
+from engine.agents.elite_points import fit_points, spread_points
 from engine.agents.offline_analyzer import OfflineAnalyzer
 from engine.agents.offline_researcher import OfflineResearcher, find_literals, format_float
 from engine.records import DONE, FAILED, Node
@@ -424,7 +425,6 @@ def test_an_unscored_parent_gets_no_model_move() -> None:
 def test_the_surrogate_learns_only_from_nodes_with_the_parents_ints() -> None:
     """A count change moves the whole landscape: such nodes shape the model move's spread
     until the parent's own ints have OWN_POINTS nodes, and never the surrogate's fit."""
-    researcher = OfflineResearcher(seed=6)
     parent = node(INITIAL, 7, score=1.0)
     literals, skeleton = find_literals(parent.code)
     other = [
@@ -444,8 +444,8 @@ def test_the_surrogate_learns_only_from_nodes_with_the_parents_ints() -> None:
         ctx = ResearchContext(
             "t", "d", parent, [parent], [], step=1, node_id=1, elite=[*other, *same]
         )
-        fit = researcher._fit_points(ctx, literals, skeleton)
-        return fit, researcher._points(ctx, literals, skeleton, fit)
+        fit = fit_points(ctx, literals, skeleton)
+        return fit, spread_points(ctx, literals, skeleton, fit)
 
     fit, spread = points(4)
     assert [score for score, _ in fit] == [1.0, 1.49, 1.48, 1.47, 1.46]  # parent, then same

@@ -10,7 +10,7 @@ methods do, and draws the child's float constants from it around the parent:
 * the points are the parent and *elite* nodes (the run's fittest, handed over by the
   sampler: ``ResearchContext.elite``) with the parent's skeleton, so literal k means the
   same constant in every point (the Researcher picks them: the parent's own ints once
-  enough nodes share them, else any; ``OfflineResearcher._points``);
+  enough nodes share them, else any; ``elite_points.spread_points``);
 * constants are modelled in log space (relative moves, signs kept); a constant whose sign
   differs among the points, or one below ``TINY`` (a tolerance), is left alone;
 * the covariance is the rank-weighted spread of the points around their weighted mean

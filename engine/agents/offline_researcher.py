@@ -12,7 +12,7 @@ ones a plain evolution strategy has, with nothing specific to any task:
 * *model* draws the floats from a Gaussian fitted to the run's fittest same-skeleton nodes
   (``engine.agents.elite_model``): fine steps when they agree, wide ones when they do not;
   a quadratic surrogate fitted to the elite nodes with the parent's ints picks the most
-  promising of ``MODEL_DRAWS`` such draws (``engine.agents.surrogate``).
+  promising of ``MODEL_DRAWS`` draws (which nodes: ``engine.agents.elite_points``).
 * *probe* tries a structural neighbour of a node that is the fittest of its context: one
   count or size (an int above 2) one up or down, everywhere it is written, nothing else.
   Random mutations rarely make exactly that move from exactly that node, and it is often
@@ -35,7 +35,6 @@ many proposals other workers made before it.
 
 from __future__ import annotations
 
-import functools
 import random
 import re
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from typing import Any
 
 from engine.agents.base import AgentError, Proposal, ResearchContext
 from engine.agents.elite_model import model_move
+from engine.agents.elite_points import fit_points, same_skeleton, spread_points
 from engine.agents.literal_moves import common_scale, count_like, draw, perturb, step_value, weight
 from engine.agents.literals import (
     Literal,
@@ -69,8 +69,6 @@ FITTER_BIAS = 0.7  # chance to take a differing literal from the fitter node
 STRETCH = (0.5, 1.5)  # a repeated or mirrored move is this many times the last one
 PROBE_RATE = 0.2  # chance of a structural probe from a parent fittest of its context
 MODEL_RATE, MODEL_POINTS, MODEL_SCALE = 0.3, 4, 2.0  # model move: chance, least points, scale
-MODEL_ELITE = 10  # the fittest this many elite nodes shape the model move's Gaussian
-OWN_POINTS = 8  # with this many nodes of the parent's own ints, the Gaussian uses only them
 MODEL_DRAWS = 100  # candidates the surrogate chooses from (50-200 measured alike)
 ELITE_SIZE = 30  # fittest nodes the sampler hands over: the Gaussian's and the surrogate's
 
@@ -159,8 +157,8 @@ class OfflineResearcher:
             plan.apply(moves)
             return plan
         if self.rng.random() < MODEL_RATE:
-            fit = self._fit_points(ctx, literals, skeleton)
-            points = self._points(ctx, literals, skeleton, fit)
+            fit = fit_points(ctx, literals, skeleton)
+            points = spread_points(ctx, literals, skeleton, fit)
             if len(points) >= MODEL_POINTS and (
                 moves := model_move(
                     literals, points, ctx.maximize, self.rng, MODEL_SCALE, fit, MODEL_DRAWS
@@ -205,45 +203,6 @@ class OfflineResearcher:
         text = self.rng.choice(pool)
         new = str(int(literals[by_value[text][0]].value) + self.rng.choice((-1, 1)))
         return {k: new for k in by_value[text]}
-
-    def _points(
-        self, ctx: ResearchContext, literals: list[Literal], skeleton: tuple, fit: list
-    ) -> list[tuple[float, list[str]]]:
-        """(score, literal texts) of the nodes whose spread shapes the model move's Gaussian.
-
-        Once ``OWN_POINTS`` elite nodes share the parent's ints (``fit``, fittest first),
-        the parent and the ``MODEL_ELITE`` fittest of them: their spread is the shape of the
-        parent's own optimum. Before that, the parent and the ``MODEL_ELITE`` fittest elite
-        nodes of its skeleton, whatever their ints: a mixed spread that explores. (Mixed
-        points throughout were worse on held-out seeds: median 1.995 against 2.028 on
-        seeds 160-319; own points from the start were worse before the surrogate.)
-        """
-        parent = ctx.parent
-        if parent.score is None:  # nothing to rank it by
-            return []
-        if len(fit) >= OWN_POINTS:
-            return fit[: 1 + MODEL_ELITE]
-        points = [(parent.score, [lit.text for lit in literals])]
-        for node, texts in _same_skeleton(ctx.elite[:MODEL_ELITE], parent, skeleton):
-            if node.score is not None:
-                points.append((node.score, texts))
-        return points
-
-    def _fit_points(
-        self, ctx: ResearchContext, literals: list[Literal], skeleton: tuple
-    ) -> list[tuple[float, list[str]]]:
-        """The parent and all elite nodes with its skeleton *and* ints: the surrogate's data
-        (a count change moves the whole landscape, so other ints would mislead it)."""
-        parent = ctx.parent
-        if parent.score is None:
-            return []
-        own = [lit.text for lit in literals]
-        ints = [k for k, lit in enumerate(literals) if lit.is_int]
-        points = [(parent.score, own)]
-        for node, texts in _same_skeleton(ctx.elite, parent, skeleton):
-            if node.score is not None and all(texts[k] == own[k] for k in ints):
-                points.append((node.score, texts))
-        return points
 
     def _gain(self, parent: Node, maximize: bool) -> float:
         """How much the parent's moves gained over its base (0.0 when unknown or tiny)."""
@@ -297,7 +256,7 @@ class OfflineResearcher:
         """A same-skeleton context node to cross over with (a fitter one is likelier), or None."""
         partners = [
             (node, texts)
-            for node, texts in _same_skeleton(ctx.context, parent, skeleton)
+            for node, texts in same_skeleton(ctx.context, parent, skeleton)
             if node.code != parent.code
         ]
         fitter = [p for p in partners if _better(p[0].score, parent.score, ctx.maximize)]
@@ -318,31 +277,6 @@ class OfflineResearcher:
         if len(taken) == len(differing):
             taken.remove(self.rng.choice(taken))
         return {k: other[k] for k in taken}
-
-
-def _same_skeleton(
-    nodes: list[Node], parent: Node, skeleton: tuple
-) -> list[tuple[Node, list[str]]]:
-    """(node, literal texts) of the done ``nodes`` other than ``parent`` with its skeleton."""
-    found = []
-    for node in nodes:
-        if node.id == parent.id or node.status != DONE:
-            continue
-        try:
-            texts, other_skeleton = _texts(node.code)
-        except AgentError:
-            continue
-        if other_skeleton == skeleton:
-            found.append((node, list(texts)))
-    return found
-
-
-@functools.lru_cache(maxsize=256)
-def _texts(code: str) -> tuple[tuple[str, ...], tuple]:
-    """Literal texts and skeleton of ``code``: the elite is the same few nodes step after
-    step, so each is tokenized once, not at every proposal."""
-    literals, skeleton = find_literals(code)
-    return tuple(lit.text for lit in literals), skeleton
 
 
 def _int_scale(parent: Node, ctx: ResearchContext) -> float:
