@@ -360,5 +360,7 @@ def _from_record(record: dict[str, Any]) -> Evaluation:
 
 
 def _nodes(store: RunStore, ids: list[int]) -> list[Node]:
-    """(db thread) The nodes with these ids that still exist, in order."""
-    return [node for i in ids if (node := store.get_node(i)) is not None]
+    """(db thread) The nodes with these ids that still exist, in order: one query, as the
+    offline Researcher's elite is 30 nodes at every step."""
+    found = {n.id: n for n in store.nodes(f"id IN ({', '.join('?' * len(ids))})", list(ids))}
+    return [found[i] for i in ids if i in found]
