@@ -60,7 +60,15 @@ class RunStore:
 
         An open connection keeps writing to a deleted file's inode, so without this check
         an engine would go on "committing" a run that no longer exists on disk. Cheap
-        enough for every step: a stat, a 16-byte header read and a one-row query.
+        enough for every step: a stat, a one-row query and a read-only probe connection.
+
+        The file is never opened by a descriptor of our own: closing *any* descriptor of
+        the database drops every POSIX lock this process holds on it, SQLite's included,
+        and another process would then checkpoint and reset the WAL under this connection
+        ("How To Corrupt An SQLite Database File", 2.2). A second SQLite connection is
+        safe: SQLite keeps such a descriptor open until this process holds no lock.
+        The probe reads the file's header page afresh, which this connection, with the
+        page in its cache, would not notice being overwritten.
         """
         restore = f"restore from backup: asi-evolve restore {self.path.parent}"
         try:
@@ -70,13 +78,14 @@ class RunStore:
         if now != self._identity:
             raise StoreError(f"run database replaced by another file: {self.path} ({restore})")
         try:
-            with open(self.path, "rb") as f:
-                header = f.read(16)
             self.db.execute("SELECT value FROM meta WHERE key = ?", [VERSION_KEY]).fetchone()
+            probe = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+            try:
+                probe.execute("PRAGMA schema_version").fetchone()
+            finally:
+                probe.close()
         except (OSError, sqlite3.DatabaseError) as exc:
             raise StoreError(f"damaged run database: {_one_line(exc)} ({restore})") from None
-        if header != b"SQLite format 3\x00":
-            raise StoreError(f"damaged run database: bad file header ({restore})")
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file (clean stop, before a backup)."""
