@@ -1,12 +1,17 @@
 """Online backups of the run database, and bringing a run back from one.
 
 A run is days of GPU time in one SQLite file. The engine copies it with SQLite's online
-backup API (a consistent snapshot while it keeps writing) every N finished nodes and
-when it stops, into ``RUN_DIR/backups/``, keeping the newest few. If the database is
-deleted, replaced or damaged, the engine stops within one step (``RunStore.check_intact``)
-and ``asi-evolve restore RUN_DIR`` puts the newest good backup back: at most N nodes are
-lost, and those are simply run again. The sandbox keeps evaluators from touching
-``backups/`` (it is inside the read-only run directory).
+backup API every N finished nodes and when it stops, into ``RUN_DIR/backups/``, keeping the
+newest few. If the database is deleted, replaced or damaged, the engine stops within one
+step (``RunStore.check_intact``) and ``asi-evolve restore RUN_DIR`` puts the newest good
+backup back: at most N nodes are lost, and those are simply run again. The sandbox keeps
+evaluators from touching ``backups/`` (it is inside the read-only run directory).
+
+Every copy is read through an SQLite connection - the engine's own one for its backups - and
+never by a descriptor of ours: closing one would drop the engine's locks on the file. A copy
+is a read transaction, so it neither waits for readers (a TUI holding a snapshot) nor holds
+the write lock while it waits, as a ``wal_checkpoint(TRUNCATE)`` would. Restoring builds the
+new database next to the old one and swaps it in by renames: the run always has a database.
 """
 
 from __future__ import annotations
@@ -17,34 +22,43 @@ import sqlite3
 import time
 from pathlib import Path
 
+from engine import readonly
 from engine.schema import FINISHED
 from engine.store import DB_NAME, RunStore, StoreError
 
 log = logging.getLogger(__name__)
 
 BACKUP_DIR = "backups"
+DB_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal")
 
 
-def copy_database(source: Path, dest: Path) -> None:
-    """A consistent single-file copy of the run database at ``source`` (WAL folded in)."""
+def copy_database(source: sqlite3.Connection, dest: Path) -> None:
+    """A consistent single-file copy of what ``source`` reads, written atomically to ``dest``.
+
+    ``dest`` appears complete or not at all (a temp file, checked, then renamed over it).
+    Raises StoreError with one line when the copy cannot be written or fails its check.
+    """
     dest = Path(dest)
     tmp = dest.with_name(dest.name + ".partial")
-    tmp.unlink(missing_ok=True)
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
     try:
+        tmp.unlink(missing_ok=True)
         out = sqlite3.connect(tmp)
         try:
-            src.backup(out)
+            source.backup(out)
             out.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
             check = out.execute("PRAGMA quick_check").fetchone()[0]
         finally:
             out.close()
-    finally:
-        src.close()
-    if check != "ok":
+        if check != "ok":
+            raise StoreError(f"the copy failed its integrity check: {check}")
+        os.replace(tmp, dest)  # atomic: a reader never sees half a backup
+    except (OSError, sqlite3.Error) as exc:
         tmp.unlink(missing_ok=True)
-        raise StoreError(f"the copy of {source} failed its integrity check: {check}")
-    os.replace(tmp, dest)  # atomic: a reader never sees half a backup
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise StoreError(f"cannot write the copy {dest}: {reason}") from None
+    except StoreError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class Backups:
@@ -68,12 +82,12 @@ class Backups:
         return self.now(store, steps_done)
 
     def now(self, store: RunStore, steps_done: int | None = None) -> Path:
+        """Copy the run through ``store``'s own connection (the engine's, in its db thread)."""
         store.check_intact()  # never back up a database that is already gone or damaged
-        store.checkpoint()
         self.dir.mkdir(exist_ok=True)
         done = store.steps_done() if steps_done is None else steps_done
         dest = self.dir / f"evolve-{done:06d}-{time.strftime('%Y%m%dT%H%M%S')}.db"
-        copy_database(store.path, dest)
+        copy_database(store.db.conn, dest)
         for old in self.list()[: -self.keep]:
             old.unlink(missing_ok=True)
         log.info("backup written: %s", dest)
@@ -86,40 +100,80 @@ class Backups:
         return sorted(p for p in self.dir.glob("evolve-*.db") if p.is_file())
 
 
-def restore(run_dir: Path, source: Path | None = None) -> tuple[Path, int]:
-    """Put ``source`` (default: the newest backup) back as the run database.
+def is_run_dir(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run (its database, or backups of one to restore from)."""
+    return (run_dir / DB_NAME).is_file() or bool(Backups(run_dir).list())
 
-    The current database file, if any, is kept as ``evolve.db.damaged-<time>`` (never
-    deleted); returns the backup used and the number of finished steps it holds.
+
+def _run_database_file(path: Path, run_dir: Path) -> bool:
+    """True when ``path`` is the run's database or one of its companion files."""
+    path = Path(path)
+    for name in DB_FILES:
+        live = run_dir / name
+        if path.absolute() == live.absolute():
+            return True
+        try:
+            if live.exists() and path.exists() and os.path.samefile(path, live):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _usable(candidate: Path) -> int | None:
+    """Finished steps in ``candidate`` when it is a sound run database, else None."""
+    try:
+        probe = readonly.connect_readonly(candidate)
+    except sqlite3.Error:
+        return None
+    try:
+        if probe.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            return None
+        marks = ",".join("?" * len(FINISHED))
+        sql = f"SELECT count(*) FROM nodes WHERE step >= 1 AND status IN ({marks})"
+        return probe.execute(sql, list(FINISHED)).fetchone()[0]
+    except sqlite3.Error:
+        return None
+    finally:
+        probe.close()
+
+
+def restore(run_dir: Path, source: Path | None = None) -> tuple[Path, int]:
+    """Put ``source`` (default: the newest good backup) back as the run database.
+
+    The new database is written next to the old one first; only then are the current
+    database files renamed to ``evolve.db*.damaged-<time>`` (never deleted) and the new one
+    renamed into place, so a failure at any point leaves the run with a database. Returns
+    the backup used and the number of finished steps it holds.
     """
     run_dir = Path(run_dir)
+    if source is not None and _run_database_file(source, run_dir):
+        raise StoreError(f"{source} is the run's own database; restore from a backup of it")
     candidates = [Path(source)] if source else list(reversed(Backups(run_dir).list()))
     if not candidates:
         raise StoreError(f"no backup found in {run_dir / BACKUP_DIR}")
     for candidate in candidates:
         if not candidate.is_file():
             raise StoreError(f"{candidate} does not exist")
-        try:
-            probe = sqlite3.connect(f"file:{candidate}?mode=ro", uri=True)
-            ok = probe.execute("PRAGMA quick_check").fetchone()[0] == "ok"
-            steps = probe.execute(
-                "SELECT count(*) FROM nodes WHERE step >= 1 AND status IN (?, ?, ?)", FINISHED
-            ).fetchone()[0]
-            probe.close()
-        except sqlite3.DatabaseError:
-            ok = False
-        if ok:
+        steps = _usable(candidate)
+        if steps is not None:
             break
         if source:
             raise StoreError(f"{candidate} is not a usable run database")
     else:
         raise StoreError(f"no usable backup in {run_dir / BACKUP_DIR}")
+    incoming = run_dir / f"{DB_NAME}.restoring"
+    source_conn = readonly.connect_readonly(candidate)
+    try:
+        copy_database(source_conn, incoming)
+    finally:
+        source_conn.close()
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    for suffix in ("", "-wal", "-shm"):
-        current = run_dir / f"{DB_NAME}{suffix}"
+    for name in DB_FILES:
+        current = run_dir / name
         if current.exists():
-            current.rename(run_dir / f"{DB_NAME}{suffix}.damaged-{stamp}")
-    copy_database(candidate, run_dir / DB_NAME)
+            current.rename(run_dir / f"{name}.damaged-{stamp}")
+    os.replace(incoming, run_dir / DB_NAME)
     return candidate, steps
 
 
@@ -139,16 +193,22 @@ def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers type
 
 
 def cmd_backup(args) -> int:  # noqa: ANN001
-    source = args.run_dir / DB_NAME
-    if not source.is_file():
-        raise StoreError(f"{args.run_dir} is not a run directory (no {DB_NAME})")
+    run_dir: Path = args.run_dir
+    if not (run_dir / DB_NAME).is_file():
+        raise StoreError(f"{run_dir} is not a run directory (no {DB_NAME})")
     dest = args.dest
     if dest.is_dir():
-        dest = dest / f"{args.run_dir.resolve().name}-{time.strftime('%Y%m%dT%H%M%S')}.db"
+        dest = dest / f"{run_dir.resolve().name}-{time.strftime('%Y%m%dT%H%M%S')}.db"
     if not dest.parent.is_dir():
         raise StoreError(f"{dest.parent} is not a directory")
-    copy_database(source, dest)
-    print(f"backup of {args.run_dir} written to {dest}")
+    if _run_database_file(dest, run_dir):
+        raise StoreError(f"{dest} is the run's own database; write the backup elsewhere")
+    store = RunStore.open(run_dir, readonly=True)
+    try:
+        copy_database(store.db.conn, dest)
+    finally:
+        store.close()
+    print(f"backup of {run_dir} written to {dest}")
     return 0
 
 
@@ -157,11 +217,13 @@ def cmd_restore(args) -> int:  # noqa: ANN001
 
     if not args.run_dir.is_dir():
         raise StoreError(f"{args.run_dir} is not a directory")
+    if not is_run_dir(args.run_dir):  # nothing of ours to restore: touch nothing there
+        raise StoreError(f"{args.run_dir} is not a run directory (no {DB_NAME}, no backups)")
     try:
         lock = RunLock(args.run_dir)
         lock.acquire()
-    except LockedError:
-        raise LockedError(f"an engine is running on {args.run_dir}: stop it first") from None
+    except LockedError as exc:
+        raise LockedError(f"{exc}: stop it first") from None
     try:
         used, steps = restore(args.run_dir, args.source)
     finally:

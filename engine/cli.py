@@ -7,8 +7,8 @@ a run directory holds days of GPU time and is never overwritten or deleted.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-import logging
 import os
 import sqlite3
 import sys
@@ -24,7 +24,7 @@ from engine.loop import EngineError
 from engine.run import UsageError, cmd_run
 from engine.samplers import SAMPLERS
 from engine.sandbox import SandboxError
-from engine.store import RunStore, StoreError
+from engine.store import DiskFull, RunStore, StoreError, disk_full
 from engine.task import TaskError, builtin_tasks, load_task
 
 EXIT_USAGE = 2
@@ -109,41 +109,57 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # for run --tui
         return args.func(args)
-    except (
-        UsageError,
-        TaskError,
-        ConfigError,
-        StoreError,
-        LockedError,
-        agent_setup.AgentSetupError,
-        CognitionError,
-        SandboxError,
-    ) as exc:
-        print(f"asi-evolve: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    except EngineError as exc:
-        print(f"asi-evolve: {_one_line(exc)}", file=sys.stderr)
-        return 1
-    except sqlite3.DatabaseError as exc:  # e.g. a corrupted page met while reading
-        print(
-            f"asi-evolve: error: damaged run database: {_one_line(exc)} "
-            "(restore from backup: asi-evolve restore RUN_DIR)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
     except BrokenPipeError:  # output piped into e.g. `head`: not an error of ours
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return 0
-    except Exception as exc:  # a bug of ours: one line, the traceback only when asked for
+    except Exception as exc:  # noqa: BLE001 - every failure ends as one line and an exit code
         if os.environ.get("ASI_EVOLVE_DEBUG"):
             raise
-        print(
-            f"asi-evolve: internal error: {type(exc).__name__}: {_one_line(exc)} "
-            "(run again with ASI_EVOLVE_DEBUG=1 to see the traceback)",
-            file=sys.stderr,
+        line, code = _failure(exc)
+        print(line, file=sys.stderr)
+        return code
+
+
+USAGE_ERRORS = (
+    UsageError,
+    TaskError,
+    ConfigError,
+    StoreError,
+    LockedError,
+    agent_setup.AgentSetupError,
+    CognitionError,
+    SandboxError,
+)
+
+
+def _failure(exc: BaseException) -> tuple[str, int]:
+    """The one line and exit code for a failure: 2 for bad input, 1 for a run that failed.
+
+    Errors raised together (an exception group from the engine's task group) are told by
+    the first of them that is not a cancellation; a full disk is a failed run (1), not bad
+    input, whatever layer met it first.
+    """
+    while isinstance(exc, BaseExceptionGroup):
+        leaves = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
+        exc = leaves[0] if leaves else exc.exceptions[0]
+    full = exc if isinstance(exc, DiskFull) else disk_full(exc, Path("the run"))
+    if full is not None:
+        return f"asi-evolve: {_one_line(full)}", 1
+    if isinstance(exc, USAGE_ERRORS):
+        return f"asi-evolve: error: {_one_line(exc)}", EXIT_USAGE
+    if isinstance(exc, EngineError):
+        return f"asi-evolve: {_one_line(exc)}", 1
+    if isinstance(exc, sqlite3.DatabaseError):  # e.g. a corrupted page met while reading
+        return (
+            f"asi-evolve: error: damaged run database: {_one_line(exc)} "
+            "(restore from backup: asi-evolve restore RUN_DIR)",
+            EXIT_USAGE,
         )
-        logging.getLogger(__name__).exception("internal error")
-        return 1
+    return (
+        f"asi-evolve: internal error: {type(exc).__name__}: {_one_line(exc)} "
+        "(run again with ASI_EVOLVE_DEBUG=1 to see the traceback)",
+        1,
+    )
 
 
 # --------------------------------------------------------------------- run

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -57,15 +58,30 @@ class Heartbeat:
         from engine.store import RunStore
 
         store = None
+        missed = 0  # beats in a row that could not be written
         try:
             while not self._stop.is_set():
                 try:
                     if store is None:
                         store = RunStore.open(self.run_dir)
                     store.set_meta("engine", self.content())
-                except Exception:  # noqa: BLE001 - a missed beat is retried next second
-                    log.exception("heartbeat write failed")
-                    store = None
+                    if missed:
+                        log.warning("heartbeat written again after %d missed beat(s)", missed)
+                    missed = 0
+                except Exception as exc:  # noqa: BLE001 - a missed beat is retried next second
+                    # One line when beats start failing (e.g. a reader holds a long
+                    # transaction, the disk is full) and one when they recover: a log line
+                    # every second would bury what matters in engine.log.
+                    if not missed:
+                        log.warning(
+                            "heartbeat not written: %s (retrying every %.0fs)",
+                            " ".join(str(exc).split())[:200],
+                            BEAT_SECONDS,
+                        )
+                    missed += 1
+                    if store is not None and not isinstance(exc, sqlite3.OperationalError):
+                        store.close()
+                        store = None
                 self._stop.wait(BEAT_SECONDS)
         finally:
             if store is not None:

@@ -17,6 +17,7 @@ The sampler is rebound to that thread's store and is only ever called inside the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -35,7 +36,7 @@ from engine.samplers.barrier import StepBarrier
 from engine.samplers.base import Sampler
 from engine.steering import Steering
 from engine.step_queue import StepQueue
-from engine.store import RunStore
+from engine.store import RunStore, StoreError
 from engine.task import TaskSpec
 from engine.writer import StoreThread
 
@@ -158,7 +159,10 @@ class Engine:
             await self.db.call(self.ledger.final_backup, self.fatal)
         if self.fatal:
             self._set_state("failed")
-            await self.db.add_event("engine", f"engine failed: {self.fatal}")
+            try:
+                await self.db.add_event("engine", f"engine failed: {self.fatal}")
+            except StoreError:  # the store is what broke: the reason goes to the console
+                log.warning("engine failed, not recorded in the run database: %s", self.fatal)
             raise EngineError(self.fatal)
         state = "stopped" if self.stopping or self.stop_reason else "finished"
         self._set_state(state)
@@ -242,8 +246,9 @@ class Engine:
                 await asyncio.gather(*(self._tracked(n, self._post_only(n)) for n in owed))
             if not self.stopping:
                 await asyncio.gather(*(self._worker() for _ in range(self.workers)))
-        except EngineError as exc:
+        except (EngineError, StoreError) as exc:  # StoreError: e.g. the disk is full
             self.fatal = str(exc)
+            self.request_stop(self.fatal)
         finally:
             poller.cancel()
 
@@ -366,8 +371,10 @@ class Engine:
                 await self._fail(node, "pruned while in flight")
                 return
             # Interrupted by stop: the node keeps its code and re-runs on resume. (Queued
-            # in order even if this await is cancelled again: see StoreThread.call.)
-            await self.db.update_node(node.id, status=PENDING, started_at=None)
+            # in order even if this await is cancelled again: see StoreThread.call.) Where
+            # even that cannot be written (a full disk), resume re-runs it as "running".
+            with contextlib.suppress(StoreError):
+                await self.db.update_node(node.id, status=PENDING, started_at=None)
             raise
         except Rejected as exc:
             await self._fail(node, str(exc))
@@ -375,6 +382,8 @@ class Engine:
             await self._lost(node, str(exc))
         except AgentError as exc:
             await self._fail(node, f"researcher: {exc}")
+        except StoreError as exc:  # the disk is full: nothing can be recorded, stop the run
+            self._broken(str(exc))
         except Exception as exc:  # noqa: BLE001 - one bad candidate must not end a days-long run
             log.exception("node %s failed in the engine", node.id)
             if node.status in FINISHED:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Callable
@@ -18,20 +19,22 @@ from typing import Any
 
 from cognition import setup as cognition_setup
 from engine import agents as agent_setup
-from engine import session
+from engine import readonly, session
 from engine.agents.llm_settings import redact_config
 from engine.backup import Backups
 from engine.config import RunConfig, from_dict, load_file
-from engine.lock import RunLock
+from engine.lock import LOCK_NAME, RunLock
 from engine.loop import Engine
 from engine.reaper import kill_orphans, subreaper
 from engine.retriever_thread import RetrieverThread
 from engine.samplers import make_sampler
 from engine.sandbox import Sandbox, SandboxSettings, make_sandbox, private_memory
-from engine.store import DB_NAME, RunStore
+from engine.store import BUILDING_NAME, DB_NAME, RunStore, StoreError
 from engine.task import TaskSpec, resolve_task
 
-MAX_RUN_DIR_CHARS = 3000  # run dir paths far below PATH_MAX leave room for node dirs
+# What a kill -9 during the creation of a run can leave; such a directory starts afresh.
+CREATION_LEFTOVERS = {LOCK_NAME, BUILDING_NAME, f"{BUILDING_NAME}-journal", ".write-test"}
+UNSTARTED_FILES = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"}
 
 
 class UsageError(Exception):
@@ -46,9 +49,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         from tui.launch import run_with_tui
 
         return run_with_tui(args.argv, run_dir)
-    if (run_dir / DB_NAME).exists():
+    unstarted = (run_dir / DB_NAME).exists() and _never_started(run_dir)
+    if (run_dir / DB_NAME).exists() and not unstarted:
         return _resume(task, run_dir, args, flags)
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    if run_dir.exists() and (not run_dir.is_dir() or not _fresh(run_dir, unstarted)):
         raise UsageError(f"{run_dir} exists and is not a run directory; choose another --run-dir")
     config = load_file(args.config) if args.config else RunConfig()
     config = from_dict(flags, config, origin="command line")
@@ -57,10 +61,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     built, attach = _build_agents(mode, config, task)
     seeds = cognition_setup.prepare(config, task)  # checked before anything is written
     execution = _execution(config, run_dir, task)
-    _make_run_dir(run_dir)
-    with RunLock(run_dir):
-        store = RunStore.create(run_dir)
-        attach(store)
+    made = _make_run_dir(run_dir)
+
+    def setup(store: RunStore) -> None:
+        """What makes the new database a run; committed before it is named evolve.db."""
         store.set_meta("task", task.name)
         store.set_meta("task_dir", str(task.directory))
         store.set_meta("direction", task.direction)
@@ -70,8 +74,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.set_meta("llm_mode", mode)
         store.add_event("run", f"new run of {task.name} ({config.steps} steps)")
         cognition_setup.seed(store, config, seeds)  # a new run only, never on resume
-        print(f"ASI-Evolve: new run of {task.name} in {run_dir}")
-        return _execute(store, task, run_dir, config, mode, built, args.quiet, execution, attach)
+
+    try:
+        with RunLock(run_dir):
+            _set_aside_unstarted(run_dir)
+            store = RunStore.create(run_dir, setup)
+            attach(store)
+            print(f"ASI-Evolve: new run of {task.name} in {run_dir}")
+            quiet = args.quiet
+            return _execute(store, task, run_dir, config, mode, built, quiet, execution, attach)
+    except BaseException:
+        if made:  # a run that could not be created leaves no empty directory of ours
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+        raise
 
 
 def _resume(task: TaskSpec, run_dir: Path, args: argparse.Namespace, flags: dict) -> int:
@@ -106,13 +122,46 @@ def _resume(task: TaskSpec, run_dir: Path, args: argparse.Namespace, flags: dict
         return _execute(store, task, run_dir, config, mode, built, args.quiet, execution, attach)
 
 
-def _make_run_dir(run_dir: Path) -> None:
-    """Create the run directory, or say in one line why it cannot be (nothing is left)."""
-    if len(str(run_dir.resolve())) > MAX_RUN_DIR_CHARS:
-        raise UsageError(f"--run-dir is too long (over {MAX_RUN_DIR_CHARS} characters)")
+def _fresh(run_dir: Path, unstarted: bool = False) -> bool:
+    """The directory holds nothing but what an interrupted creation leaves (a kill -9 right
+    after the lock or the unfinished database was made): the run starts afresh there."""
+    allowed = CREATION_LEFTOVERS | (UNSTARTED_FILES if unstarted else set())
+    return all(entry.name in allowed for entry in run_dir.iterdir())
+
+
+def _never_started(run_dir: Path) -> bool:
+    """An ``evolve.db`` of an older version killed before it recorded its task: no task,
+    no node. It is set aside (never deleted) and the run is created again."""
+    try:
+        store = RunStore.open(run_dir, readonly=True)
+    except StoreError:
+        return False
+    try:
+        return store.get_meta("task") is None and not any(store.status_counts().values())
+    finally:
+        store.close()
+
+
+def _set_aside_unstarted(run_dir: Path) -> None:
+    """(Under the run lock) rename a never-started database to ``*.unstarted-<time>``."""
+    if not (run_dir / DB_NAME).exists() or not _never_started(run_dir):
+        return
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for name in UNSTARTED_FILES:
+        old = run_dir / name
+        if old.exists():
+            old.rename(run_dir / f"{name}.unstarted-{stamp}")
+
+
+def _make_run_dir(run_dir: Path) -> bool:
+    """Create the run directory, or say in one line why it cannot be (nothing is left).
+    Returns whether it was created here."""
+    if problem := readonly.path_too_long(run_dir):
+        raise UsageError(problem)
     for parent in run_dir.resolve().parents:
         if parent.exists() and not parent.is_dir():
             raise UsageError(f"--run-dir {run_dir}: {parent} is a file, not a directory")
+    made = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -121,6 +170,7 @@ def _make_run_dir(run_dir: Path) -> None:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise UsageError(f"cannot create the run directory {run_dir}: {reason}") from None
+    return made
 
 
 def _sandbox(config: RunConfig, run_dir: Path, task: TaskSpec) -> Sandbox:

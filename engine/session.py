@@ -9,6 +9,7 @@ meet is one line and exit 2, not a failure hours into a run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -103,9 +104,17 @@ def plan_execution(
     return Execution(engineer, pool, notes)
 
 
+class _LogFile(logging.FileHandler):
+    """``engine.log``, where a record that cannot be written (a full disk) is dropped: not a
+    traceback on the console for every record (the run's own failure line says why)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        return
+
+
 def start_log(run_dir: Path) -> logging.Handler:
     """Send the engine's log records (warnings, tracebacks) to ``RUN_DIR/engine.log``."""
-    handler = logging.FileHandler(run_dir / LOG_NAME, encoding="utf-8")
+    handler = _LogFile(run_dir / LOG_NAME, encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(logging.INFO)
     root = logging.getLogger()
@@ -117,4 +126,5 @@ def start_log(run_dir: Path) -> logging.Handler:
 
 def stop_log(handler: logging.Handler) -> None:
     logging.getLogger().removeHandler(handler)
-    handler.close()
+    with contextlib.suppress(OSError):  # a full disk refuses the last flush: said already
+        handler.close()

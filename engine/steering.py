@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from engine.records import DONE, FAILED, PRUNED
-from engine.store import RunStore
+from engine.store import RunStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,16 @@ class Steering:
 
     async def poll_forever(self) -> None:
         ticker = asyncio.create_task(self._tick_forever())
+        failing = ""  # the last poll failure logged: a failure that repeats is logged once
         try:
             while True:
                 try:
                     await self.poll_once()
+                    failing = ""
+                except StoreError as exc:  # e.g. the disk is full: the loop stops the run
+                    if str(exc) != failing:
+                        log.warning("command poll failed: %s", exc)
+                    failing = str(exc)
                 except Exception:  # noqa: BLE001 - the poller outlives any one bad command
                     log.exception("command poll failed")
                 await asyncio.sleep(POLL_SECONDS)

@@ -8,17 +8,20 @@ lets the TUI and ``status`` read while the engine writes.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from engine import readonly as readonly_access
 from engine import schema
+from engine.readonly import database_uri
 from engine.records import Command, Node
 from engine.schema import (
     COMMAND_HANDLED,
@@ -39,10 +42,32 @@ from engine.schema import (
 )
 
 MAX_COMMAND_ARG = 1000
+BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another writer's lock
+CHECKPOINT_WAIT_MS = 1_000  # how long a clean stop's checkpoint waits for old readers
+BUILDING_NAME = f"{DB_NAME}.new"  # a new run's database until it is complete
 
 
 class StoreError(Exception):
     """The run directory does not hold a usable run database."""
+
+
+class DiskFull(StoreError):
+    """The disk holding the run is full: nothing more can be recorded. What was committed
+    is intact; the run resumes once there is space."""
+
+
+def disk_full(exc: BaseException, where: Path) -> DiskFull | None:
+    """``exc`` as a DiskFull when it says the disk is full (SQLite's SQLITE_FULL, ENOSPC)."""
+    full = (
+        isinstance(exc, sqlite3.OperationalError)
+        and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    ) or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT))
+    if not full:
+        return None
+    return DiskFull(
+        f"the disk holding {where} is full ({_one_line(exc)}); everything committed so far "
+        "is intact: free some space and run the same command to resume"
+    )
 
 
 class RunStore:
@@ -79,7 +104,7 @@ class RunStore:
             raise StoreError(f"run database replaced by another file: {self.path} ({restore})")
         try:
             self.db.execute("SELECT value FROM meta WHERE key = ?", [VERSION_KEY]).fetchone()
-            probe = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+            probe = sqlite3.connect(database_uri(self.path, mode="ro"), uri=True, timeout=10)
             try:
                 probe.execute("PRAGMA schema_version").fetchone()
             finally:
@@ -87,22 +112,55 @@ class RunStore:
         except (OSError, sqlite3.DatabaseError) as exc:
             raise StoreError(f"damaged run database: {_one_line(exc)} ({restore})") from None
 
-    def checkpoint(self) -> None:
-        """Fold the WAL into the database file (clean stop, before a backup)."""
-        if not self.readonly:
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    def checkpoint(self) -> bool:
+        """Fold the WAL into the database file at a clean stop; True when it all went in.
+
+        A checkpoint that truncates the log waits for readers of older snapshots while it
+        holds the write lock, so it waits at most a second: a TUI holding a long read must
+        neither stall the exit nor make other writers fail. What is left is folded in by the
+        next one; the data is safe in the log either way.
+        """
+        if self.readonly:
+            return False
+        self.db.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+        try:
+            busy = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return not busy
 
     # ---------------------------------------------------------------- opening
     @classmethod
-    def create(cls, run_dir: Path) -> RunStore:
-        """Create the database of a new run; the directory may exist but holds no run."""
+    def create(cls, run_dir: Path, setup: Callable[[RunStore], None] | None = None) -> RunStore:
+        """Create the database of a new run; the directory may exist but holds no run.
+
+        The database is built as ``evolve.db.new``, ``setup(store)`` writes what makes it a
+        run (its task, configuration, seeded knowledge), and only then is it renamed to
+        ``evolve.db``: a crash before that leaves no run database, and the same command
+        starts the run afresh instead of finding a run of task None.
+        """
+        if problem := readonly_access.path_too_long(run_dir):
+            raise StoreError(problem)
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / DB_NAME
         if path.exists():
             raise StoreError(f"{path} already exists")
-        store = cls(_connect(path), path)
-        schema.create_schema(store.db.conn)
-        return store
+        building = run_dir / BUILDING_NAME
+        for leftover in (building, building.with_name(building.name + "-journal")):
+            leftover.unlink(missing_ok=True)  # an interrupted creation: start it again
+        store = cls(sqlite_utils.Database(sqlite3.connect(building)), building)
+        try:
+            schema.create_schema(store.db.conn)
+            if setup is not None:
+                setup(store)
+        except BaseException:
+            store.close()
+            building.unlink(missing_ok=True)
+            raise
+        store.close()
+        os.rename(building, path)  # under the run lock: nothing else creates it
+        _sync_directory(run_dir)
+        return cls.open(run_dir)
 
     @classmethod
     def open(cls, run_dir: Path, readonly: bool = False) -> RunStore:
@@ -112,11 +170,15 @@ class RunStore:
         path = Path(run_dir) / DB_NAME
         if not path.is_file():
             raise StoreError(f"{run_dir} is not a run directory (no {DB_NAME})")
+        if problem := readonly_access.path_too_long(path.parent):
+            raise StoreError(problem)
         # Check with a read-only connection first: never switch a foreign file to WAL.
         try:
             probe = _connect(path, readonly=True)
             version = schema.read_version(probe.conn)
             probe.conn.close()
+        except readonly_access.LiveRunUnreadable as exc:
+            raise StoreError(str(exc)) from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"damaged run database: {path}: {exc} "
@@ -361,6 +423,15 @@ class RunStore:
             )
 
 
+def _sync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a descriptor of the directory, not of a file)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _identity(path: Path) -> tuple[int, int]:
     info = path.stat()
     return info.st_dev, info.st_ino
@@ -370,28 +441,10 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
-def connect_readonly(path: Path, timeout: float = 10) -> sqlite3.Connection:
-    """A read-only connection that also works on an archived run (a read-only directory).
-
-    A WAL database needs its ``-shm`` file even to be read; where the directory cannot be
-    written (chmod -w, a read-only mount) no engine can be writing either, so the file is
-    opened as immutable instead.
-    """
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
-    try:
-        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-        return conn
-    except sqlite3.OperationalError:
-        conn.close()
-        if os.access(path.parent, os.W_OK) and os.access(path, os.W_OK):
-            raise
-    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=timeout)
-
-
 def _connect(path: Path, readonly: bool = False) -> sqlite_utils.Database:
-    conn = connect_readonly(path) if readonly else sqlite3.connect(str(path), timeout=10)
+    conn = readonly_access.connect_readonly(path) if readonly else readonly_access.connect(path)
     db = sqlite_utils.Database(conn)
-    db.execute("PRAGMA busy_timeout = 10000")
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if not readonly:
         if db.journal_mode != "wal":
             db.enable_wal()

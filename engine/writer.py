@@ -20,12 +20,13 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import sqlite3
 import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.store import RunStore
+from engine.store import RunStore, disk_full
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,16 @@ class StoreThread:
         self.closed = False
 
     def _run(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        result = fn(self.store, *args, **kwargs)
-        # Generators (e.g. RunStore.nodes) must be drained here, in the connection's thread.
-        if isinstance(result, types.GeneratorType):
-            result = list(result)
+        try:
+            result = fn(self.store, *args, **kwargs)
+            # Generators (e.g. RunStore.nodes) must be drained here, in the connection's thread.
+            if isinstance(result, types.GeneratorType):
+                result = list(result)
+        except (sqlite3.OperationalError, OSError) as exc:
+            full = disk_full(exc, self.store.path.parent)
+            if full is not None:  # the loop stops the run on it instead of failing nodes
+                raise full from exc
+            raise
         return result
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

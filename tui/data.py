@@ -1,7 +1,8 @@
 """The TUI's own read layer over the run database (plain sqlite3, read-only).
 
 The TUI never imports the engine's runtime: it meets it only through ``RUN_DIR/evolve.db``,
-whose layout it takes from ``engine/schema.py`` (standard library only). Reads go
+whose layout it takes from ``engine/schema.py`` and which it opens as every reader does
+(``engine/readonly.py``; both standard library only). Reads go
 through a read-only connection per thread and are incremental (nodes by ``updated_at``, events
 and LLM calls by id), so a refresh costs the same at 100 nodes and at 100,000. Text is decoded
 leniently: a node with non-UTF-8 output must not take the screen down.
@@ -9,9 +10,7 @@ leniently: a node with non-UTF-8 output must not take the screen down.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -19,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from engine import schema
+from engine.readonly import connect_readonly, engine_alive
 from engine.schema import DB_NAME
 
-LOCK_NAME = "engine.lock"
 HEARTBEAT_STALE_S = 5.0
 # Re-read nodes changed within this window of the newest change seen: a commit whose
 # timestamp was taken just before another one's is never missed.
@@ -92,35 +91,6 @@ class Cursor:
     llm: LlmTotals = field(default_factory=LlmTotals)
 
 
-def engine_holds_lock(run_dir: Path) -> bool:
-    """True when a process holds the engine's exclusive flock on ``RUN_DIR/engine.lock``."""
-    path = run_dir / LOCK_NAME
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return False
-
-
-def lock_holder(run_dir: Path) -> int | None:
-    """The pid the engine wrote into its lock file, if an engine holds the lock."""
-    if not engine_holds_lock(run_dir):
-        return None
-    try:
-        text = (run_dir / LOCK_NAME).read_text(errors="replace").strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
 def lenient_text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
 
@@ -151,7 +121,7 @@ class RunReader:
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect_readonly(Path(self.path))
+            conn = connect_readonly(self.path)
             conn.text_factory = lenient_text
             conn.execute("PRAGMA busy_timeout = 10000")
             self._local.conn = conn
@@ -183,7 +153,7 @@ class RunReader:
         """'not running' unless a process holds the lock and its heartbeat is fresh."""
         info = meta.get("engine")
         info = info if isinstance(info, dict) else {}
-        alive = engine_holds_lock(self.run_dir)
+        alive = engine_alive(self.run_dir)
         beat = _num(info.get("heartbeat"))
         fresh = beat is not None and now - beat <= HEARTBEAT_STALE_S
         state = str(meta.get("state") or info.get("state") or "unknown")
@@ -287,17 +257,3 @@ def _node_row(r: tuple) -> NodeRow:
         updated_at=float(r[9]) if isinstance(r[9], int | float) else 0.0,
         finished_at=float(r[10]) if isinstance(r[10], int | float) else None,
     )
-
-
-def _connect_readonly(path: Path) -> sqlite3.Connection:
-    """Read-only, and immutable where the run directory cannot be written (an archived run:
-    a WAL database needs its -shm file even to be read, and no engine can write there)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-        return conn
-    except sqlite3.OperationalError:
-        conn.close()
-        if os.access(path.parent, os.W_OK):
-            raise
-    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=10)

@@ -17,8 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+from engine.lock import engine_alive, lock_holder
 from tui.app import watch
-from tui.data import DB_NAME, RunNotFound, RunReader, engine_holds_lock, lock_holder
+from tui.data import DB_NAME, RunNotFound, RunReader
 
 LOG_NAME = "engine.log"
 START_TIMEOUT_S = 300.0
@@ -55,7 +56,7 @@ def _is_run(run_dir: Path) -> bool:
 def start_engine(argv: list[str], run_dir: Path) -> tuple[subprocess.Popen, Path]:
     """Start the engine detached; return once it holds the run (or raise LaunchError)."""
     run_dir = run_dir.absolute()
-    if engine_holds_lock(run_dir):
+    if engine_alive(run_dir):
         raise LaunchError(
             f"an engine is already running on {run_dir}; attach with 'asi-evolve watch {run_dir}'"
         )
