@@ -60,8 +60,10 @@ def path_too_long(run_dir: Path) -> str:
 
 
 def connect(path: Path, timeout: float = 10) -> sqlite3.Connection:
-    """A read-write connection (the engine's, ``restore``'s, the TUI's steering writes)."""
-    return sqlite3.connect(database_uri(path), uri=True, timeout=timeout)
+    """A read-write connection to an existing database (the engine's, the TUI's steering
+    writes); it never creates one, so a write to a deleted run fails instead of starting an
+    empty database in its place."""
+    return sqlite3.connect(database_uri(path, mode="rw"), uri=True, timeout=timeout)
 
 
 def connect_readonly(path: Path, timeout: float = 10) -> sqlite3.Connection:

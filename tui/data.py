@@ -102,6 +102,8 @@ class RunReader:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / DB_NAME
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self.generation = 0  # how often the database file was replaced under this reader
         if not self.run_dir.is_dir():
             raise RunNotFound(f"{self.run_dir} is not a directory")
         if not self.path.is_file():
@@ -119,12 +121,20 @@ class RunReader:
 
     # ------------------------------------------------------------ connection
     def conn(self) -> sqlite3.Connection:
+        """This thread's connection, reopened when the file was replaced (``restore``: an
+        open connection would go on reading the old, renamed file)."""
         conn = getattr(self._local, "conn", None)
+        identity = _identity(self.path)
+        if conn is not None and identity is not None and identity != self._local.identity:
+            conn.close()
+            conn = None
+            with self._lock:
+                self.generation += 1  # the Poller starts over from this database
         if conn is None:
             conn = connect_readonly(self.path)
             conn.text_factory = lenient_text
             conn.execute("PRAGMA busy_timeout = 10000")
-            self._local.conn = conn
+            self._local.conn, self._local.identity = conn, identity
         return conn
 
     def query(self, sql: str, params: tuple | list = ()) -> list[tuple]:
@@ -235,6 +245,15 @@ class RunReader:
         """(status, result) of one command row."""
         rows = self.query("SELECT status, result FROM commands WHERE id = ?", (command_id,))
         return (str(rows[0][0] or ""), str(rows[0][1] or "")) if rows else None
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file ``path`` names now (a stat: never a descriptor of the database)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _num(value: Any) -> float | None:

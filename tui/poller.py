@@ -64,11 +64,16 @@ class Poller:
         self.knowledge = KnowledgeReader(reader)
         self.clock = clock
         self.window = window
-        self.cursor = Cursor()
-        self.pop = Population()
         self.view = View()
         self.selected: int | None = None
         self.seq = 0
+        self._start_over()
+
+    def _start_over(self) -> None:
+        """Forget what was read: the next tick reads the whole run again."""
+        self._generation = self.reader.generation
+        self.cursor = Cursor()
+        self.pop = Population()
         self._shown: set[int] = set()
         self._last_view: View | None = None
         self._order: list[int] = []
@@ -85,6 +90,8 @@ class Poller:
         self.seq += 1
         now = self.clock()
         meta = self.reader.meta()
+        if self.reader.generation != self._generation:  # restored from a backup meanwhile
+            self._start_over()
         self.pop.maximize = meta.get("direction", "maximize") != "minimize"
         changed = self.pop.apply(self.reader.changed_nodes(self.cursor))
         best_id = self.pop.best.id if self.pop.best else None

@@ -13,6 +13,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from engine.readonly import connect
 from engine.schema import COMMAND_KINDS, COMMAND_NEW, ITEM_ACTIVE, ITEM_REJECTED
 from tui.data import DB_NAME
 from tui.knowledge import ITEMS
@@ -27,7 +28,7 @@ class SteerError(Exception):
 
 def _connect(run_dir: Path) -> sqlite3.Connection:
     try:
-        conn = sqlite3.connect(str(Path(run_dir) / DB_NAME), timeout=5)
+        conn = connect(Path(run_dir) / DB_NAME, timeout=5)
     except sqlite3.Error as exc:
         raise SteerError(f"cannot open the run database for writing: {exc}") from None
     conn.execute("PRAGMA busy_timeout = 5000")
