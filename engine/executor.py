@@ -18,10 +18,16 @@ The evaluator reports through a JSON file whose path is in ``$ASI_EVOLVE_RESULTS
       "error":   str               # optional, the reason when "valid" is false
     }
 
-Extra keys are kept. The evaluator also sees ``$ASI_EVOLVE_PROGRAM`` (the program
-file), ``$ASI_EVOLVE_WORKDIR`` and ``PYTHONUNBUFFERED=1``. A non-zero exit, a timeout,
-a missing or malformed file, a missing, non-numeric or non-finite score, or
-``"valid": false`` make the evaluation fail with a one-line reason.
+Extra keys are kept, bounded (``MAX_EXTRA_*`` below). The evaluator also sees
+``$ASI_EVOLVE_PROGRAM`` (the program file), ``$ASI_EVOLVE_WORKDIR`` and
+``PYTHONUNBUFFERED=1``. A non-zero exit, a timeout, a missing or malformed file, a
+missing, non-numeric or non-finite score, or ``"valid": false`` make the evaluation fail
+with a one-line reason.
+
+The work dir is the evaluator's: whatever it plants there (a symlink or hard link to a host
+file, a FIFO, a device) is never followed, opened or written through by the engine. Every
+file access goes through ``engine/workfiles.py``; a refused results file fails the stage
+with e.g. "results.json is a symlink: refused".
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from engine.reaper import Reaper
 from engine.sandbox import Sandbox
 from engine.stages import DEFAULT_STAGE, PRECHECK_STAGE, Stage
 from engine.task import TaskSpec
+from engine.workfiles import Refused, TooLarge, WorkDir, last_unresolved
 
 RESULTS_NAME = "results.json"
 # What is kept in ``Evaluation.results`` (it is stored in the database for every node).
@@ -49,7 +56,23 @@ STORED_LOGS_CHARS = 20_000
 REASON_CHARS = 200
 MAX_METRICS = 200  # metric entries kept per stage
 MAX_METRIC_CHARS = 500  # a metric string longer than this is cut
-# A larger results.json is refused rather than read into memory.
+# Top-level keys of results.json other than "metrics" and a string "logs" (bounded above):
+# a value whose JSON is longer than MAX_EXTRA_CHARS characters is stored as the start of
+# that JSON (of a string value: of the string) followed by "... [cut: N chars]"; at most
+# MAX_EXTRA_KEYS extra keys and MAX_EXTRA_TOTAL_CHARS characters of them in all are kept,
+# the rest is dropped and counted in "extra_keys_cut". "score", "valid" and "error" are
+# always kept, cut the same way at MAX_REPORTED_CHARS. Sized for real use: data_curation's
+# "samples" (25 text pairs shown to the analyzer) is ~25,000 chars, so a value gets 64,000;
+# with the bounds above a node stores at most ~270 KB of results JSON whatever the
+# evaluator writes (a 15 MB key costs 64 KB).
+MAX_EXTRA_KEYS = 100
+MAX_EXTRA_CHARS = 64_000
+MAX_EXTRA_TOTAL_CHARS = 128_000
+MAX_REPORTED_CHARS = 4000
+_REPORTED_KEYS = ("score", "valid", "error")
+MAX_KEY_CHARS = 100  # a longer key is cut
+# A larger results.json is refused rather than read into memory (at most this many bytes
+# are ever read, see engine/workfiles.py).
 MAX_RESULTS_BYTES = 16 * 1024 * 1024
 
 
@@ -124,14 +147,31 @@ class Engineer:
         0 without a results file passes.
         """
         started = time.monotonic()
-        workdir = Path(workdir).resolve()
+        # Every file access in the work dir goes through ``workfiles`` (never follows what
+        # the evaluator planted); a symlink in place of the work dir itself is refused.
+        workdir = last_unresolved(Path(workdir))
         workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            files = WorkDir(workdir)
+        except Refused as exc:
+            return Evaluation(False, None, {}, _one_line(str(exc)), time.monotonic() - started)
+        with files:
+            return await self._run_stage(files, code, stage, env, timeout, started)
+
+    async def _run_stage(
+        self,
+        files: WorkDir,
+        code: str,
+        stage: Stage,
+        env: dict[str, str] | None,
+        timeout: float | None,
+        started: float,
+    ) -> Evaluation:
+        workdir = files.path
         program = workdir / self.task.program_name
-        program.parent.mkdir(parents=True, exist_ok=True)
-        program.write_text(code, encoding="utf-8")
         prefix = stage_prefix(stage.name)
-        results_file = workdir / f"{prefix}{RESULTS_NAME}"
-        results_file.unlink(missing_ok=True)  # a re-run after a crash must not read it
+        results_name = f"{prefix}{RESULTS_NAME}"
+        results_file = workdir / results_name
         full_env = {
             **{k: v for k, v in os.environ.items() if k not in self.secret_env},
             "ASI_EVOLVE_PROGRAM": str(program),
@@ -152,10 +192,19 @@ class Engineer:
                 error = f"{stage.name}: {error}"
             return Evaluation(ok, score if ok else None, results, error, time.monotonic() - started)
 
+        try:
+            files.write(self.task.program_name, code)  # replaces a planted link, never follows
+        except OSError as exc:
+            return finish(False, {}, f"cannot write the program: {_one_line(str(exc))}")
+        try:
+            files.remove(results_name)  # a re-run after a crash must not read it
+        except OSError as exc:
+            return finish(False, {}, f"cannot remove {results_name}: {_one_line(str(exc))}")
+
         limit = stage.timeout if timeout is None else timeout
         command = self.task.command_for(program, workdir, template=stage.command)
         what = "precheck" if is_precheck else "evaluator"
-        run, failure = await self._run(command, workdir, limit, full_env, what, prefix)
+        run, failure = await self._run(command, files, limit, full_env, what, prefix)
         if run is None:
             return finish(False, {}, failure)
         if is_precheck:
@@ -164,18 +213,13 @@ class Engineer:
                 return finish(False, results, f"rejected by precheck: {failure}")
             return finish(True, _run_results(run), "")
 
-        data, problem = _read_results(results_file)
-        results = dict(data) if data is not None else {}
-        if isinstance(results.get("logs"), str):
-            results["logs"] = _tail_chars(results["logs"], STORED_LOGS_CHARS)
-        results = _finite(results)
-        if "metrics" in results:
-            results["metrics"] = bound_metrics(results["metrics"])
+        data, problem = _read_results(files, results_name)
+        results = bound_results(data) if data is not None else {}
         results.update(_run_results(run))
         if failure:
             return finish(False, results, failure)
         if data is None:
-            if not scored and not results_file.exists():
+            if not scored and not files.exists(results_name):
                 return finish(True, results, "")
             return finish(False, results, problem)
         valid = data.get("valid", True)
@@ -194,7 +238,7 @@ class Engineer:
     async def _run(
         self,
         command: str,
-        workdir: Path,
+        files: WorkDir,
         timeout: float,
         env: dict[str, str],
         what: str,
@@ -204,7 +248,7 @@ class Engineer:
         try:
             run = await run_command(
                 command,
-                workdir,
+                files.path,
                 timeout,
                 self.limits,
                 env=env,
@@ -215,8 +259,8 @@ class Engineer:
             starting = "could not start" if what == "precheck" else "could not start the evaluator"
             return None, f"{starting}: {_one_line(str(exc))}"
         for name, text in (("stdout", run.stdout_tail), ("stderr", run.stderr_tail)):
-            with contextlib.suppress(OSError):
-                (workdir / f"{prefix}{name}.txt").write_text(text, encoding="utf-8")
+            with contextlib.suppress(OSError):  # a planted link is replaced, never followed
+                files.write(f"{prefix}{name}.txt", text)
         return run, _run_failure(run, timeout, what)
 
 
@@ -237,6 +281,53 @@ def bound_metrics(metrics: Any) -> dict[str, Any]:
     if len(metrics) > MAX_METRICS:
         bounded["metrics_cut"] = len(metrics) - MAX_METRICS
     return bounded
+
+
+def bound_results(data: dict[str, Any]) -> dict[str, Any]:
+    """What is stored of a results file: "metrics" and "logs" bounded as always, every
+    other key bounded by the MAX_EXTRA_* limits above; NaN/inf as strings."""
+    results: dict[str, Any] = {}
+    total = kept = cut = 0
+    for key, value in data.items():
+        key = str(key)[:MAX_KEY_CHARS]
+        value = _finite(value)
+        if key == "metrics":
+            results[key] = bound_metrics(value)
+            continue
+        if key == "logs" and isinstance(value, str):
+            results[key] = _tail_chars(value, STORED_LOGS_CHARS)
+            continue
+        reported = key in _REPORTED_KEYS
+        value, size = _bound_value(value, MAX_REPORTED_CHARS if reported else MAX_EXTRA_CHARS)
+        if not reported:
+            if kept >= MAX_EXTRA_KEYS or total + size + len(key) > MAX_EXTRA_TOTAL_CHARS:
+                cut += 1
+                continue
+            kept += 1
+            total += size + len(key)
+        results[key] = value
+    if cut:
+        results["extra_keys_cut"] = cut
+    return results
+
+
+def _bound_value(value: Any, limit: int) -> tuple[Any, int]:
+    """``value`` or, when its JSON is longer than ``limit``, a string with the start of it
+    and a visible "[cut: N chars]" marker; with the length of its JSON."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return value, len(value) + 2
+        value = f"{value[:limit]}... [cut: {len(value)} chars]"
+        return value, len(value) + 2
+    try:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    except (ValueError, RecursionError):  # circular or too deep: keep a description only
+        text = f"<{type(value).__name__} that cannot be stored as JSON>"
+        return text, len(text) + 2
+    if len(text) <= limit:
+        return value, len(text)
+    value = f"{text[:limit]}... [cut: {len(text)} chars of JSON]"
+    return value, len(value) + 2
 
 
 def stage_prefix(name: str) -> str:
@@ -312,22 +403,25 @@ def _run_failure(run: RunResult, timeout: float, stage: str = "evaluator") -> st
     return f"{stage} exited with code {code}{detail}"
 
 
-def _read_results(path: Path) -> tuple[dict[str, Any] | None, str]:
-    """The parsed results file, or None and the reason it cannot be used."""
+def _read_results(files: WorkDir, name: str) -> tuple[dict[str, Any] | None, str]:
+    """The parsed results file ``name`` of the work dir, or None and the reason it cannot be
+    used (a planted symlink, FIFO, device or hard link is refused, never opened)."""
     try:
-        size = path.stat().st_size
+        raw = files.read(name, MAX_RESULTS_BYTES)
     except FileNotFoundError:
         return None, f"evaluator exited without writing {RESULTS_NAME}"
+    except TooLarge as exc:
+        return None, f"{RESULTS_NAME} too large ({exc.size_text})"
+    except Refused as exc:
+        return None, _one_line(str(exc))
     except OSError as exc:
         return None, f"cannot read {RESULTS_NAME}: {_one_line(str(exc))}"
-    if size > MAX_RESULTS_BYTES:
-        return None, f"{RESULTS_NAME} too large ({size} bytes)"
     try:
-        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        data = json.loads(raw.decode("utf-8", errors="replace"))
     except ValueError as exc:
         return None, f"malformed {RESULTS_NAME}: {_one_line(str(exc))}"
-    except OSError as exc:
-        return None, f"cannot read {RESULTS_NAME}: {_one_line(str(exc))}"
+    except RecursionError:
+        return None, f"malformed {RESULTS_NAME}: nested too deeply"
     if not isinstance(data, dict):
         return None, f"{RESULTS_NAME} is not a JSON object (got {type(data).__name__})"
     return data, ""

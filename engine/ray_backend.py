@@ -37,6 +37,8 @@ from engine.executor import Engineer, Evaluation, EvaluationLost, Limits
 from engine.sandbox import SandboxError, SandboxSettings, make_sandbox
 from engine.stages import Stage
 from engine.task import TaskSpec, load_task
+from engine.task_checks import OUTPUT_NAMES
+from engine.workfiles import WorkDir, last_unresolved, plain_name
 
 MAX_FILE_BYTES = 1 << 20  # output files larger than this stay on the worker
 _SINGLE_HOST_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a one-machine, loopback cluster
@@ -165,11 +167,13 @@ class RayEngineer(Engineer):
             raise EvaluationLost(f"ray: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
         except rex.RayError as exc:
             raise EvaluationLost(f"ray: {type(exc).__name__}".splitlines()[0]) from exc
-        workdir = Path(workdir)
+        workdir = last_unresolved(Path(workdir))
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / self.task.program_name).write_text(code, encoding="utf-8")
-        for name, data in files.items():
-            (workdir / name).write_bytes(data)
+        with WorkDir(workdir) as out:  # plain names only; a planted link is replaced
+            for name, data in files.items():
+                if plain_name(name) and name != self.task.program_name:
+                    out.write(name, data)
+            out.write(self.task.program_name, code)
         return Evaluation(**outcome)
 
 
@@ -211,11 +215,8 @@ def _run_remote(
             return asdict(failed), {}
         engineer = Engineer(task, Limits(**limits), tuple(secret_env), sandbox=confined)
         evaluation = asyncio.run(engineer.run_stage(code, stage, workdir, env=env, timeout=timeout))
-        files = {
-            p.name: p.read_bytes()
-            for p in workdir.iterdir()
-            if p.is_file() and p.suffix in (".txt", ".json") and p.stat().st_size <= MAX_FILE_BYTES
-        }
+        with WorkDir(workdir) as scratch:  # links and special files are never shipped
+            files = scratch.collect((".txt", ".json"), MAX_FILE_BYTES, first=OUTPUT_NAMES)
         return asdict(evaluation), files
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
