@@ -36,6 +36,7 @@ import numpy as np
 from cognition.base import CognitionBase
 from cognition.items import STATUSES
 from cognition.node_vectors import Key, NodeVectors
+from engine import direction
 from engine.records import DONE, FAILED, PRUNED
 from engine.store import RunStore
 
@@ -62,7 +63,7 @@ def build_report(
     report: dict[str, Any] = {
         "run_dir": str(store.path.parent),
         "task": meta.get("task"),
-        "direction": "maximize" if maximize else "minimize",
+        "direction": direction.name(maximize),
         "nodes": len(nodes),
         **counts,
         "best_score": best.score if best else None,
@@ -148,7 +149,7 @@ def _breakdown(
     if origins is None:
         return None
     done = [n for n in designs if n["status"] == DONE and n["score"] is not None]
-    done.sort(key=lambda n: -n["score"] if maximize else n["score"])
+    done.sort(key=lambda n: -direction.fitness(n["score"], maximize))
     best = done[: max(1, int(np.ceil(BEST_SHARE * len(done))))] if done else []
 
     def shares(group: list[dict]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine import direction
 from engine.schema import DONE
 from engine.store import RunStore, StoreError
 
@@ -59,7 +60,7 @@ def curve_svg(
         return "<p>No scored node yet.</p>"
     best, points = None, []
     for r in done:
-        if best is None or (r["score"] > best if maximize else r["score"] < best):
+        if direction.better(r["score"], best, maximize):
             best = r["score"]
         points.append((r["step"], r["score"], best))
     steps = [p[0] for p in points] or [0]

@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from engine import direction
 from engine.records import DONE, Node
 from engine.store import RunStore
 
@@ -56,12 +57,9 @@ class Ledger:
         """Count the node; returns its console line and its event message."""
         if node.step >= 1:
             self.steps_done += 1
-        if node.status == DONE and node.score is not None and math.isfinite(node.score):
-            better = self.best is None or (
-                node.score > self.best if self.maximize else node.score < self.best
-            )
-            if better:
-                self.best = node.score
+        scored = node.status == DONE and node.score is not None and math.isfinite(node.score)
+        if scored and direction.better(node.score, self.best, self.maximize):
+            self.best = node.score
         parent = f"#{node.parent_ids[0]}" if node.parent_ids else "-"
         best = "-" if self.best is None else f"{self.best:.6g}"
         if node.status == DONE:

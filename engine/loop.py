@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine import direction
 from engine.agents.base import AgentError, Agents
 from engine.executor import Engineer, EvaluationLost
 from engine.heartbeat import Heartbeat
@@ -346,9 +347,10 @@ class Engine:
             return parent, [n for i in node.context_ids if (n := store.get_node(i)) is not None]
 
         parent, context = await self.db.call(read)
-        best = max(
+        best = direction.best(
             (n for n in context if n.status == DONE and n.score is not None),
-            key=lambda n: n.score if self.task.maximize else -n.score,
+            lambda n: n.score,
+            self.task.maximize,
             default=parent,
         )
         return parent, best, context

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine import workdirs
+from engine import direction, workdirs
 from engine.agents.base import AgentError, Agents, AnalysisInput, Proposal, Report, ResearchContext
 from engine.executor import Engineer, Evaluation, combine_stages, stage_record
 from engine.records import DONE, FAILED, PRUNED, RUNNING, Node
@@ -216,19 +216,14 @@ class Pipeline:
         scored = staged.get(self.task.score_stage)
         if scored is None or scored.score is None:
             return f"no {self.task.score_stage} score to promote on"
-        score, sign = scored.score, (1 if self.task.maximize else -1)
+        score, maximize = scored.score, self.task.maximize
         if rule.beat_baseline:
             root = next(iter(await self.db.nodes("step = 0")), None)
-            if root is not None and root.score is not None and sign * score <= sign * root.score:
+            known = root is not None and root.score is not None
+            if known and not direction.better(score, root.score, maximize):
                 return f"does not beat the initial program ({root.score:.6g})"
         if rule.top_k is not None:
-            op = ">" if self.task.maximize else "<"
-
-            def count_better(store: RunStore) -> int:
-                sql = f"SELECT count(*) FROM nodes WHERE status = ? AND score {op} ?"
-                return store.db.execute(sql, [DONE, score]).fetchone()[0]
-
-            better = await self.db.call(count_better)
+            better = await self.db.count_better(score, maximize)
             if better >= rule.top_k:
                 return f"not in the top {rule.top_k} ({better} nodes score better)"
         return ""

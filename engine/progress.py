@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from engine import direction
 from engine.schema import DONE, FINISHED, PRUNED
 
 RATE_WINDOW = 30  # finished candidates the speed is measured over
@@ -47,13 +48,8 @@ def measure(
         if steps_total is not None:
             eta = max(0, steps_total - len(finished)) / per_minute * 60
     best_step, best_score, since = None, None, 0
-    sign = 1 if maximize else -1
     for step, _, score, status in sorted(rows, key=lambda r: (r[1] is None, r[1] or 0)):
-        if (
-            status == DONE
-            and score is not None
-            and (best_score is None or sign * score > sign * best_score)
-        ):
+        if status == DONE and score is not None and direction.better(score, best_score, maximize):
             best_step, best_score, since = step, score, 0
         elif step >= 1 and status in FINISHED:
             since += 1

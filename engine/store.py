@@ -19,8 +19,8 @@ from typing import Any
 
 import sqlite_utils
 
+from engine import direction, schema
 from engine import readonly as readonly_access
-from engine import schema
 from engine.readonly import database_uri
 from engine.records import Command, Node
 from engine.schema import (
@@ -299,7 +299,7 @@ class RunStore:
         return {row[0] for row in self.db.execute("SELECT step FROM nodes")}
 
     def best_node(self, maximize: bool = True) -> Node | None:
-        order = "DESC" if maximize else "ASC"
+        order = direction.sql_order(maximize)
         rows = list(
             self.db.query(
                 f"SELECT * FROM nodes WHERE status = ? AND score IS NOT NULL "
@@ -308,6 +308,12 @@ class RunStore:
             )
         )
         return Node.from_row(rows[0]) if rows else None
+
+    def count_better(self, score: float, maximize: bool) -> int:
+        """Done nodes whose score is strictly better than ``score``."""
+        op = ">" if maximize else "<"
+        sql = f"SELECT count(*) FROM nodes WHERE status = ? AND score {op} ?"
+        return self.db.execute(sql, [DONE, score]).fetchone()[0]
 
     def interrupted_nodes(self) -> list[Node]:
         """Nodes a crash left half-way: the engine re-runs them on resume."""

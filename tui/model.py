@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from engine import direction
 from engine.schema import DONE, FAILED, FINISHED, PENDING, PRUNED, RUNNING
 from tui.data import NodeRow
 
@@ -84,7 +85,7 @@ class Population:
         assert row.score is not None and than.score is not None
         if row.score == than.score:
             return row.id < than.id
-        return row.score > than.score if self.maximize else row.score < than.score
+        return direction.better(row.score, than.score, self.maximize)
 
     # ----------------------------------------------------------------- reads
     def delta(self, row: NodeRow) -> float | None:
@@ -95,7 +96,7 @@ class Population:
         return row.score - parent.score  # type: ignore[operator]
 
     def improved(self, delta: float) -> bool:
-        return delta > 0 if self.maximize else delta < 0
+        return direction.improved(delta, self.maximize)
 
     def window(self, view: View, limit: int) -> tuple[list[int], int]:
         """The ids the table shows, in order, and how many rows match the filter."""
@@ -106,9 +107,13 @@ class Population:
         return [r.id for r in top], len(rows)
 
     def sort_key(self, sort: str) -> Callable[[NodeRow], tuple]:
-        sign = -1.0 if self.maximize else 1.0
-        if sort == "score":
-            return lambda r: (0, sign * r.score, r.id) if finite(r.score) else (1, 0.0, -r.step)
+        maximize = self.maximize
+        if sort == "score":  # best first
+            return lambda r: (
+                (0, -direction.fitness(r.score, maximize), r.id)
+                if finite(r.score)
+                else (1, 0.0, -r.step)
+            )
         if sort == "status":
             return lambda r: (STATUS_ORDER.get(r.status, 9), -r.step)
         return lambda r: (-r.step, -r.id)

@@ -11,6 +11,7 @@ import math
 import re
 from typing import Any
 
+from engine import direction
 from tui import format as fmt
 
 PANE_LIMIT = 20_000
@@ -50,7 +51,7 @@ def headline(node: dict[str, Any], parent_score: float | None, maximize: bool) -
         text = f"score **{fmt.score(score)}**"
         if isinstance(parent_score, int | float) and math.isfinite(score):
             d = score - parent_score
-            better = d > 0 if maximize else d < 0
+            better = direction.improved(d, maximize)
             text += f" ({d:+.4g} vs #{node.get('parent_id')}{', better' if better else ''})"
         parts.append(text)
     runtime = node.get("runtime")

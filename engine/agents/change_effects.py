@@ -15,6 +15,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from engine import direction
 from engine.records import DONE, Node
 
 MIN_NODES = 3  # observations of a move before it is called a pattern
@@ -76,7 +77,7 @@ class ChangeEffects:
             if failed:
                 stats.failures += 1
             elif parent.score is not None and node.score is not None:
-                gain = node.score - parent.score if maximize else parent.score - node.score
+                gain = direction.gain(node.score, parent.score, maximize)
                 stats.effects.append(
                     Effect(
                         node.id or 0,

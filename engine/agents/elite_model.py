@@ -32,6 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from engine import direction
 from engine.agents.literal_moves import TINY  # smaller floats are tolerances
 from engine.agents.literals import Literal, format_float, parse
 from engine.agents.surrogate import fit_quadratic
@@ -69,7 +70,7 @@ def model_move(
         return {}
     logs = np.log(np.abs(values[:, columns]))
     scores = np.array([score for score, _ in points], dtype=float)
-    order = np.argsort(-scores if maximize else scores, kind="stable")
+    order = np.argsort(-direction.fitness(scores, maximize), kind="stable")
     weights = np.log(len(points) + 0.5) - np.log(np.arange(1, len(points) + 1))
     weights /= weights.sum()
     ranked = logs[order]
@@ -106,7 +107,7 @@ def _pick(
     if not np.all(values * signs[columns] > 0):  # a sign differs: log space is meaningless
         return 0
     scores = np.array([score for score, _ in fit_points], dtype=float)
-    model = fit_quadratic(np.log(np.abs(values)), scores if maximize else -scores)
+    model = fit_quadratic(np.log(np.abs(values)), direction.fitness(scores, maximize))
     if model is None:
         return 0
     return int(np.argmax(model.predict(candidates)))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+from engine import direction
 from engine.agents.base import AnalysisInput, Report
 from engine.agents.change_effects import ChangeEffects
 from engine.records import DONE, Node
@@ -87,7 +88,7 @@ def _delta(node: Node, other: Node | None, maximize: bool, label: str) -> str:
 def _direction(diff: float, reference: float, maximize: bool) -> str:
     if abs(diff) <= 1e-12 * max(1.0, abs(reference)):
         return "same"
-    return "better" if (diff > 0) == maximize else "worse"
+    return "better" if direction.improved(diff, maximize) else "worse"
 
 
 def _verdict(node: Node, parent: Node | None, maximize: bool) -> str:

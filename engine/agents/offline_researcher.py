@@ -40,6 +40,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from engine import direction
 from engine.agents.base import AgentError, Proposal, ResearchContext
 from engine.agents.elite_model import model_move
 from engine.agents.elite_points import fit_points, same_skeleton, spread_points
@@ -209,7 +210,7 @@ class OfflineResearcher:
         base = parent.metadata.get("base_score")
         if parent.score is None or not isinstance(base, int | float):
             return 0.0
-        gain = parent.score - base if maximize else base - parent.score
+        gain = direction.gain(parent.score, base, maximize)
         return gain if abs(gain) > 1e-9 * max(1.0, abs(base)) else 0.0
 
     def _mutate(
@@ -298,4 +299,4 @@ def _fittest(parent: Node, ctx: ResearchContext) -> bool:
 def _better(a: float | None, b: float | None, maximize: bool) -> bool:
     if a is None or b is None:
         return False
-    return a > b if maximize else a < b
+    return direction.better(a, b, maximize)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine import direction
 from engine.records import PRUNED, Node, Selection
 from engine.samplers.pool import select_from_pool, top_by_fitness
 from engine.samplers.population import Population, Rows
@@ -156,7 +157,7 @@ class Sampler:
         """
         if score is None or not math.isfinite(score):
             return None
-        return float(score) if self.maximize else -float(score)
+        return direction.fitness(float(score), self.maximize)
 
     def rank(self, rows: Rows, k: int) -> np.ndarray:
         """Up to ``k`` eligible rows among ``rows`` in this sampler's order, best first.

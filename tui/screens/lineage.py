@@ -15,6 +15,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from engine import direction
 from tui import format as fmt
 from tui.data import RunReader
 from tui.lineage import Lineage, read_lineage
@@ -39,7 +40,7 @@ def lineage_text(lineage: Lineage, maximize: bool) -> Text:
         out.append(fmt.score(gen.score), style="bold green" if gen.score is not None else "")
         if gen.delta is not None:
             out.append("  Δ ")
-            out.append_text(fmt.delta(gen.delta, gen.delta > 0 if maximize else gen.delta < 0))
+            out.append_text(fmt.delta(gen.delta, direction.improved(gen.delta, maximize)))
         out.append("  ")
         out.append_text(fmt.status(gen.status))
         motivation = fmt.clean(gen.motivation, MOTIVATION_CHARS).strip()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
+from engine import direction
 from tui import format as fmt
 
 MIN_COLS = 4  # plot columns needed to draw anything
@@ -21,7 +22,6 @@ def plot(points: list[tuple[int, float]], width: int, height: int, maximize: boo
     """Render (step, score) points, sorted by step, into ``width`` x ``height`` cells."""
     if not points:
         return Text("no scored node yet" if width >= MIN_COLS else "", style="dim")
-    better = max if maximize else min
     lo = min(v for _, v in points)
     hi = max(v for _, v in points)
     if hi == lo:
@@ -44,7 +44,7 @@ def plot(points: list[tuple[int, float]], width: int, height: int, maximize: boo
     for step, value in points:
         c = min(cols - 1, (step - first) * (cols - 1) // span)
         grid[row(value)][c] = "•"
-        best = value if best is None else better(best, value)
+        best = value if best is None else direction.best_value((best, value), maximize)
         running[c] = row(best)
     prev: int | None = None
     for c in range(cols):
