@@ -38,6 +38,7 @@ from cognition.settings import CognitionSettings, NoveltySettings
 from engine.agents.base import Knowledge
 from engine.records import Node
 from engine.store import RunStore
+from engine.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class CognitionRetriever:
         try:
             return await self._retrieve(node_id, context)
         except Exception as exc:  # noqa: BLE001 - knowledge is optional; the round goes on
-            self._event(f"retrieval failed: {_one_line(exc)}", node_id)
+            self._event(f"retrieval failed: {one_line(exc, 300)}", node_id)
             return []
 
     async def _retrieve(self, node_id: int, context: list[Node]) -> list[Knowledge]:
@@ -155,7 +156,9 @@ class CognitionRetriever:
             await self._refresh_items()  # older items take part in the duplicate check
             vectors = await self._encode([d.text for d in drafts])
         except Exception as exc:  # noqa: BLE001 - keep the proposal; embed it later
-            self._event(f"proposal stored unchecked (embedding failed: {_one_line(exc)})", node_id)
+            self._event(
+                f"proposal stored unchecked (embedding failed: {one_line(exc, 300)})", node_id
+            )
         drafts, vectors = self._drop_duplicates(node_id, drafts, vectors)
         if not drafts:
             return
@@ -192,7 +195,7 @@ class CognitionRetriever:
             async with self._novelty_lock:
                 closest = await self._closest(node_id, motivation.strip())
         except Exception as exc:  # noqa: BLE001 - an unchecked idea beats a lost round
-            self._event(f"novelty check skipped: {_one_line(exc)}", node_id)
+            self._event(f"novelty check skipped: {one_line(exc, 300)}", node_id)
             return None
         if closest is not None and closest[1] > threshold:
             return f"duplicate of #{closest[0]}"
@@ -243,7 +246,3 @@ def proposal_draft(raw: Any, node_id: int) -> Draft:
         },
         f"proposal from node #{node_id}",
     )
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__

@@ -26,6 +26,7 @@ from engine.samplers import SAMPLERS
 from engine.sandbox import SandboxError
 from engine.store import DiskFull, RunStore, StoreError, disk_full
 from engine.task import TaskError, builtin_tasks, load_task
+from engine.text import one_line
 
 EXIT_USAGE = 2
 
@@ -144,19 +145,19 @@ def _failure(exc: BaseException) -> tuple[str, int]:
         exc = leaves[0] if leaves else exc.exceptions[0]
     full = exc if isinstance(exc, DiskFull) else disk_full(exc, Path("the run"))
     if full is not None:
-        return f"asi-evolve: {_one_line(full)}", 1
+        return f"asi-evolve: {one_line(full)}", 1
     if isinstance(exc, USAGE_ERRORS):
-        return f"asi-evolve: error: {_one_line(exc)}", EXIT_USAGE
+        return f"asi-evolve: error: {one_line(exc)}", EXIT_USAGE
     if isinstance(exc, EngineError):
-        return f"asi-evolve: {_one_line(exc)}", 1
+        return f"asi-evolve: {one_line(exc)}", 1
     if isinstance(exc, sqlite3.DatabaseError):  # e.g. a corrupted page met while reading
         return (
-            f"asi-evolve: error: damaged run database: {_one_line(exc)} "
+            f"asi-evolve: error: damaged run database: {one_line(exc)} "
             "(restore from backup: asi-evolve restore RUN_DIR)",
             EXIT_USAGE,
         )
     return (
-        f"asi-evolve: internal error: {type(exc).__name__}: {_one_line(exc)} "
+        f"asi-evolve: internal error: {type(exc).__name__}: {one_line(exc)} "
         "(run again with ASI_EVOLVE_DEBUG=1 to see the traceback)",
         1,
     )
@@ -174,7 +175,7 @@ def cmd_check_llm(args: argparse.Namespace) -> int:
     for result in check_llm(config.api):
         if result.error:
             failed = True
-            print(f"asi-evolve: check-llm: {_one_line(result.line())}", file=sys.stderr)
+            print(f"asi-evolve: check-llm: {one_line(result.line())}", file=sys.stderr)
         else:
             print(result.line())
     return 1 if failed else 0
@@ -302,10 +303,6 @@ def cmd_tasks(args: argparse.Namespace) -> int:
             first = f"(broken: {exc})"
         print(f"{name:<20} {first}")
     return 0
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

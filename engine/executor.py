@@ -47,6 +47,7 @@ from engine.reaper import Reaper
 from engine.sandbox import Sandbox
 from engine.stages import DEFAULT_STAGE, PRECHECK_STAGE, Stage
 from engine.task import TaskSpec
+from engine.text import one_line
 from engine.workfiles import Refused, TooLarge, WorkDir, last_unresolved
 
 RESULTS_NAME = "results.json"
@@ -154,7 +155,7 @@ class Engineer:
         try:
             files = WorkDir(workdir)
         except Refused as exc:
-            return Evaluation(False, None, {}, _one_line(str(exc)), time.monotonic() - started)
+            return Evaluation(False, None, {}, _reason(str(exc)), time.monotonic() - started)
         with files:
             return await self._run_stage(files, code, stage, env, timeout, started)
 
@@ -195,11 +196,11 @@ class Engineer:
         try:
             files.write(self.task.program_name, code)  # replaces a planted link, never follows
         except OSError as exc:
-            return finish(False, {}, f"cannot write the program: {_one_line(str(exc))}")
+            return finish(False, {}, f"cannot write the program: {_reason(str(exc))}")
         try:
             files.remove(results_name)  # a re-run after a crash must not read it
         except OSError as exc:
-            return finish(False, {}, f"cannot remove {results_name}: {_one_line(str(exc))}")
+            return finish(False, {}, f"cannot remove {results_name}: {_reason(str(exc))}")
 
         limit = stage.timeout if timeout is None else timeout
         command = self.task.command_for(program, workdir, template=stage.command)
@@ -226,7 +227,7 @@ class Engineer:
         if not isinstance(valid, bool):
             return finish(False, results, f"'valid' must be true or false, got {valid!r:.40}")
         if not valid:
-            reason = _one_line(str(data.get("error") or "")) or "the evaluator marked it invalid"
+            reason = _reason(str(data.get("error") or "")) or "the evaluator marked it invalid"
             return finish(False, results, f"invalid: {reason}")
         score, problem = _score(data)
         if score is None:
@@ -257,7 +258,7 @@ class Engineer:
             )
         except OSError as exc:
             starting = "could not start" if what == "precheck" else "could not start the evaluator"
-            return None, f"{starting}: {_one_line(str(exc))}"
+            return None, f"{starting}: {_reason(str(exc))}"
         for name, text in (("stdout", run.stdout_tail), ("stderr", run.stderr_tail)):
             with contextlib.suppress(OSError):  # a planted link is replaced, never followed
                 files.write(f"{prefix}{name}.txt", text)
@@ -413,13 +414,13 @@ def _read_results(files: WorkDir, name: str) -> tuple[dict[str, Any] | None, str
     except TooLarge as exc:
         return None, f"{RESULTS_NAME} too large ({exc.size_text})"
     except Refused as exc:
-        return None, _one_line(str(exc))
+        return None, _reason(str(exc))
     except OSError as exc:
-        return None, f"cannot read {RESULTS_NAME}: {_one_line(str(exc))}"
+        return None, f"cannot read {RESULTS_NAME}: {_reason(str(exc))}"
     try:
         data = json.loads(raw.decode("utf-8", errors="replace"))
     except ValueError as exc:
-        return None, f"malformed {RESULTS_NAME}: {_one_line(str(exc))}"
+        return None, f"malformed {RESULTS_NAME}: {_reason(str(exc))}"
     except RecursionError:
         return None, f"malformed {RESULTS_NAME}: nested too deeply"
     if not isinstance(data, dict):
@@ -432,7 +433,7 @@ def _score(data: dict[str, Any]) -> tuple[float | None, str]:
         return None, f"{RESULTS_NAME} has no score"
     value = data["score"]
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return None, f"score is not a number: {_one_line(repr(value))}"
+        return None, f"score is not a number: {_reason(repr(value))}"
     try:
         score = float(value)
     except OverflowError:
@@ -464,13 +465,12 @@ def _tail_chars(text: str, limit: int) -> str:
 def _last_line(text: str) -> str:
     for line in reversed(text.splitlines()):
         if line.strip():
-            return _one_line(line)
+            return _reason(line)
     return ""
 
 
-def _one_line(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= REASON_CHARS else line[: REASON_CHARS - 3] + "..."
+def _reason(text: str) -> str:
+    return one_line(text, REASON_CHARS)
 
 
 def _signal_name(number: int) -> str:

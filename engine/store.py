@@ -40,6 +40,7 @@ from engine.schema import (
     STATUSES,
     VERSION_KEY,
 )
+from engine.text import one_line
 
 MAX_COMMAND_ARG = 1000
 BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another writer's lock
@@ -65,7 +66,7 @@ def disk_full(exc: BaseException, where: Path) -> DiskFull | None:
     if not full:
         return None
     return DiskFull(
-        f"the disk holding {where} is full ({_one_line(exc)}); everything committed so far "
+        f"the disk holding {where} is full ({one_line(exc, 200)}); everything committed so far "
         "is intact: free some space and run the same command to resume"
     )
 
@@ -110,7 +111,7 @@ class RunStore:
             finally:
                 probe.close()
         except (OSError, sqlite3.DatabaseError) as exc:
-            raise StoreError(f"damaged run database: {_one_line(exc)} ({restore})") from None
+            raise StoreError(f"damaged run database: {one_line(exc, 200)} ({restore})") from None
 
     def checkpoint(self) -> bool:
         """Fold the WAL into the database file at a clean stop; True when it all went in.
@@ -441,10 +442,6 @@ def _sync_directory(directory: Path) -> None:
 def _identity(path: Path) -> tuple[int, int]:
     info = path.stat()
     return info.st_dev, info.st_ino
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def _connect(path: Path, readonly: bool = False) -> sqlite_utils.Database:

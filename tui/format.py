@@ -13,6 +13,8 @@ import time
 
 from rich.text import Text
 
+from engine.text import one_line as text_line
+
 STATUS_STYLE = {
     "running": "bold cyan",
     "pending": "cyan",
@@ -42,10 +44,8 @@ def clean(text: object, limit: int = MAX_TEXT) -> str:
 
 
 def one_line(text: object, width: int = 0) -> str:
-    s = " ".join(clean(text, 4000).split())
-    if width and len(s) > width:
-        s = s[: max(1, width - 1)] + "…"
-    return s
+    """Cleaned of control characters, on one line, cut to ``width`` with an ellipsis."""
+    return text_line(clean(text, 4000), width, mark="…")
 
 
 def score(value: float | None) -> str:

@@ -25,6 +25,7 @@ from openai import AsyncOpenAI
 
 from engine.agents.base import AgentError
 from engine.agents.llm_settings import LLMSettings
+from engine.text import one_line
 
 RETRYABLE_STATUS = {408, 409, 425, 429}
 
@@ -255,7 +256,7 @@ def _classify(exc: Exception) -> tuple[str, float | None, bool]:
     if isinstance(exc, openai.APITimeoutError):
         return "timed out", None, False
     if isinstance(exc, openai.APIConnectionError):
-        return f"connection error: {_one_line(exc.__cause__ or exc)}", None, False
+        return f"connection error: {one_line(exc.__cause__ or exc)}", None, False
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         message = _status_message(exc)
@@ -263,10 +264,10 @@ def _classify(exc: Exception) -> tuple[str, float | None, bool]:
         fatal = status < 500 and status not in RETRYABLE_STATUS
         return reason, retry_after(exc.response.headers), fatal
     if isinstance(exc, openai.APIResponseValidationError | ValueError):
-        return f"malformed response: {_one_line(exc)}", None, False
+        return f"malformed response: {one_line(exc)}", None, False
     if isinstance(exc, openai.APIError):
-        return _one_line(exc), None, False
-    return f"{type(exc).__name__}: {_one_line(exc)}", None, True
+        return one_line(exc), None, False
+    return f"{type(exc).__name__}: {one_line(exc)}", None, True
 
 
 def _status_message(exc: openai.APIStatusError) -> str:
@@ -274,7 +275,7 @@ def _status_message(exc: openai.APIStatusError) -> str:
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
-            return _one_line(inner["message"])[:300]
+            return one_line(inner["message"])[:300]
     return ""
 
 
@@ -303,7 +304,3 @@ def retry_after(headers: Any) -> float | None:
 def transcript(messages: list[dict[str, str]]) -> str:
     """The messages as readable text, for ``llm_calls.prompt``."""
     return "\n\n".join(f"### {m['role']}\n{m['content']}" for m in messages)
-
-
-def _one_line(exc: BaseException | str) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

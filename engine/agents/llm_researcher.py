@@ -26,6 +26,7 @@ from engine.agents.evolve_block import frozen_violation, has_markers
 from engine.agents.llm_client import Completion, LLMClient
 from engine.agents.llm_settings import ResearcherSettings
 from engine.agents.prompts import Templates, lang_for, node_view
+from engine.text import one_line
 
 MAX_NAME = 80
 MAX_MOTIVATION = 4_000
@@ -220,4 +221,4 @@ def _prose(text: str) -> str:
 
 
 def _first_line(exc: Exception) -> str:
-    return " ".join(str(exc).split("\n")[0].split())
+    return one_line(str(exc).split("\n")[0])
