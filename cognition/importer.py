@@ -17,9 +17,9 @@ import json
 import re
 from pathlib import Path
 
-import yaml
-
 from cognition.items import CognitionError, Draft, make_draft
+from engine.yaml_input import parse_yaml as load_yaml_text
+from engine.yaml_input import read_text
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".jsonl": "jsonl", ".md": "markdown"}
 FORMAT_NAMES = ("yaml", "jsonl", "markdown")
@@ -49,10 +49,13 @@ def load_file(path: Path, fmt: str | None = None) -> list[Draft]:
     fmt = detect_format(path, fmt)
     if not path.is_file():
         raise CognitionError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CognitionError(f"{path}: cannot read ({exc})") from None
+    if fmt == "yaml":  # size, encoding, then aliases and nesting in parse_yaml
+        text = read_text(path, CognitionError, "cognition file")
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CognitionError(f"{path}: cannot read ({exc})") from None
     parse = {"yaml": parse_yaml, "jsonl": parse_jsonl, "markdown": parse_markdown}[fmt]
     drafts = parse(text, str(path))
     if not drafts:
@@ -61,10 +64,7 @@ def load_file(path: Path, fmt: str | None = None) -> list[Draft]:
 
 
 def parse_yaml(text: str, where: str) -> list[Draft]:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CognitionError(f"{where}: malformed YAML ({' '.join(str(exc).split())})") from None
+    data = load_yaml_text(text, where, CognitionError)  # the engine's guarded loader
     if isinstance(data, dict):
         if set(data) - {"items"}:
             extra = ", ".join(sorted(map(str, set(data) - {"items"})))

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from engine.samplers.base import SamplerSettings
+from engine.yaml_input import load_yaml
 
 LLM_MODES = ("offline", "openai")
 BUDGET_KEYS = ("max_cost_usd", "max_tokens_total")
@@ -81,70 +80,195 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
-        if self.steps < 0:
-            raise ConfigError(f"steps must be >= 0, got {self.steps}")
-        if self.workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {self.workers}")
-        timeout = self.engineer.timeout
-        if timeout is not None and not (0 < timeout < float("inf")):
-            raise ConfigError(f"engineer.timeout must be a positive number, got {timeout!r}")
-        if self.seed is not None and self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        """Every setting in its range, each failure a one-line ConfigError."""
+        _integer(self.steps, "steps", 0, MAX_STEPS)
+        _integer(self.workers, "workers", 1, MAX_WORKERS)
+        _integer(self.seed, "seed", 0, MAX_SEED, optional=True)
+        _integer(self.backup_every, "backup_every", 0, MAX_STEPS)
+        for name in ("use_analyzer", "use_cognition"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"{name} must be true or false, got {_short(getattr(self, name))}"
+                )
         unknown = sorted(set(self.budget) - set(BUDGET_KEYS))
         if unknown:
             raise ConfigError(
                 f"budget: unknown key {unknown[0]!r} (known: {', '.join(BUDGET_KEYS)})"
             )
-        for key, value in self.budget.items():
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-                raise ConfigError(f"budget.{key} must be a number, got {value!r}")
-            if value < 0:
-                raise ConfigError(f"budget.{key} must be >= 0, got {value!r}")
-        if self.backup_every < 0:
-            raise ConfigError(f"backup_every must be >= 0, got {self.backup_every}")
-        if self.engineer.cpus is not None and self.engineer.cpus < 1:
-            raise ConfigError(f"engineer.cpus must be >= 1, got {self.engineer.cpus}")
-        if self.engineer.debug_attempts < 0:
-            raise ConfigError("engineer.debug_attempts must be >= 0")
-        for name, wanted in self.engineer.resources.items():
+        for key, value in self.budget.items():  # .inf: no limit
+            _number(value, f"budget.{key}", 0, float("inf"), optional=True)
+        self._validate_engineer()
+        self._validate_ray()
+        if self.llm is not None and self.llm not in LLM_MODES:
+            raise ConfigError(f"llm must be one of {', '.join(LLM_MODES)}, got {self.llm!r}")
+        self._validate_sampler()
+
+    def _validate_engineer(self) -> None:
+        e = self.engineer
+        timeout = e.timeout
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout < float("inf")
+        ):
+            raise ConfigError(f"engineer.timeout must be a positive number, got {_short(timeout)}")
+        _number(timeout, "engineer.timeout", 0, MAX_TIMEOUT_S, optional=True, above=True)
+        _integer(e.cpu_seconds, "engineer.cpu_seconds", 1, MAX_CPU_SECONDS, optional=True)
+        _integer(e.memory_mb, "engineer.memory_mb", 1, MAX_MEMORY_MB, optional=True)
+        _integer(e.output_tail_bytes, "engineer.output_tail_bytes", 0, MAX_OUTPUT_TAIL_BYTES)
+        _integer(e.cpus, "engineer.cpus", 1, MAX_CPUS, optional=True)
+        _integer(e.debug_attempts, "engineer.debug_attempts", 0, MAX_DEBUG_ATTEMPTS)
+        _check_gpus(e.gpus)
+        if not isinstance(e.resources, dict):
+            raise ConfigError("engineer.resources must be a mapping of stage -> {cpus, gpus}")
+        for name, wanted in e.resources.items():
             if not isinstance(wanted, dict) or not set(wanted) <= {"cpus", "gpus"}:
                 raise ConfigError(f"engineer.resources.{name} must be a mapping of cpus/gpus")
             if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in wanted.values()):
                 raise ConfigError(f"engineer.resources.{name}: counts must be integers >= 0")
-        if self.engineer.backend not in ("local", "ray"):
-            backend = self.engineer.backend
-            raise ConfigError(f"engineer.backend must be local or ray, got {backend!r}")
+            for kind, count in wanted.items():
+                limit = MAX_CPUS if kind == "cpus" else MAX_GPUS
+                _integer(count, f"engineer.resources.{name}.{kind}", 0, limit)
+        if e.backend not in ("local", "ray"):
+            raise ConfigError(f"engineer.backend must be local or ray, got {_short(e.backend)}")
+        from engine.sandbox import KINDS
+
+        if e.sandbox not in KINDS:
+            raise ConfigError(
+                f"engineer.sandbox must be one of {', '.join(KINDS)}, got {_short(e.sandbox)}"
+            )
+        if not isinstance(e.sandbox_writable, list) or not all(
+            isinstance(p, str) and p and "\x00" not in p for p in e.sandbox_writable
+        ):
+            raise ConfigError("engineer.sandbox_writable must be a list of paths")
+
+    def _validate_ray(self) -> None:
         from engine.ray_backend import RaySettings
 
         try:
-            RaySettings(**self.ray)
+            ray = RaySettings(**self.ray)
         except TypeError as exc:
             raise ConfigError(f"ray: {exc}".replace("RaySettings.__init__() ", "")) from None
-        if self.llm is not None and self.llm not in LLM_MODES:
-            raise ConfigError(f"llm must be one of {', '.join(LLM_MODES)}, got {self.llm!r}")
+        if not isinstance(ray.address, str) or not ray.address.strip():
+            raise ConfigError(f"ray.address must be a non-empty string, got {_short(ray.address)}")
+        _integer(ray.max_retries, "ray.max_retries", 0, MAX_RAY_RETRIES)
+        _integer(ray.num_cpus, "ray.num_cpus", 1, MAX_CPUS, optional=True)
+
+    def _validate_sampler(self) -> None:
         s = self.sampler
         from engine.samplers import SAMPLERS
 
         if s.name not in SAMPLERS:
-            raise ConfigError(f"unknown sampler {s.name!r} (choose from {', '.join(SAMPLERS)})")
-        if s.n_context < 1:
-            raise ConfigError("sampler.n_context must be >= 1")
-        if s.num_islands < 1 or s.migration_interval < 1 or s.feature_bins < 1:
-            raise ConfigError("sampler island settings must be >= 1")
-        if not 0 <= s.exploration_ratio + s.exploitation_ratio <= 1:
-            raise ConfigError("sampler exploration_ratio + exploitation_ratio must be in [0, 1]")
-        if self.engineer.timeout is not None and self.engineer.timeout <= 0:
-            raise ConfigError("engineer.timeout must be positive")
-        from engine.sandbox import KINDS
-
-        if self.engineer.sandbox not in KINDS:
             raise ConfigError(
-                f"engineer.sandbox must be one of {', '.join(KINDS)}, got {self.engineer.sandbox!r}"
+                f"unknown sampler {_short(s.name)} (choose from {', '.join(SAMPLERS)})"
             )
-        if not all(isinstance(p, str) and p for p in self.engineer.sandbox_writable):
-            raise ConfigError("engineer.sandbox_writable must be a list of paths")
+        _integer(s.n_context, "sampler.n_context", 1, MAX_SAMPLER_COUNT)
+        _number(s.ucb_c, "sampler.ucb_c", 0, MAX_SAMPLER_WEIGHT)
+        _number(s.rank_tau, "sampler.rank_tau", 0, MAX_SAMPLER_WEIGHT, above=True)
+        _number(s.visit_power, "sampler.visit_power", 0, MAX_SAMPLER_WEIGHT)
+        _number(s.context_explore, "sampler.context_explore", 0, 1)
+        _integer(s.parent_top_k, "sampler.parent_top_k", 1, MAX_STEPS, optional=True)
+        _integer(s.context_top_k, "sampler.context_top_k", 1, MAX_STEPS, optional=True)
+        _integer(s.num_islands, "sampler.num_islands", 1, MAX_SAMPLER_COUNT)
+        _integer(s.migration_interval, "sampler.migration_interval", 1, MAX_STEPS)
+        _number(s.migration_rate, "sampler.migration_rate", 0, 1)
+        _number(s.exploration_ratio, "sampler.exploration_ratio", 0, 1)
+        _number(s.exploitation_ratio, "sampler.exploitation_ratio", 0, 1)
+        if s.exploration_ratio + s.exploitation_ratio > 1:
+            raise ConfigError("sampler exploration_ratio + exploitation_ratio must be in [0, 1]")
+        _integer(s.feature_bins, "sampler.feature_bins", 1, MAX_SAMPLER_COUNT)
+        dims = s.feature_dimensions
+        if (
+            not isinstance(dims, list)
+            or not 1 <= len(dims) <= MAX_FEATURE_DIMENSIONS
+            or not all(isinstance(d, str) and d.strip() for d in dims)
+        ):
+            raise ConfigError(
+                f"sampler.feature_dimensions must be a list of 1 to {MAX_FEATURE_DIMENSIONS} "
+                f"names, got {_short(dims)}"
+            )
+        if not isinstance(s.feature_ranges, dict):
+            raise ConfigError("sampler.feature_ranges must map a feature to [low, high]")
+        for name, bounds in s.feature_ranges.items():
+            where = f"sampler.feature_ranges.{name}"
+            if not isinstance(bounds, list | tuple) or len(bounds) != 2:
+                raise ConfigError(f"{where} must be [low, high], got {_short(bounds)}")
+            low, high = bounds
+            _number(low, f"{where} low", -_FINITE, _FINITE)
+            _number(high, f"{where} high", -_FINITE, _FINITE)
+            if not low < high:
+                raise ConfigError(
+                    f"{where} must be [low, high] with low < high, got {_short(bounds)}"
+                )
+
+
+# Upper bounds: far beyond any real run, low enough that no setting can overflow what it
+# feeds (rlimits, timers, SQLite integers) or make the engine allocate per unit of it.
+MAX_STEPS = 10_000_000  # the samplers are built for ~100,000 nodes
+MAX_WORKERS = 4096
+MAX_SEED = 2**63 - 1  # a SQLite integer
+MAX_TIMEOUT_S = 10_000_000.0  # ~116 days; timers overflow near 2**33 s
+MAX_CPU_SECONDS = 10**9  # RLIMIT_CPU, ~32 CPU-years
+MAX_MEMORY_MB = 2**24  # RLIMIT_AS of 16 TiB; its byte count stays a C long
+MAX_OUTPUT_TAIL_BYTES = 2**24  # 16 MiB kept per stream of each stage, in memory and stored
+MAX_CPUS = 4096  # CPU slots (a list of them is kept)
+MAX_GPUS = 1024  # GPU ids (a list of them is kept)
+MAX_DEBUG_ATTEMPTS = 100
+MAX_RAY_RETRIES = 1000
+MAX_SAMPLER_COUNT = 10_000  # n_context, islands, bins: each allocates per unit
+MAX_SAMPLER_WEIGHT = 1e6
+MAX_FEATURE_DIMENSIONS = 32
+_FINITE = 1e300
+
+
+def _short(value: Any) -> str:
+    """``repr`` cut to one short piece (never fails, even on a 10,000-digit integer)."""
+    try:
+        text = repr(value)
+    except ValueError:  # int too large to convert to a string
+        return f"an integer of {value.bit_length()} bits"
+    text = " ".join(text.split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _integer(value: Any, name: str, low: int, high: int, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, got {_short(value)}")
+    if value < low:
+        raise ConfigError(f"{name} must be >= {low}, got {_short(value)}")
+    if value > high:
+        raise ConfigError(f"{name} must be <= {high}, got {_short(value)}")
+
+
+def _number(
+    value: Any, name: str, low: float, high: float, optional: bool = False, above: bool = False
+) -> None:
+    """A number in [low, high] (``above``: in (low, high]); NaN and booleans are refused."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ConfigError(f"{name} must be a number, got {_short(value)}")
+    if value < low or (above and value == low):
+        raise ConfigError(f"{name} must be {'>' if above else '>='} {low:g}, got {_short(value)}")
+    if value > high:
+        raise ConfigError(f"{name} must be <= {high:g}, got {_short(value)}")
+
+
+def _check_gpus(gpus: Any) -> None:
+    """``engineer.gpus``: auto, a count, or a list of ids (``engine.resources`` reads it)."""
+    if gpus == "auto" and isinstance(gpus, str):
+        return
+    if isinstance(gpus, int) and not isinstance(gpus, bool):
+        _integer(gpus, "engineer.gpus", 0, MAX_GPUS)
+        return
+    if isinstance(gpus, list | tuple):
+        if len(gpus) > MAX_GPUS:
+            raise ConfigError(f"engineer.gpus: at most {MAX_GPUS} ids, got {len(gpus)}")
+        if all(isinstance(g, str | int) and not isinstance(g, bool) for g in gpus):
+            return
+    raise ConfigError(f"engineer.gpus must be auto, a count or a list of ids, got {_short(gpus)}")
 
 
 def from_dict(
@@ -157,7 +281,7 @@ def from_dict(
     known = {f.name: f for f in dataclasses.fields(RunConfig)}
     for key, value in raw.items():
         if key not in known:
-            raise ConfigError(f"{origin}: unknown setting {key!r}")
+            raise ConfigError(f"{origin}: unknown setting {_short(key)}")
         current = getattr(config, key)
         if dataclasses.is_dataclass(current):
             setattr(config, key, _overlay(current, value, f"{origin}: {key}"))
@@ -171,13 +295,9 @@ def from_dict(
 
 
 def load_file(path: Path, base: RunConfig | None = None) -> RunConfig:
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML ({' '.join(str(exc).split())})") from None
-    return from_dict(raw, base, origin=str(path))
+    """A YAML config file over ``base`` (size, encoding, aliases and nesting checked)."""
+    raw = load_yaml(path, ConfigError, "config file")
+    return from_dict({} if raw is None else raw, base, origin=str(path))
 
 
 def _overlay(obj: Any, value: Any, origin: str) -> Any:
@@ -187,7 +307,7 @@ def _overlay(obj: Any, value: Any, origin: str) -> Any:
     updates = {}
     for key, item in value.items():
         if key not in fields:
-            raise ConfigError(f"{origin}: unknown setting {key!r}")
+            raise ConfigError(f"{origin}: unknown setting {_short(key)}")
         updates[key] = _coerce(item, getattr(obj, key), f"{origin}.{key}", key)
     try:
         return dataclasses.replace(obj, **updates)
@@ -233,4 +353,4 @@ def _coerce(value: Any, current: Any, origin: str, key: str) -> Any:
             return dict(value)
     elif isinstance(value, expected):
         return value
-    raise ConfigError(f"{origin} must be {expected.__name__}, got {value!r}")
+    raise ConfigError(f"{origin} must be {expected.__name__}, got {_short(value)}")

@@ -7,7 +7,8 @@ statement), the initial program, the evaluator, and optionally ``cognition.yaml`
 
 Everything in ``task.yaml`` is checked before a run directory exists (field checks in
 ``engine/task_checks.py``, the ``stages:`` list in ``engine/task_stages.py``): an unknown
-key (a typo), a wrong type, a text file that is not UTF-8, a ``name`` or ``program_name``
+key (a typo), a wrong type, a text file that is not UTF-8, YAML built to exhaust memory or
+recursion (``engine/yaml_input.py``), a ``name`` or ``program_name``
 that would leave its directory, or a malformed ``stages:`` list is a one-line
 ``TaskError`` rather than a surprise hours into a run.
 """
@@ -19,8 +20,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 import domains
 from engine.stages import DEFAULT_STAGE, Stage
@@ -38,6 +37,7 @@ from engine.task_checks import (
     text,
 )
 from engine.task_stages import default_stages, parse_score_stage, parse_stages
+from engine.yaml_input import load_yaml
 
 __all__ = ["TaskError", "TaskSpec", "builtin_tasks", "load_task", "resolve_task"]
 
@@ -145,10 +145,7 @@ def load_task(directory: Path) -> TaskSpec:
     spec_file = directory / "task.yaml"
     if not is_file(spec_file):
         raise TaskError(f"{directory} has no task.yaml")
-    try:
-        raw = yaml.safe_load(read_text_file(spec_file, "task.yaml"))
-    except yaml.YAMLError as exc:
-        raise TaskError(f"{spec_file}: malformed YAML ({one_line(exc)})") from None
+    raw = load_yaml(spec_file, TaskError, "task file")  # size, encoding, aliases, nesting
     if not isinstance(raw, dict):
         raise TaskError(f"{spec_file}: expected a mapping at the top level")
     where = str(spec_file)
