@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.reaper import TOKEN_ENV, Reaper
+from engine.reaper import TOKEN_ENV, Reaper, sweep_token
 from engine.sandbox import Sandbox
 
 _READ_CHUNK = 64 * 1024
@@ -79,28 +79,41 @@ class _Tail:
         return f"[... {cut} bytes cut ...]\n{text}" if cut else text
 
 
-def _rlimit_setter(limits: Limits) -> Callable[[], None] | None:
-    """A function for ``preexec_fn`` that applies the limits, or None when there are none."""
+def _rlimits(limits: Limits) -> list[tuple[int, int, int]]:
+    """(resource, soft, hard) for this process's children: the hard limits are kept where
+    lower; for CPU a hard limit one second above the soft one lets SIGXCPU arrive first."""
     wanted: list[tuple[int, int]] = []
     if limits.cpu_seconds is not None:
         wanted.append((resource.RLIMIT_CPU, max(1, int(limits.cpu_seconds))))
     if limits.memory_mb is not None:
         wanted.append((resource.RLIMIT_AS, max(1, int(limits.memory_mb)) * 1024 * 1024))
+    result = []
+    for which, value in wanted:
+        _, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        new_hard = hard
+        if which == resource.RLIMIT_CPU and hard == resource.RLIM_INFINITY:
+            new_hard = value + 1
+        elif which == resource.RLIMIT_AS:
+            new_hard = value
+        result.append((which, value, new_hard))
+    return result
+
+
+def _rlimit_setter(limits: Limits) -> Callable[[], None] | None:
+    """A function for ``preexec_fn`` that applies the limits, or None when there are none.
+
+    Only for commands run without a Sandbox (tests, one-off callers): a ``preexec_fn``
+    makes subprocess fork() this multi-threaded process instead of vfork(), and a library's
+    fork handler (OpenBLAS joins its threads) can then block the engine."""
+    wanted = _rlimits(limits)
     if not wanted:
         return None
 
     def apply() -> None:  # runs in the child between fork and exec: keep it minimal
-        for which, value in wanted:
-            _, hard = resource.getrlimit(which)
-            if hard != resource.RLIM_INFINITY:
-                value = min(value, hard)
-            # For CPU a hard limit one second above the soft one lets SIGXCPU arrive first.
-            new_hard = hard
-            if which == resource.RLIMIT_CPU and hard == resource.RLIM_INFINITY:
-                new_hard = value + 1
-            elif which == resource.RLIMIT_AS:
-                new_hard = value
-            resource.setrlimit(which, (value, new_hard))
+        for which, soft, hard in wanted:
+            resource.setrlimit(which, (soft, hard))
 
     return apply
 
@@ -167,15 +180,20 @@ async def run_command(
     On a timeout the group gets SIGTERM, then SIGKILL after ``limits.kill_grace``; after
     a normal exit whatever is left in the group gets SIGKILL; on cancellation the group
     is killed and CancelledError propagates. ``env=None`` inherits the environment.
-    A process that leaves the group (``setsid``) is found by ``reaper`` (its token) and
-    killed too; ``sandbox`` confines the command (``engine/sandbox.py``).
+    ``sandbox`` confines the command (``engine/sandbox.py``) and, but for bubblewrap,
+    starts it under a supervisor (``engine/supervisor.py``) that kills every process the
+    command leaves, however it forks; ``reaper`` finds by its token a process that left the
+    group (``setsid``), and leaves markers for an engine killed before its sweep.
     """
     loop = asyncio.get_running_loop()
     start = loop.time()
     argv = ["/bin/sh", "-c", command]
+    preexec = _rlimit_setter(limits)
+    supervised = sandbox is not None and sandbox.supervised
     if sandbox is not None:
-        argv = sandbox.wrap(argv, cwd)
+        argv = sandbox.wrap(argv, cwd, _rlimits(limits))
         env = {**(os.environ if env is None else env), **sandbox.env(cwd)}
+        preexec = None  # a supervisor applies the rlimits: vfork, no fork of the engine
     token = reaper.begin(cwd) if reaper is not None else None
     if token is not None:
         env = {**(os.environ if env is None else env), TOKEN_ENV: token}
@@ -188,7 +206,7 @@ async def run_command(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_rlimit_setter(limits),
+            preexec_fn=preexec,
         )
     except BaseException:
         if reaper is not None and token is not None:
@@ -197,6 +215,16 @@ async def run_command(
     if reaper is not None and token is not None:
         reaper.spawned(token, proc.pid)
     pgid = proc.pid  # the session leader's pid is the group id
+
+    def sweep() -> None:
+        """Freeze and kill what is left of the evaluation while its supervisor (the
+        leader) still lives: the orphans it adopted are its children, found through it."""
+        if reaper is not None and token is not None:
+            reaper.finish(token)  # token carriers, session, group and their descendants
+        elif supervised:
+            sweep_token(None, pgid)
+        _signal_group(pgid, signal.SIGKILL)  # a last word for the group
+
     out = _Tail(limits.output_tail_bytes)
     err = _Tail(limits.output_tail_bytes)
     readers = [
@@ -207,22 +235,20 @@ async def run_command(
     try:
         if not await _wait_exit(proc, timeout):
             timed_out = True
-            _signal_group(pgid, signal.SIGTERM)
+            _signal_group(pgid, signal.SIGTERM)  # the supervisor ignores it: the evaluator's
             await _wait_quiet(proc, readers, limits.kill_grace)
-        _signal_group(pgid, signal.SIGKILL)  # leftovers: grandchildren, SIGTERM ignorers
+        sweep()  # leftovers: grandchildren, SIGTERM ignorers, setsid and double forks
         await _wait_exit(proc, _REAP_TIMEOUT)
-        if reaper is not None and token is not None:
-            reaper.finish(token)  # what left the group: setsid, double forks
         _, pending = await asyncio.wait(readers, timeout=_DRAIN_TIMEOUT)
         if pending:
             _close_pipes(proc, readers)
     except BaseException:  # cancelled (the engine is stopping) or broken: kill, re-raise
+        with contextlib.suppress(Exception):
+            sweep()
         _signal_group(pgid, signal.SIGKILL)
         _close_pipes(proc, readers)
         with contextlib.suppress(BaseException):  # brief best-effort reaping
             await _wait_exit(proc, 1.0)
-        if reaper is not None and token is not None:
-            reaper.finish(token)
         raise
     return RunResult(
         returncode=proc.returncode,

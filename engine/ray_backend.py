@@ -29,6 +29,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -62,11 +63,14 @@ class RaySettings:
     num_cpus: int | None = None
 
 
-def connect(settings: RaySettings) -> None:
+def connect(settings: RaySettings, secret_env: Iterable[str] = ()) -> None:
     """Join (or start) the cluster once per process; a no-op when already connected.
 
     A ``local`` cluster is confined to the loopback interface: given 127.0.0.1, Ray would
-    otherwise "resolve" it to the machine's outward address and listen there.
+    otherwise "resolve" it to the machine's outward address and listen there. Its daemons
+    and workers (and so every evaluator) would inherit this process's environment: the
+    API keys named in ``secret_env`` (and OPENAI_API_KEY) are taken out of it while Ray
+    starts, and put back after.
     """
     if settings.address == "local":
         os.environ[_SINGLE_HOST_VAR] = "0"  # read by Ray's daemons and workers
@@ -89,7 +93,12 @@ def connect(settings: RaySettings) -> None:
         options.update(address="local", _node_ip_address="127.0.0.1", num_cpus=settings.num_cpus)
     else:
         options["address"] = settings.address
-    ray.init(**options)
+    names = {"OPENAI_API_KEY", *secret_env}
+    hidden = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        ray.init(**options)
+    finally:
+        os.environ.update(hidden)
 
 
 def pack_task(directory: Path) -> bytes:
@@ -132,7 +141,7 @@ class RayEngineer(Engineer):
         import ray
         from ray import exceptions as rex
 
-        connect(self.settings)
+        connect(self.settings, self.secret_env)
         if self._bundle is None:
             packed = pack_task(self.task.directory)
             self._bundle_id = hashlib.sha256(packed).hexdigest()[:16]

@@ -19,10 +19,17 @@ Three things close that gap:
   name with ``kill_orphans`` before it evaluates anything. The markers live outside the
   node's work dir, which the sandbox leaves read-only, so an evaluator cannot forge one.
 
-Limit without a PID-namespace sandbox: a process that calls ``setsid``, clears its
-environment *and* outlives its parent before the sweep carries no mark left to find.
-Under bubblewrap (``engine/sandbox.py``) the PID namespace dies with the evaluation, so
-nothing survives there at all.
+A process that calls ``setsid``, clears its environment *and* outlives its parent carries
+no mark left to find. Such an escapee is caught by the structure instead: under bubblewrap
+and the fallback sandbox with a PID namespace (``engine/sandbox.py``) the namespace dies
+with the evaluation; otherwise (``none``, a fallback without PID namespaces) the evaluator
+runs under a supervisor that is a subreaper of its own (``engine/supervisor.py``), so the
+escapee becomes the supervisor's child and dies with the rest. Should the supervisor itself
+be killed, the orphans come to the engine (a subreaper too): after each evaluation and when
+the ``subreaper()`` block ends, children of the engine that started a session of their own
+and are no evaluator in flight are killed with everything below them (``adopted``).
+Sweeps freeze before they kill (SIGSTOP, rescan, then SIGKILL), so a fork bomb cannot
+outrun them.
 """
 
 from __future__ import annotations
@@ -34,15 +41,26 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from engine.procs import PROC, Proc, alive, kill_exact, read_proc, same_process, snapshot
+from engine.procs import (  # noqa: F401 - kill_exact and snapshot: used through this module
+    Proc,
+    alive,
+    descendants,
+    kill_exact,
+    now_ticks,
+    read_proc,
+    same_process,
+    snapshot,
+    stop_and_kill,
+)
 
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "ASI_EVOLVE_EVAL_TOKEN"
 MARKERS_DIR = "evaluators"
+PROC = Path("/proc")
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 SWEEP_SECONDS = 2.0  # a fork bomb outrunning the sweep this long is left to the next one
@@ -84,14 +102,53 @@ def become_subreaper() -> bool:
 @contextlib.contextmanager
 def subreaper() -> Iterator[bool]:
     """Be a subreaper inside the block and restore the previous setting after it
-    (an in-process caller, e.g. a test, must not adopt the orphans of later code)."""
+    (an in-process caller, e.g. a test, must not adopt the orphans of later code).
+    Leaving it kills the orphans adopted meanwhile (see ``adopted``)."""
     before = is_subreaper()
+    since = now_ticks()
     ok = set_subreaper(True)
     try:
         yield ok
     finally:
+        if ok:
+            owed = set(kill_adopted(since))
+            deadline = time.monotonic() + 1.0
+            while owed and time.monotonic() < deadline:  # none is left a zombie
+                owed = reap(owed)
+                time.sleep(0.01 if owed else 0)
         if not before:
             set_subreaper(False)
+
+
+def adopted(procs: dict[int, Proc], since: int, keep: Collection[int] = ()) -> list[Proc]:
+    """Orphans this subreaper adopted, and everything below them: children that started a
+    session of their own (an escape starts with ``setsid``; the engine's own helpers, such
+    as a local Ray cluster, stay in its session) at or after ``since`` (clock ticks), minus
+    ``keep`` (evaluators in flight, whose supervisors are session leaders too)."""
+    me = procs.get(os.getpid())
+    if me is None:
+        return []
+    found: list[Proc] = []
+    for proc in procs.values():
+        if (
+            proc.ppid == me.pid
+            and proc.pid not in keep
+            and proc.sid != me.sid
+            and proc.start >= since
+            and alive(proc)
+        ):
+            found.append(proc)
+            found += descendants(proc.pid, procs)
+    return found
+
+
+def kill_adopted(since: int, keep: Collection[int] = ()) -> list[int]:
+    """Freeze and kill what ``adopted`` finds (the caller reaps: an evaluator's supervisor
+    may be among them, and its exit status is asyncio's)."""
+    killed = stop_and_kill(lambda procs: adopted(procs, since, keep), SWEEP_SECONDS)
+    if killed:
+        log.warning("killed %d orphaned evaluator process(es)", len(killed))
+    return killed
 
 
 def token_of(pid: int) -> str | None:
@@ -107,17 +164,21 @@ def token_of(pid: int) -> str | None:
     return None
 
 
-def targets(token: str, procs: dict[int, Proc], leader: int | None = None) -> list[Proc]:
+def targets(token: str | None, procs: dict[int, Proc], leader: int | None = None) -> list[Proc]:
     """Live processes of the evaluation ``token``: the token's carriers, their descendants,
-    and members of the leader's session or group, minus anything of another evaluation
-    and this process's own ancestry."""
+    and members of the leader's session or group (and so the leader itself and everything
+    below it), minus anything of another evaluation and this process's own ancestry.
+    ``token`` None: by the leader alone."""
     protected = _ancestry(os.getpid(), procs)
     marked = {pid: token_of(pid) for pid in procs}
     found = {
         pid
         for pid, proc in procs.items()
         if alive(proc)
-        and (marked[pid] == token or (leader is not None and leader in (proc.sid, proc.pgid)))
+        and (
+            (token is not None and marked[pid] == token)
+            or (leader is not None and leader in (proc.sid, proc.pgid))
+        )
     }
     children: dict[int, list[int]] = {}
     for proc in procs.values():
@@ -143,25 +204,15 @@ def _ancestry(pid: int, procs: dict[int, Proc]) -> set[int]:
     return chain
 
 
-def sweep_token(token: str, leader: int | None = None, seconds: float = SWEEP_SECONDS) -> list[int]:
-    """SIGKILL every process of evaluation ``token`` until none is left (or time is up).
+def sweep_token(
+    token: str | None, leader: int | None = None, seconds: float = SWEEP_SECONDS
+) -> list[int]:
+    """Freeze, then SIGKILL, every process of evaluation ``token`` (see ``targets``).
 
-    Returns the pids signalled. Blocks for one /proc scan when nothing is left (the usual
+    Returns the pids killed. Blocks for one /proc scan when nothing is left (the usual
     case), a few more when something was.
     """
-    killed: list[int] = []
-    deadline = time.monotonic() + seconds
-    while True:
-        found = targets(token, snapshot(), leader)
-        if not found:
-            return killed
-        for proc in found:
-            if kill_exact(proc.pid, proc.start):
-                killed.append(proc.pid)
-        if time.monotonic() > deadline:
-            log.warning("evaluation %s: processes still spawning after %.1fs", token, seconds)
-            return killed
-        time.sleep(0.005)
+    return stop_and_kill(lambda procs: targets(token, procs, leader), seconds)
 
 
 def reap(pids: set[int]) -> set[int]:
@@ -200,28 +251,40 @@ class Reaper:
 
     def __init__(self, run_dir: Path | None = None) -> None:
         self.marker_dir = Path(run_dir) / MARKERS_DIR if run_dir is not None else None
+        # An engine (with a run dir) owns its children: orphans it adopted are killed.
+        self.owns_children = run_dir is not None
         self._leaders: dict[str, int] = {}
+        self._starts: dict[str, int] = {}
+        self._pending: set[str] = set()  # begun, not yet spawned: a child not known yet
         self._owed: set[int] = set()  # killed adopted children not yet reaped
         me = read_proc(os.getpid())
         self._engine = {"pid": os.getpid(), "start": me.start if me else 0}
 
     def begin(self, workdir: Path) -> str:
         token = secrets.token_hex(12)
+        self._pending.add(token)
         self._write_marker(token, {"workdir": str(workdir)})
         return token
 
     def spawned(self, token: str, pid: int) -> None:
+        self._pending.discard(token)
         self._leaders[token] = pid
         proc = read_proc(pid)
         if proc is not None:
+            self._starts[token] = proc.start
             self._write_marker(token, {"pid": pid, "start": proc.start})
 
     def finish(self, token: str) -> int:
         """Kill whatever of evaluation ``token`` is still alive; returns how many."""
+        self._pending.discard(token)
         leader = self._leaders.pop(token, None)
+        start = self._starts.pop(token, None)
         killed = sweep_token(token, leader)
         if killed:
             log.warning("killed %d leftover process(es) of an evaluation", len(killed))
+        if self.owns_children and start is not None and not self._pending:
+            # Orphans of a supervisor that was itself killed came to us.
+            killed += kill_adopted(start, keep=set(self._leaders.values()))
         # The leader is asyncio's child: never take its exit status from under it.
         self._owed = reap((self._owed | set(killed)) - {leader})
         if self.marker_dir is not None:

@@ -6,8 +6,10 @@ Ray starts in a few seconds here; one cluster serves the whole module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -217,3 +219,145 @@ def test_ray_workers_confine_the_evaluator(tmp_path: Path, monkeypatch, kind: st
         assert root.score == 2.0 and target.exists()
     else:
         assert root.score == 0.0 and not target.exists()
+
+
+def _task_dir(root: Path, evaluator: str, timeout: int = 120) -> Path:
+    task = root / "task"
+    task.mkdir()
+    (task / "task.yaml").write_text(
+        "name: raytask\ndescription: task.md\ninitial_program: initial.py\n"
+        f"evaluator: evaluate.py\ntimeout: {timeout}\n"
+    )
+    (task / "task.md").write_text("ray\n")
+    (task / "initial.py").write_text("X = 1.0\n")
+    (task / "evaluate.py").write_text(evaluator)
+    return task
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
+
+
+# Reports how many secret values it can see in its environment.
+SECRET_PEEKER = textwrap.dedent(
+    """
+    import json, os
+    seen = [k for k, v in os.environ.items() if v.startswith("ray-secret-")]
+    with open(os.environ["ASI_EVOLVE_RESULTS"], "w") as f:
+        json.dump({"score": float(len(seen)), "logs": repr(seen)}, f)
+    """
+)
+
+
+def test_ray_processes_never_see_the_api_keys(tmp_path: Path, monkeypatch) -> None:
+    """The cluster a run starts (``address: local``) is started without the keys its
+    config names: no raylet, GCS or worker process holds them, nor the evaluator; the
+    engine's own environment keeps them. (Ray's processes are this user's: their
+    /proc/PID/environ is readable without root.)"""
+    import psutil
+
+    secrets = {"OPENAI_API_KEY": "ray-secret-openai", "MY_JUDGE_KEY": "ray-secret-judge"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    ray.shutdown()  # the run's own cluster, started by its first stage run
+    task = load_task(_task_dir(tmp_path, SECRET_PEEKER))
+    engineer = RayEngineer(task, Limits(), secret_env=("MY_JUDGE_KEY",), settings=LOCAL)
+    evaluation = asyncio.run(engineer.run_stage("X = 1.0\n", task.stages[0], tmp_path / "w"))
+    assert evaluation.ok, evaluation.error
+    assert evaluation.score == 0.0, evaluation.results.get("logs")  # the evaluator saw none
+    assert {k: os.environ.get(k) for k in secrets} == secrets  # the engine keeps them
+    ray_procs = psutil.Process().children(recursive=True)
+    assert any("raylet" in p.name() for p in ray_procs if p.is_running()), ray_procs
+    leaking = [
+        (p.pid, p.name())
+        for p in ray_procs
+        if any(v.encode() in _environ(p.pid) for v in secrets.values())
+    ]
+    assert leaking == [], leaking
+
+
+# Starts a setsid + double-fork escapee with an empty environment, then sleeps.
+ORPHANING_EVALUATOR = textwrap.dedent(
+    """
+    import os, time
+    marker = os.environ["ESCAPE_MARKER"]
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execve("/bin/sleep", ["sleep", marker], {})
+        os._exit(0)
+    os.execv("/bin/sleep", ["sleep", marker + "1"])
+    """
+)
+
+
+def _with_marker(marker: str) -> list[int]:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmd = proc.info["cmdline"] or []
+        zombie = proc.info["status"] == psutil.STATUS_ZOMBIE
+        if cmd[:1] == ["sleep"] and cmd[-1].startswith(marker) and not zombie:
+            found.append(proc.pid)
+    return found
+
+
+def test_a_killed_ray_worker_leaves_no_evaluator_process(tmp_path: Path, monkeypatch) -> None:
+    """SIGKILL the worker mid-evaluation: the evaluator, and the escapee it made, die too
+    (the fallback sandbox: its supervisor is told by a parent-death signal and ends the
+    evaluation's PID namespace, or kills its process tree)."""
+    import threading
+
+    import psutil
+
+    from engine.executor import EvaluationLost
+    from engine.sandbox import SandboxSettings, probe
+
+    if probe("landlock"):
+        pytest.skip(f"the fallback sandbox does not work here: {probe('landlock')}")
+    marker = f"{700 + os.getpid() % 200}.{time.monotonic_ns() % 10**6}"
+    monkeypatch.setenv("ESCAPE_MARKER", marker)
+    ray.shutdown()  # the worker must inherit ESCAPE_MARKER
+    connect(LOCAL)
+    task = load_task(_task_dir(tmp_path, ORPHANING_EVALUATOR))
+    box = SandboxSettings("landlock", writable=())
+    engineer = RayEngineer(task, Limits(), settings=LOCAL, sandbox=box)
+    outcome: list[object] = []
+
+    def evaluate() -> None:
+        try:
+            outcome.append(
+                asyncio.run(engineer.run_stage("X = 1.0\n", task.stages[0], tmp_path / "w"))
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=evaluate, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(_with_marker(marker)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        sleepers = _with_marker(marker)
+        assert len(sleepers) == 2, f"the evaluator never started: {outcome}"
+        # The topmost "ray::" ancestor (the supervisor is a fork of the worker).
+        worker = None
+        for above in psutil.Process(sleepers[0]).parents():
+            if above.name().startswith("ray::"):
+                worker = above
+        assert worker is not None, "no Ray worker above the evaluator"
+        worker.kill()
+        thread.join(timeout=60)
+        assert outcome and isinstance(outcome[0], EvaluationLost), outcome
+        deadline = time.monotonic() + 10
+        while _with_marker(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _with_marker(marker) == [], "an evaluator process outlived its Ray worker"
+    finally:
+        for pid in _with_marker(marker):
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()

@@ -20,6 +20,7 @@ from engine.run import _secret_env_names
 from engine.task import load_task
 
 KINDS = ("bwrap", "landlock")
+REPO = Path(__file__).resolve().parents[1]
 AVAILABLE = {kind: sandbox.probe(kind) for kind in KINDS}
 
 
@@ -96,9 +97,11 @@ def test_an_evaluator_cannot_touch_the_run_or_the_task(kind: str, tmp_path: Path
     # What the evaluator needs still works.
     assert tried["own_dir"] == tried["tmpdir"] == tried["dev_null"] == "done"
     assert (run_dir / "nodes" / "7" / "mine.txt").read_text() == "ok"
-    if kind == "bwrap":  # a PID namespace of its own: the engine's /proc is out of reach
+    box = sandbox.make_sandbox(sandbox.SandboxSettings(kind, writable=()), run_dir, task_dir)
+    if kind == "bwrap" or (box.layers is not None and box.layers.pid):
+        # A PID namespace of its own: the engine's /proc is out of reach.
         assert tried["engine_visible"] is False
-        assert tried["engine_environ"] != "done"
+    assert tried["engine_environ"] != "done"
 
 
 def test_without_a_sandbox_the_same_attack_succeeds(tmp_path: Path) -> None:
@@ -119,6 +122,18 @@ def test_bwrap_keeps_the_run_read_only_inside_a_writable_extra(tmp_path: Path) -
     assert (tmp_path / "cache.txt").read_text() == "y\n"
     assert (work / "own").read_text() == "z\n"
     assert run.returncode == 0
+
+
+def test_the_fallback_spawns_no_interpreter_but_its_supervisor(tmp_path: Path) -> None:
+    """The former Landlock wrapper (python -I sandbox.py) is gone: the supervisor, started
+    with -I -S, is the one interpreter between the engine and /bin/sh."""
+    _need("landlock")
+    run_dir, task_dir, work = _layout(tmp_path)
+    box = sandbox.make_sandbox(sandbox.SandboxSettings("landlock", writable=()), run_dir, task_dir)
+    argv = box.wrap(["/bin/sh", "-c", "true"], work)
+    assert argv[:4] == [sys.executable, "-I", "-S", str(REPO / "engine" / "supervisor.py")]
+    assert argv[argv.index("--") + 1 :] == ["/bin/sh", "-c", "true"]
+    assert "cannot stop:" in box.describe()
 
 
 def test_landlock_refuses_a_writable_path_holding_the_run(tmp_path: Path) -> None:
@@ -317,7 +332,7 @@ def test_auto_without_any_sandbox_says_so_in_one_line(monkeypatch: pytest.Monkey
     assert box.kind == "none"
     line = box.describe()
     assert "\n" not in line and "bwrap is missing" in line and "landlock is missing" in line
-    assert box.wrap(["/bin/true"], Path("/nonexistent/work")) == ["/bin/true"]
+    assert box.wrap(["/bin/true"], Path("/nonexistent/work"))[-2:] == ["--", "/bin/true"]
     with pytest.raises(sandbox.SandboxError, match="needs a working bwrap"):
         sandbox.choose("auto", network=False)
     with pytest.raises(sandbox.SandboxError, match="bwrap is not available here"):
