@@ -4,8 +4,9 @@ The program runs in a child process (so a crash, a hang or a stray ``sys.exit`` 
 take the evaluator down) and sends its arrays back through an ``.npz`` file. The parent
 checks the packing strictly - no positive tolerance on containment or overlap, since a
 tolerance is exactly what an optimiser learns to exploit - and writes ``results.json``
-in the current directory. It exits 0 whenever that file was written: an invalid
-packing is a result, not a crash.
+(``$ASI_EVOLVE_RESULTS``, else the current directory). It exits 0 whenever that file was
+written: an invalid packing is a result, not a crash. The child process, its log tail and
+the results file are the shared harness's (``domains/harness.py``).
 
 The child time limit comes from ``--timeout SECONDS`` or ``CIRCLE_PACKING_TIMEOUT``.
 """
@@ -14,11 +15,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import math
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from domains import harness
 
 N_CIRCLES = 26
 DEFAULT_TIMEOUT = 50.0
@@ -70,22 +70,16 @@ def run_program(program: str, timeout: float) -> tuple[dict[str, np.ndarray] | N
         out_path = os.path.join(tmp, "packing.npz")
         log_path = os.path.join(tmp, "child.log")
         cmd = [sys.executable, os.path.abspath(__file__), "--child", program, out_path]
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                return None, f"timeout: construct_packing() ran longer than {timeout:g}s", ""
-        logs = _tail(log_path)
+        returncode = harness.run_child(cmd, log_path, timeout)
+        if returncode is None:
+            return None, f"timeout: construct_packing() ran longer than {timeout:g}s", ""
+        logs = harness.tail(log_path, LOG_LIMIT)
         error_file = Path(out_path + ".error")
         if error_file.is_file():
             first = error_file.read_text(encoding="utf-8").splitlines()[0]
             return None, f"program raised {first}"[:500], logs
-        if proc.returncode != 0 or not os.path.isfile(out_path):
-            return None, f"program exited with code {proc.returncode} and no result", logs
+        if returncode != 0 or not os.path.isfile(out_path):
+            return None, f"program exited with code {returncode} and no result", logs
         with np.load(out_path) as data:
             arrays = {key: data[key] for key in data.files}
         return arrays, "", logs
@@ -162,23 +156,6 @@ def evaluate(program: str, timeout: float) -> dict[str, Any]:
     return result
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill the child and anything it started (it leads its own session)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-    proc.wait()
-
-
-def _tail(path: str) -> str:
-    """The last LOG_LIMIT characters of a possibly huge log file."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as handle:
-        handle.seek(max(0, size - LOG_LIMIT))
-        return handle.read().decode("utf-8", errors="replace")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("program")
@@ -197,14 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = evaluate(args.program, args.timeout)
     except Exception as exc:  # noqa: BLE001 - still leave a results.json behind
-        result = {
-            "score": 0.0,
-            "valid": False,
-            "metrics": {},
-            "logs": traceback.format_exc()[-LOG_LIMIT:],
-            "error": f"evaluator error: {type(exc).__name__}: {exc}"[:500],
-        }
-    Path("results.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+        result = harness.evaluator_error(exc, LOG_LIMIT)
+    harness.write_results(result)
     status = "valid" if result["valid"] else f"invalid ({result['error']})"
     print(f"score={result['score']:.6f} {status}"[:600])
     return 0

@@ -27,8 +27,6 @@ import json
 import logging
 import math
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +41,8 @@ import curation_corpus  # noqa: E402
 import curation_ngram  # noqa: E402
 import curation_score  # noqa: E402
 import yaml  # noqa: E402
+
+from domains import harness  # noqa: E402
 
 log = logging.getLogger("data_curation")
 
@@ -64,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "neural": {"enabled": False},
 }
 LOG_LIMIT = 6000
+CHILD_LOG_LIMIT = 2000  # of the candidate's own output
 
 
 class EvalError(Exception):
@@ -96,30 +97,18 @@ def run_cleaner(program: str, texts: list[str], timeout: float) -> dict[str, Any
             in_path,
             out_path,
         ]
-        with open(log_path, "wb") as child_log:
-            env = {
-                k: v for k, v in os.environ.items() if not k.startswith("ASI_EVOLVE_")
-            }  # no task dir, cache or results path
-            proc = subprocess.Popen(
-                cmd,
-                stdout=child_log,
-                stderr=subprocess.STDOUT,
-                cwd=tmp,
-                env=env,
-                start_new_session=True,
-            )
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                return {
-                    "fatal": f"timeout: clean() over {len(texts)} documents ran longer "
-                    f"than {timeout:g}s"
-                }
-        tail = _tail(log_path)
+        # No task dir, cache or results path for the candidate.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ASI_EVOLVE_")}
+        returncode = harness.run_child(cmd, log_path, timeout, env=env, cwd=tmp)
+        if returncode is None:
+            return {
+                "fatal": f"timeout: clean() over {len(texts)} documents ran longer "
+                f"than {timeout:g}s"
+            }
+        tail = harness.tail(log_path, CHILD_LOG_LIMIT)
         if not os.path.isfile(out_path):
             return {
-                "fatal": f"program exited with code {proc.returncode} and no result",
+                "fatal": f"program exited with code {returncode} and no result",
                 "trace": tail,
             }
         with open(out_path, encoding="utf-8") as handle:
@@ -292,28 +281,12 @@ def evaluate(program: str, stage: str | None, settings: dict[str, Any]) -> dict[
     return result
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-    proc.wait()
-
-
-def _tail(path: str, limit: int = 2000) -> str:
-    size = os.path.getsize(path)
-    with open(path, "rb") as handle:
-        handle.seek(max(0, size - limit))
-        return handle.read().decode("utf-8", errors="replace")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("program")
     parser.add_argument("--stage", choices=("check", "explore", "verify"), default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    results_path = Path(os.environ.get("ASI_EVOLVE_RESULTS") or "results.json")
     if not os.path.isfile(args.program):
         print(f"error: program {args.program} not found", file=sys.stderr)
         return 2
@@ -327,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         result = _invalid(
             f"evaluator error: {type(exc).__name__}: {exc}", {}, traceback.format_exc()[-2000:]
         )
-    results_path.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    harness.write_results(result, indent=1)
     status = "valid" if result["valid"] else f"invalid ({result['error']})"
     print(f"stage={args.stage or 'check+explore'} score={result['score']:.4f} {status}"[:600])
     return 0

@@ -27,13 +27,14 @@ import hashlib
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from domains import harness
 
 HERE = Path(__file__).resolve().parent
 LOG_LIMIT = 2000
@@ -223,10 +224,7 @@ def spawn(kind: str, program: str, settings: dict, seed: int, out: Path) -> subp
         "--settings",
         json.dumps(settings),
     ]
-    log = open(str(out) + ".log", "wb")  # noqa: SIM115 - closed by the OS with the child
-    return subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
+    return harness.spawn(cmd, str(out) + ".log", env=env)
 
 
 def collect(procs: dict[str, tuple[subprocess.Popen, Path]], timeout: float) -> dict[str, dict]:
@@ -249,8 +247,7 @@ def collect(procs: dict[str, tuple[subprocess.Popen, Path]], timeout: float) -> 
     finally:
         for proc, _ in procs.values():
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                harness.kill_group(proc)
     return results
 
 
@@ -396,15 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = evaluate(os.path.abspath(args.program), args.stage)
     except Exception as exc:  # noqa: BLE001 - still leave a results.json behind
-        result = {
-            "score": 0.0,
-            "valid": False,
-            "metrics": {},
-            "logs": traceback.format_exc()[-LOG_LIMIT:],
-            "error": f"evaluator error: {type(exc).__name__}: {exc}"[:500],
-        }
-    path = Path(os.environ.get("ASI_EVOLVE_RESULTS") or "results.json")
-    path.write_text(json.dumps(result, indent=2), encoding="utf-8")
+        result = harness.evaluator_error(exc, LOG_LIMIT)
+    harness.write_results(result)
     status = "valid" if result["valid"] else f"invalid ({result['error']})"
     print(f"score={result.get('score')} {status}"[:600])
     return 0

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rl_settings import TaskSettings, load_settings, task_dir  # noqa: E402
 
+from domains import harness  # noqa: E402
+
 LOG_LIMIT = 3000
 
 
@@ -42,19 +42,15 @@ def run_child(job: dict[str, Any], timeout: float) -> tuple[str, str]:
     job_path.write_text(json.dumps(job), encoding="utf-8")
     log_path = Path(job["out_dir"]) / "child.log"
     cmd = [sys.executable, os.path.abspath(__file__), "--child", str(job_path), job["program"]]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            return f"timeout: {job['kind']} ran longer than {timeout:g}s", _tail(log_path)
+    returncode = harness.run_child(cmd, log_path, timeout)
+    if returncode is None:
+        return f"timeout: {job['kind']} ran longer than {timeout:g}s", _tail(log_path)
     logs = _tail(log_path)
     error_file = Path(job["out_dir"]) / "error.txt"
     if error_file.is_file():
         return error_file.read_text(encoding="utf-8").strip() or "candidate failed", logs
-    if proc.returncode != 0:
-        return f"{job['kind']} child exited with code {proc.returncode}", logs
+    if returncode != 0:
+        return f"{job['kind']} child exited with code {returncode}", logs
     return "", logs
 
 
@@ -235,19 +231,8 @@ def _sparse(values: list[float], points: int = 10) -> str:
     return " ".join(f"{v:.3g}" for v in values[::step])
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-    proc.wait()
-
-
 def _tail(path: Path) -> str:
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        handle.seek(max(0, size - LOG_LIMIT))
-        return handle.read().decode("utf-8", errors="replace")
+    return harness.tail(path, LOG_LIMIT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,7 +244,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         return child(args.program)
-    results_path = Path(os.environ.get("ASI_EVOLVE_RESULTS", "results.json"))
     if not Path(args.program).is_file():
         print(f"error: program {args.program!r} not found", file=sys.stderr)
         return 2
@@ -269,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         result = _invalid(
             f"evaluator error: {type(exc).__name__}: {exc}", traceback.format_exc()[-LOG_LIMIT:]
         )
-    results_path.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    harness.write_results(result)
     status = "valid" if result["valid"] else f"invalid ({result['error']})"
     print(f"score={result['score']:.4f} {status}"[:600])
     return 0

@@ -152,3 +152,20 @@ def warm_start_accuracy(directory: Path, settings: WarmStartSettings) -> float:
     del settings  # the record in the directory was written for exactly these settings
     record = json.loads((directory / "warm_start.json").read_text(encoding="utf-8"))
     return float(record["test_accuracy"])
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_policy(directory: Path):  # noqa: ANN201 - (transformers model, tokenizer)
+    """(model, tokenizer) of a real model directory, on the GPU when there is one."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype).to(device())
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    return model, tokenizer

@@ -103,8 +103,7 @@ def starting_accuracy(settings: TaskSettings, start_dir: Path) -> float:
         from rl_model import warm_start_accuracy
 
         return warm_start_accuracy(start_dir, settings.warm_start)
-    from rl_model import cache_root
-    from rl_score import load_policy
+    from rl_model import cache_root, load_policy
 
     key_text = json.dumps(asdict(settings.real_model), sort_keys=True)
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]

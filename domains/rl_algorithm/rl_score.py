@@ -12,25 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from rl_model import load_policy
 from rl_real import greedy_score, problem_source
 from rl_settings import TaskSettings
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def load_policy(directory: Path):
-    """(model, tokenizer) of a real model directory, on the GPU when there is one."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype).to(device())
-    tokenizer = AutoTokenizer.from_pretrained(directory)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.eval()
-    return model, tokenizer
 
 
 def _load_tiny(start_dir: Path, trained_dir: Path):
