@@ -131,6 +131,7 @@ class Engine:
             lambda: self.stopping,
             self.request_stop,
             elite_size=getattr(agents.researcher, "elite_size", 0),
+            paused=lambda: self.paused,
         )
         self._pruned: set[int] = set()
         self._started = time.time()
@@ -241,7 +242,11 @@ class Engine:
         try:
             await self._root()
             finished = await self.db.nodes("status IN (?, ?, ?)", list(FINISHED))
-            owed = [n for n in finished if n.step >= 1 and n.metadata.get(POST_PENDING)]
+            owed = [
+                n
+                for n in finished
+                if n.step >= 1 and n.status != PRUNED and n.metadata.get(POST_PENDING)
+            ]
             if owed and not self.stopping:
                 await self.db.add_event("resume", f"finishing the analysis of {len(owed)} node(s)")
                 await asyncio.gather(*(self._tracked(n, self._post_only(n)) for n in owed))
@@ -367,11 +372,11 @@ class Engine:
             await self.pipeline.post(node, parent, best)
             await self._finished(node)
         except asyncio.CancelledError:
+            if node.id in self._pruned:  # stopping or not: the prune was answered, it holds
+                await self._pruned_in_flight(node)
+                return
             if node.status in FINISHED:
                 raise  # committed: only the analysis is owed, and resume finishes it
-            if node.id in self._pruned and not self.stopping:
-                await self._fail(node, "pruned while in flight")
-                return
             # Interrupted by stop: the node keeps its code and re-runs on resume. (Queued
             # in order even if this await is cancelled again: see StoreThread.call.) Where
             # even that cannot be written (a full disk), resume re-runs it as "running".
@@ -412,6 +417,18 @@ class Engine:
         parent, best, _ = await self._relatives(node)
         await self.pipeline.post(node, parent, best)
         await self.db.call(lambda store: self.sampler.observe(node))
+
+    async def _pruned_in_flight(self, node: Node) -> None:
+        """A node pruned while it ran: pruned for good, counted once. (Its status was
+        committed as pruned when the command was answered; an evaluation already committed
+        keeps its score, its owed analysis is dropped.)"""
+        if node.status in FINISHED:
+            node.status = PRUNED
+            node.metadata.pop(POST_PENDING, None)
+            await self.db.update_node(node.id, status=PRUNED, metadata=node.metadata)
+            await self._finished(node)
+        else:
+            await self._fail(node, "pruned while in flight")
 
     async def _fail(self, node: Node, reason: str) -> None:
         node.status = PRUNED if node.id in self._pruned else FAILED

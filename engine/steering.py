@@ -105,9 +105,9 @@ class Steering:
         if node.status == PRUNED:
             return True, f"node #{node_id} was already pruned"
         self.engine.prune(node_id)
-        if not self.engine.in_flight(node_id):
-            # Re-read in the db thread: the node may have finished since it was read above.
-            await self.db.call(_mark_pruned, node_id)
+        # Committed before it is answered, so that a kill -9 right after cannot run it again
+        # (re-read in the db thread: the node may have finished since it was read above).
+        await self.db.call(_mark_pruned, node_id, self.engine.in_flight(node_id))
         return True, f"pruned node #{node_id}"
 
 
@@ -117,8 +117,9 @@ def _answer(store: RunStore, command_id: int, result: str, ok: bool, event: str)
     store.add_event("command", event)
 
 
-def _mark_pruned(store: RunStore, node_id: int) -> None:
-    """(db thread) A finished node that is not in flight becomes pruned."""
+def _mark_pruned(store: RunStore, node_id: int, in_flight: bool) -> None:
+    """(db thread) The node becomes pruned: a finished one at once; one in flight too (its
+    task, cancelled, books it when it unwinds), so that a resume never runs it again."""
     node = store.get_node(node_id)
-    if node is not None and node.status in (DONE, FAILED):
+    if node is not None and (node.status in (DONE, FAILED) or in_flight):
         store.update_node(node_id, status=PRUNED)

@@ -34,6 +34,7 @@ class StepQueue:
         stopping: Callable[[], bool],
         stop: Callable[[str], None],
         elite_size: int = 0,
+        paused: Callable[[], bool] = lambda: False,
     ) -> None:
         self.db = db
         self.sampler = sampler
@@ -42,6 +43,7 @@ class StepQueue:
         self.wake = wake  # set whenever a step finishes, the run resumes or stops
         self.stopping = stopping
         self.stop = stop  # asks the engine to stop (no eligible parent left)
+        self.paused = paused  # no node is inserted while the run is paused
         # Fittest nodes recorded with each new node (``metadata.elite_ids``) for a researcher
         # that models the population; fixed at sampling time, so a resume sees the same.
         self.elite_size = elite_size
@@ -84,6 +86,14 @@ class StepQueue:
             return self.claimed | {n.step for n in self.requeue}
 
         if not await self.sampler.wait_turn(step, open_steps, self.wake, self.stopping):
+            self._unreserve(step)
+            return None
+        # Paused while waiting for the turn: a pause is answered "no new candidates start",
+        # so the node is not inserted until the run resumes (the step keeps its turn).
+        while self.paused() and not self.stopping():
+            self.wake.clear()
+            await self.wake.wait()
+        if self.stopping():
             self._unreserve(step)
             return None
         try:
