@@ -200,8 +200,9 @@ def test_decisions_from_the_tui_while_the_engine_retrieves(toy_task: Path, tmp_p
     rejected one never is, and no retrieval fails on the concurrent write."""
     run = tmp_path / "run"
     config = tmp_path / "c.yaml"
-    config.write_text(
-        "cognition:\n  embedder: hash\n  score_threshold: -1.0\n  top_k: 20\n  max_derived: null\n"
+    config.write_text(  # backups after every node: the TUI writes while the engine copies
+        "backup_every: 1\ncognition:\n  embedder: hash\n  score_threshold: -1.0\n"
+        "  top_k: 20\n  max_derived: null\n"
     )
     _run(toy_task, run, "--steps", "1", "--config", str(config))
     store = RunStore.open(run)
@@ -240,6 +241,12 @@ def test_decisions_from_the_tui_while_the_engine_retrieves(toy_task: Path, tmp_p
     assert all(item != rejected for item, _ in shown)
     assert all(item != approved or created > decided_at - 1 for item, created in shown)
     failures = conn.execute(
-        "SELECT count(*) FROM events WHERE message LIKE 'retrieval failed%'"
+        "SELECT count(*) FROM events WHERE message LIKE 'retrieval failed%' "
+        "OR message LIKE 'backup failed%'"
     ).fetchone()[0]
     assert failures == 0
+    newest = sorted((run / "backups").glob("evolve-*.db"))[-1]
+    copy = sqlite3.connect(newest)
+    assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    decided = dict(copy.execute("SELECT id, status FROM cognition_items"))
+    assert decided[approved] == ACTIVE and decided[rejected] == "rejected"
