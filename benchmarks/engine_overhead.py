@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.records import DONE, PENDING, RUNNING, Node
 from engine.samplers import SamplerSettings, make_sampler
-from engine.store import RunStore
+from engine.store.records import DONE, PENDING, RUNNING, Node
+from engine.store.run_store import RunStore
 
 N_BODIES = 256  # distinct program bodies; each node adds a unique header
 

@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine import reaper, sandbox
-from engine.executor import Limits, run_command
+from engine.execution import reaper, sandbox
+from engine.execution.engineer import Limits, run_command
 
 
 async def _time_runs(

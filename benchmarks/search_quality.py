@@ -44,8 +44,8 @@ and greedy parents reach 1.954-1.975 on seeds 0-59. Unchanged ring counts cap a 
 within the budget, and where runs end is spread over a dozen count combinations.
 
 2026-12-04, later: two moves of the offline researcher, both generic. (1) A *model* move
-(``engine/agents/elite_model.py``, 30 % of proposals): the floats are drawn around the parent
-from a Gaussian fitted to the run's 10 fittest same-skeleton nodes, which the sampler hands
+(``engine/agents/offline/elite_model.py``, 30 % of proposals): the floats are drawn around the
+parent from a Gaussian fitted to the run's 10 fittest same-skeleton nodes, which the sampler hands
 over (``Selection.elite_ids``); steps shrink as the elite converges. Alone (elite from the
 context, 10 nodes) it lifted the bottom quarter (q1 1.89 -> 1.94-1.97) but not the median
 (1.985 on held-out seeds 40-79). (2) A *probe* (20 % when the parent is the fittest of its
@@ -68,7 +68,7 @@ whose best is 2.078).
 2026-12-04, last: runs ended far from the optimum of their own ring counts. Nelder-Mead
 started from the best node of 20 runs gained 0.05-0.27 on 8 of them (seed 12: 1.898 ->
 2.111), so the float tuning, not the counts, was short. Two changes to the model move:
-(1) a quadratic surrogate (``engine/agents/surrogate.py``) fitted to the elite nodes with
+(1) a quadratic surrogate (``engine/agents/offline/surrogate.py``) fitted to the elite nodes with
 the parent's ints picks the most promising of 100 draws (the elite handed over grows from
 10 to 30; the Gaussian still uses the 10 fittest); after it, Nelder-Mead gained > 0.05 on 7
 of 40 runs. (2) Once 8 elite nodes share the parent's ints, the Gaussian is fitted to that
@@ -119,11 +119,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from domains.circle_packing.evaluate import check_packing  # noqa: E402
 from engine.agents.base import ResearchContext  # noqa: E402
-from engine.agents.offline_researcher import OfflineResearcher, find_literals  # noqa: E402
-from engine.records import DONE, FAILED, Node  # noqa: E402
+from engine.agents.offline.researcher import OfflineResearcher, find_literals  # noqa: E402
 from engine.samplers import SamplerSettings, make_sampler  # noqa: E402
 from engine.samplers.barrier import StepBarrier  # noqa: E402
-from engine.store import RunStore  # noqa: E402
+from engine.store.records import DONE, FAILED, Node  # noqa: E402
+from engine.store.run_store import RunStore  # noqa: E402
 
 TASK_DIR = ROOT / "domains" / "circle_packing"
 
@@ -264,10 +264,10 @@ def literal_editor(seed: int):
 
 
 def make_llm_researcher(server: Any) -> Any:
-    from engine.agents.llm_client import CallRecorder, LLMClient
-    from engine.agents.llm_researcher import LLMResearcher
-    from engine.agents.llm_settings import LLMSettings, ResearcherSettings
-    from engine.agents.prompts import Templates
+    from engine.agents.llm.client import CallRecorder, LLMClient
+    from engine.agents.llm.prompts import Templates
+    from engine.agents.llm.researcher import LLMResearcher
+    from engine.agents.llm.settings import LLMSettings, ResearcherSettings
 
     settings = LLMSettings(base_url=server.base_url, api_key="none", model="scripted-model")
     client = LLMClient(settings, "researcher", CallRecorder())  # calls kept in memory only

@@ -77,8 +77,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from engine.lock import engine_alive  # noqa: E402
-from engine.schema import FINISHED  # noqa: E402
+from engine.store.lock import engine_alive  # noqa: E402
+from engine.store.schema import FINISHED  # noqa: E402
 from tui.data import HEARTBEAT_STALE_S, RunReader  # noqa: E402
 from tui.poller import Poller  # noqa: E402
 from tui.steer import send_command  # noqa: E402

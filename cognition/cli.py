@@ -28,7 +28,7 @@ from cognition.items import (
     make_draft,
 )
 from cognition.settings import cognition_settings
-from engine.store import RunStore
+from engine.store.run_store import RunStore
 
 
 def register(sub: Any) -> None:

@@ -13,7 +13,7 @@ the run database next to the nodes, so a run carries its own knowledge and its p
 
 Tables are created idempotently, so any run database (also one created before the cognition
 base existed) gains them on first write. Readers treat missing tables as empty. Their layout
-is defined with the rest of the run database in ``engine/schema.py``.
+is defined with the rest of the run database in ``engine/store/schema.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlite_utils
 
-from engine import schema
+from engine.store import schema
 
 ACTIVE, PENDING, REJECTED = schema.ITEM_ACTIVE, schema.ITEM_PENDING, schema.ITEM_REJECTED
 STATUSES = schema.ITEM_STATUSES

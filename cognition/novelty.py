@@ -16,7 +16,7 @@ import numpy as np
 import sqlite_utils
 
 from cognition.node_vectors import text_hash
-from engine.records import DONE, PENDING, RUNNING
+from engine.store.records import DONE, PENDING, RUNNING
 
 TRIED = (DONE, RUNNING, PENDING)
 

@@ -37,8 +37,8 @@ from cognition.base import CognitionBase
 from cognition.items import STATUSES
 from cognition.node_vectors import Key, NodeVectors
 from engine import direction
-from engine.records import DONE, FAILED, PRUNED
-from engine.store import RunStore
+from engine.store.records import DONE, FAILED, PRUNED
+from engine.store.run_store import RunStore
 
 BEST_SHARE = 0.1
 LABELS = ("cognition", "experience", "novel")

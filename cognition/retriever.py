@@ -36,8 +36,8 @@ from cognition.novelty import MotivationIndex
 from cognition.ranking import Hit, top_hits
 from cognition.settings import CognitionSettings, NoveltySettings
 from engine.agents.base import Knowledge
-from engine.records import Node
-from engine.store import RunStore
+from engine.store.records import Node
+from engine.store.run_store import RunStore
 from engine.text import one_line
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from cognition.importer import load_file
 from cognition.items import ACTIVE, SEED, Draft
 from cognition.retriever import CognitionRetriever
 from cognition.settings import cognition_settings, novelty_settings
-from engine.store import RunStore
+from engine.store.run_store import RunStore
 
 log = logging.getLogger(__name__)
 

@@ -17,14 +17,14 @@ from typing import Any, NoReturn
 
 from cognition.items import CognitionError
 from engine import agents as agent_setup
-from engine import progress
+from engine.app.run import UsageError, cmd_run
 from engine.config import ConfigError, RunConfig, load_file
-from engine.lock import LockedError, engine_alive
-from engine.loop import EngineError
-from engine.run import UsageError, cmd_run
+from engine.execution.sandbox import SandboxError
+from engine.loop.engine import EngineError
 from engine.samplers import SAMPLERS
-from engine.sandbox import SandboxError
-from engine.store import DiskFull, RunStore, StoreError, disk_full
+from engine.store import progress
+from engine.store.lock import LockedError, engine_alive
+from engine.store.run_store import DiskFull, RunStore, StoreError, disk_full
 from engine.task import TaskError, builtin_tasks, load_task
 from engine.text import one_line
 
@@ -86,10 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     from cognition.cli import register as register_cognition
 
     register_cognition(sub)  # cognition import|list|add|remove|show|search|..., report
-    from engine.backup import register as register_backup
+    from engine.store.backup import register as register_backup
 
     register_backup(sub)  # backup, restore
-    from engine.export import register as register_export
+    from engine.store.export import register as register_export
 
     register_export(sub)  # export
     return parser
@@ -168,7 +168,7 @@ def _failure(exc: BaseException) -> tuple[str, int]:
 
 # --------------------------------------------------------------- check-llm
 def cmd_check_llm(args: argparse.Namespace) -> int:
-    from engine.agents.llm_check import check_llm
+    from engine.agents.llm.check import check_llm
 
     config = load_file(args.config) if args.config else RunConfig()
     failed = False

@@ -26,7 +26,7 @@ class ConfigError(Exception):
 class EngineerSettings:
     """How candidates are run: wall-clock limit (None = the task's), rlimits, kept output.
 
-    sandbox: auto | bwrap | landlock | none (``engine/sandbox.py``); auto takes the best
+    sandbox: auto | bwrap | landlock | none (``engine/execution/sandbox.py``); auto takes the best
       one that works here and says which.
     sandbox_network: False runs evaluators without network (bwrap only).
     sandbox_writable: extra paths evaluators may write besides their node's work dir
@@ -73,7 +73,8 @@ class RunConfig:
     novelty: dict[str, Any] = field(default_factory=dict)
     budget: dict[str, Any] = field(default_factory=dict)
     researcher: dict[str, Any] = field(default_factory=dict)
-    # engineer.backend = ray: address / max_retries / num_cpus (engine.ray_backend.RaySettings).
+    # engineer.backend = ray: address / max_retries / num_cpus
+    # (engine.execution.ray_backend.RaySettings).
     ray: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,7 +132,7 @@ class RunConfig:
                 _integer(count, f"engineer.resources.{name}.{kind}", 0, limit)
         if e.backend not in ("local", "ray"):
             raise ConfigError(f"engineer.backend must be local or ray, got {_short(e.backend)}")
-        from engine.sandbox import KINDS
+        from engine.execution.sandbox import KINDS
 
         if e.sandbox not in KINDS:
             raise ConfigError(
@@ -143,7 +144,7 @@ class RunConfig:
             raise ConfigError("engineer.sandbox_writable must be a list of paths")
 
     def _validate_ray(self) -> None:
-        from engine.ray_backend import RaySettings
+        from engine.execution.ray_backend import RaySettings
 
         try:
             ray = RaySettings(**self.ray)
@@ -257,7 +258,8 @@ def _number(
 
 
 def _check_gpus(gpus: Any) -> None:
-    """``engineer.gpus``: auto, a count, or a list of ids (``engine.resources`` reads it)."""
+    """``engineer.gpus``: auto, a count, or a list of ids (read by
+    ``engine.execution.resources``)."""
     if gpus == "auto" and isinstance(gpus, str):
         return
     if isinstance(gpus, int) and not isinstance(gpus, bool):
@@ -316,7 +318,7 @@ def _overlay(obj: Any, value: Any, origin: str) -> Any:
 
 
 _OPTIONAL_INT = {"seed", "cpu_seconds", "memory_mb", "parent_top_k", "context_top_k", "cpus"}
-_FREE_FORM = {"gpus"}  # auto | a count | a list of ids: checked by engine.resources
+_FREE_FORM = {"gpus"}  # auto | a count | a list of ids: checked by engine.execution.resources
 _OPTIONAL_FLOAT = {"timeout"}
 _OPTIONAL_STR = {"llm"}
 

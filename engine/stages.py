@@ -25,7 +25,7 @@ task.yaml::
         promote: {top_k: 3}         # or {beat_baseline: true}
     score_stage: explore            # default: the last stage without ``promote``
 
-Every stage writes the usual ``results.json`` (see ``engine/executor.py``) to
+Every stage writes the usual ``results.json`` (see ``engine/execution/engineer.py``) to
 ``$ASI_EVOLVE_RESULTS``; only the score stage must report a score. The node's score is
 the score stage's; the scores of other stages are kept apart in
 ``node.results["stages"][name]`` and never mixed into the ranking.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import cli, make_toy_task
 
-from engine.lock import RunLock
+from engine.store.lock import RunLock
 
 
 def _digest(path: Path) -> str:

@@ -17,14 +17,14 @@ from cognition.items import ACTIVE, PENDING, REJECTED, RETRIEVALS, SEED, Item
 from cognition.retriever import CognitionRetriever
 from cognition.settings import CognitionSettings, NoveltySettings
 from engine.agents.base import Agents, Proposal, Report, ResearchContext
-from engine.agents.change_effects import ChangeEffects
+from engine.agents.offline.change_effects import ChangeEffects
 from engine.cli import main
-from engine.executor import Engineer, Limits
-from engine.loop import Engine
-from engine.records import DONE, FAILED, Node
+from engine.execution.engineer import Engineer, Limits
+from engine.loop.engine import Engine
 from engine.samplers import make_sampler
 from engine.samplers.base import SamplerSettings
-from engine.store import RunStore
+from engine.store.records import DONE, FAILED, Node
+from engine.store.run_store import RunStore
 from engine.task import load_task
 
 SEED_FILE = REPO / "domains" / "circle_packing" / "cognition.yaml"

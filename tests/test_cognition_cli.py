@@ -18,8 +18,8 @@ from cognition.embedder import OpenAIEmbedder
 from cognition.items import CognitionError
 from cognition.settings import cognition_settings, novelty_settings
 from engine.cli import main
-from engine.records import DONE, FAILED, Node
-from engine.store import RunStore
+from engine.store.records import DONE, FAILED, Node
+from engine.store.run_store import RunStore
 
 YAML = """
 items:
@@ -371,7 +371,7 @@ def _task_with_seeds(tmp_path: Path, seeds: str) -> Path:
 
 
 def test_run_seeds_once_and_retrieves(tmp_path: Path) -> None:
-    pytest.importorskip("engine.agents.offline_analyzer")
+    pytest.importorskip("engine.agents.offline.analyzer")
     task = _task_with_seeds(tmp_path, YAML)
     config = _write(tmp_path, "cfg.yaml", "cognition: {embedder: hash, score_threshold: -1.0}\n")
     run_dir = tmp_path / "run"
@@ -390,7 +390,7 @@ def test_run_seeds_once_and_retrieves(tmp_path: Path) -> None:
 
 
 def test_run_with_malformed_seed_file_writes_nothing(tmp_path: Path) -> None:
-    pytest.importorskip("engine.agents.offline_analyzer")  # the agents are built first
+    pytest.importorskip("engine.agents.offline.analyzer")  # the agents are built first
     task = _task_with_seeds(tmp_path, "items:\n  - title: no content\n")
     result = cli("run", str(task), "--run-dir", str(tmp_path / "run"), "--steps", "1")
     assert result.returncode == 2 and "content" in result.stderr

@@ -21,11 +21,12 @@ from cognition.items import ACTIVE, ANALYZER, SEED, CognitionError, Draft
 from cognition.ranking import top_hits
 from cognition.retriever import CognitionRetriever
 from cognition.settings import CognitionSettings, cognition_settings
-from engine.records import DONE, Node
-from engine.store import RunStore
+from engine.store.records import DONE, Node
+from engine.store.run_store import RunStore
 
 SEEDS = REPO / "domains" / "circle_packing" / "cognition.yaml"
-TOPIC_A = [  # what the offline Analyzer proposes (engine/agents/change_effects.py), approved
+# What the offline Analyzer proposes (engine/agents/offline/change_effects.py), approved.
+TOPIC_A = [
     ("ftol = 1e-9", 41, "+0.012", 5, 4),
     ("maxiter = 200", 43, "+0.02", 4, 3),
     ("penalty = 10.0", 37, "-0.04", 3, 0),

@@ -25,8 +25,8 @@ from cognition.items import ACTIVE, SEED, Draft
 from cognition.retriever import CognitionRetriever
 from cognition.settings import CognitionSettings
 from engine.cli import main
-from engine.records import DONE, Node
-from engine.store import RunStore
+from engine.store.records import DONE, Node
+from engine.store.run_store import RunStore
 
 
 class Counting(HashEmbedder):

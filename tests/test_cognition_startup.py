@@ -17,7 +17,7 @@ from conftest import REPO
 from cognition.embedder import HashEmbedder
 from cognition.retriever import CognitionRetriever
 from cognition.setup import load_model
-from engine.store import RunStore
+from engine.store.run_store import RunStore
 
 RUNNER = textwrap.dedent(
     """

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, cli
 
-from engine.lock import LOCK_NAME
-from engine.store import BUILDING_NAME, DB_NAME, RunStore
+from engine.store.lock import LOCK_NAME
+from engine.store.run_store import BUILDING_NAME, DB_NAME, RunStore
 
 
 def _one_error_line(result: subprocess.CompletedProcess) -> str:

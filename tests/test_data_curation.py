@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.store import RunStore
+from engine.store.run_store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = ROOT / "domains" / "data_curation"

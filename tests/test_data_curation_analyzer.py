@@ -6,9 +6,9 @@ import asyncio
 from pathlib import Path
 
 from engine.agents.base import AnalysisInput
-from engine.agents.offline_analyzer import OfflineAnalyzer
-from engine.agents.prompts import Templates, analysis_variables, node_view
-from engine.records import DONE, Node
+from engine.agents.llm.prompts import Templates, analysis_variables, node_view
+from engine.agents.offline.analyzer import OfflineAnalyzer
+from engine.store.records import DONE, Node
 
 BREAKDOWN = {
     "clean": {"docs": 10, "dropped": 0.0, "kept": 0.99, "removed": None},

@@ -20,12 +20,12 @@ from engine.agents.debugger import (
     add_import,
     is_runtime_error,
 )
-from engine.executor import Engineer, Evaluation, Limits
-from engine.loop import Engine
-from engine.records import DONE, FAILED
+from engine.execution.engineer import Engineer, Evaluation, Limits
+from engine.loop.engine import Engine
 from engine.samplers import make_sampler
 from engine.samplers.base import SamplerSettings
-from engine.store import RunStore
+from engine.store.records import DONE, FAILED
+from engine.store.run_store import RunStore
 from engine.task import load_task
 
 

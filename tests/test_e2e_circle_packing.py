@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import cli
 
-from engine.store import RunStore
+from engine.store.run_store import RunStore
 
 INITIAL_SCORE = 0.9598
 

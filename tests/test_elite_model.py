@@ -1,4 +1,4 @@
-"""The offline Researcher's model move (engine/agents/elite_model.py)."""
+"""The offline Researcher's model move (engine/agents/offline/elite_model.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import math
 import random
 import statistics
 
-from engine.agents.elite_model import model_move
-from engine.agents.literals import find_literals
+from engine.agents.offline.elite_model import model_move
+from engine.agents.offline.literals import find_literals
 
 PROGRAM = "A = 0.5\nB = 0.3\nN = 16\nTOL = 1e-9\nS = 0.2\nC = 0.7\n"
 

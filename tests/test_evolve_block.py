@@ -9,10 +9,10 @@ import pytest
 from engine.agents.base import ResearchContext
 from engine.agents.diff import DiffError, apply_blocks, parse_blocks
 from engine.agents.evolve_block import MarkerError, frozen_violation, layout
-from engine.agents.llm_researcher import Attempt, LLMResearcher, Unusable
-from engine.agents.offline_researcher import OfflineResearcher, find_literals
-from engine.agents.prompts import Templates
-from engine.records import DONE, Node
+from engine.agents.llm.prompts import Templates
+from engine.agents.llm.researcher import Attempt, LLMResearcher, Unusable
+from engine.agents.offline.researcher import OfflineResearcher, find_literals
+from engine.store.records import DONE, Node
 
 PROGRAM = """import math
 

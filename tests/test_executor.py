@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.executor import Engineer, Evaluation, Limits, run_command
+from engine.execution.engineer import Engineer, Evaluation, Limits, run_command
 from engine.task import TaskSpec, load_task
 
 GOOD_PROGRAM = "VALUE = 1.5\n"

@@ -19,12 +19,12 @@ from scripted_server import (
 
 from engine.agents import AgentSetupError, build_llm_agents
 from engine.agents.base import AgentError, Agents, AnalysisInput, Knowledge, ResearchContext
-from engine.agents.llm_client import CallRecorder, LLMClient
-from engine.agents.llm_researcher import LLMResearcher
-from engine.agents.llm_settings import LLMSettings, ResearcherSettings
-from engine.agents.prompts import Templates
+from engine.agents.llm.client import CallRecorder, LLMClient
+from engine.agents.llm.prompts import Templates
+from engine.agents.llm.researcher import LLMResearcher
+from engine.agents.llm.settings import LLMSettings, ResearcherSettings
 from engine.config import RunConfig, from_dict
-from engine.records import DONE, FAILED, Node
+from engine.store.records import DONE, FAILED, Node
 from engine.task import load_task
 
 PARENT = Node(

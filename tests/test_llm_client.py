@@ -10,8 +10,8 @@ from scripted_server import GARBAGE, MODEL, Reply, ScriptedServer, error
 
 from engine.agents import AgentSetupError
 from engine.agents.base import AgentError
-from engine.agents.llm_client import CallRecorder, LLMClient, retry_after
-from engine.agents.llm_settings import LLMSettings, redact_config, resolve_settings
+from engine.agents.llm.client import CallRecorder, LLMClient, retry_after
+from engine.agents.llm.settings import LLMSettings, redact_config, resolve_settings
 
 KEY = "sk-test-secret"
 MESSAGES = [{"role": "user", "content": "hello"}]

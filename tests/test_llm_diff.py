@@ -13,8 +13,8 @@ from engine.agents.diff import (
     parse_blocks,
     strip_fences,
 )
-from engine.agents.judge import parse_rating
-from engine.agents.llm_analyzer import read_analysis, read_knowledge
+from engine.agents.llm.analyzer import read_analysis, read_knowledge
+from engine.agents.llm.judge import parse_rating
 
 PROGRAM = "import math\n\n\ndef f(x):\n    y = x * 0.5\n    return y + 1\n\n\nR = 0.7\n"
 

@@ -3,7 +3,7 @@
 Every write of the engine's store sleeps ``SLOW`` seconds (a commit on a slow or busy disk).
 A probe coroutine sleeps 10 ms at a time beside the engine and records how late it wakes
 (the event-loop lag); an outside thread with its own connection reads the heartbeat. With
-the engine's SQLite work in its db thread (``engine/writer.py``) the loop stays responsive.
+the engine's SQLite work in its db thread (``engine/store/writer.py``) the loop stays responsive.
 
 Measured on the 2-core dev box (circle packing, offline agents, 2 workers, 2 steps, SLOW =
 0.3 s, ~8.5 s per run): before the wiring (synchronous ``store.*`` calls on the loop, commit
@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from engine.agents import build_offline_agents
-from engine.executor import Engineer, Limits
-from engine.loop import Engine
-from engine.records import DONE
+from engine.execution.engineer import Engineer, Limits
+from engine.loop.engine import Engine
 from engine.samplers import make_sampler
 from engine.samplers.base import SamplerSettings
-from engine.store import RunStore
+from engine.store.records import DONE
+from engine.store.run_store import RunStore
 from engine.task import load_task, resolve_task
 
 SLOW = 0.3  # seconds per store write

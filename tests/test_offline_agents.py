@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from engine.agents.base import AgentError, AnalysisInput, ResearchContext
-from engine.agents.elite_points import fit_points, spread_points
-from engine.agents.offline_analyzer import OfflineAnalyzer
-from engine.agents.offline_researcher import OfflineResearcher, find_literals, format_float
-from engine.records import DONE, FAILED, Node
+from engine.agents.offline.analyzer import OfflineAnalyzer
+from engine.agents.offline.elite_points import fit_points, spread_points
+from engine.agents.offline.researcher import OfflineResearcher, find_literals, format_float
+from engine.store.records import DONE, FAILED, Node
 
 INITIAL = (
     Path(__file__).resolve().parent.parent / "domains" / "circle_packing" / "initial.py"

@@ -12,12 +12,12 @@ from conftest import cli, make_toy_task
 
 from engine.agents import build_offline_agents
 from engine.agents.base import Report
-from engine.executor import Engineer, Limits
-from engine.loop import Engine, EngineError
-from engine.records import DONE, FAILED, PENDING, PRUNED
+from engine.execution.engineer import Engineer, Limits
+from engine.loop.engine import Engine, EngineError
 from engine.samplers import make_sampler
 from engine.samplers.base import SamplerSettings
-from engine.store import RunStore
+from engine.store.records import DONE, FAILED, PENDING, PRUNED
+from engine.store.run_store import RunStore
 from engine.task import load_task
 
 # Appends "<stage> <X>" to $STAGE_LOG for every run, so tests can count evaluations.

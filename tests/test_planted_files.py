@@ -27,7 +27,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from engine.executor import Engineer, Evaluation, Limits
+from engine.execution.engineer import Engineer, Evaluation, Limits
 from engine.task import TaskSpec, load_task
 
 PROGRAM = "VALUE = 2.5\n"
@@ -202,7 +202,7 @@ def test_work_dir_that_is_a_symlink_is_refused(tmp_path: Path, victim: Path) -> 
 CHILD = """
 import asyncio, json, resource, sys, time
 from pathlib import Path
-from engine.executor import Engineer
+from engine.execution.engineer import Engineer
 from engine.task import load_task
 task = load_task(Path(sys.argv[1]))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -352,7 +352,7 @@ class _FakeRay(types.ModuleType):
 def _ray_stage(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, task: TaskSpec, workdir: Path, fake: Any
 ) -> Evaluation:
-    from engine.ray_backend import RayEngineer, RaySettings
+    from engine.execution.ray_backend import RayEngineer, RaySettings
 
     monkeypatch.setitem(sys.modules, "ray", fake)
     scratch = tmp_path / "worker-tmp"
@@ -411,12 +411,12 @@ def test_ray_head_writes_plain_names_only_and_never_through_links(
     assert (workdir / "initial.py").read_text() == PROGRAM
 
 
-# ----------------------------------------------------------- engine/workfiles.py itself
+# ----------------------------------------------------------- engine/execution/workfiles.py itself
 @pytest.mark.parametrize("reopen", ["o_path", "lstat"])
 def test_reader_refuses_planted_files(
     tmp_path: Path, victim: Path, reopen: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engine import workfiles
+    from engine.execution import workfiles
 
     if reopen == "lstat":  # the fallback without O_PATH or /proc
         monkeypatch.setattr(workfiles, "_O_PATH", 0)

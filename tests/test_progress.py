@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import cli
 
-from engine.progress import format_eta, measure
+from engine.store.progress import format_eta, measure
 
 
 def test_speed_eta_and_stall() -> None:

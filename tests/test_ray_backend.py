@@ -18,13 +18,13 @@ from conftest import REPO
 ray = pytest.importorskip("ray", reason="ray is not installed")
 
 from engine.agents import build_offline_agents  # noqa: E402
-from engine.executor import Limits  # noqa: E402
-from engine.loop import Engine  # noqa: E402
-from engine.ray_backend import RayEngineer, RaySettings, connect  # noqa: E402
-from engine.records import DONE  # noqa: E402
+from engine.execution.engineer import Limits  # noqa: E402
+from engine.execution.ray_backend import RayEngineer, RaySettings, connect  # noqa: E402
+from engine.loop.engine import Engine  # noqa: E402
 from engine.samplers import make_sampler  # noqa: E402
 from engine.samplers.base import SamplerSettings  # noqa: E402
-from engine.store import RunStore  # noqa: E402
+from engine.store.records import DONE  # noqa: E402
+from engine.store.run_store import RunStore  # noqa: E402
 from engine.task import load_task  # noqa: E402
 
 LOCAL = RaySettings(address="local", max_retries=0, num_cpus=2)
@@ -191,11 +191,11 @@ ESCAPING_EVALUATOR = textwrap.dedent(
 def test_ray_workers_confine_the_evaluator(tmp_path: Path, monkeypatch, kind: str) -> None:
     """The run's sandbox settings travel to the worker, which confines the evaluator there."""
     if kind == "bwrap":
-        from engine.sandbox import probe
+        from engine.execution.sandbox import probe
 
         if probe("bwrap"):
             pytest.skip(f"bubblewrap does not work here: {probe('bwrap')}")
-    from engine.sandbox import SandboxSettings
+    from engine.execution.sandbox import SandboxSettings
 
     task = tmp_path / "task"
     task.mkdir()
@@ -314,8 +314,8 @@ def test_a_killed_ray_worker_leaves_no_evaluator_process(tmp_path: Path, monkeyp
 
     import psutil
 
-    from engine.executor import EvaluationLost
-    from engine.sandbox import SandboxSettings, probe
+    from engine.execution.engineer import EvaluationLost
+    from engine.execution.sandbox import SandboxSettings, probe
 
     if probe("landlock"):
         pytest.skip(f"the fallback sandbox does not work here: {probe('landlock')}")

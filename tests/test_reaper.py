@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import reaper
-from engine.executor import Limits, run_command
+from engine.execution import reaper
+from engine.execution.engineer import Limits, run_command
 
 ESCAPE = textwrap.dedent(
     """
@@ -144,8 +144,8 @@ ENGINE = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    from engine import reaper
-    from engine.executor import Limits, run_command
+    from engine.execution import reaper
+    from engine.execution.engineer import Limits, run_command
     run_dir, script = Path(sys.argv[1]), sys.argv[2]
     work = run_dir / "nodes" / "1"
     work.mkdir(parents=True)
@@ -391,7 +391,7 @@ def test_an_orphan_whose_supervisor_was_killed_is_killed_by_the_engine(tmp_path:
     """The engine is a subreaper: the escapee comes to it once the supervisor is gone, and
     the engine kills it after the evaluation (it started a session of its own and is no
     evaluator the engine waits for)."""
-    from engine.sandbox import SandboxSettings, make_sandbox
+    from engine.execution.sandbox import SandboxSettings, make_sandbox
 
     script = tmp_path / "killer.py"
     script.write_text(SUPERVISOR_KILLER)

@@ -16,12 +16,12 @@ import pytest
 from conftest import REPO
 
 from engine.agents import build_offline_agents
-from engine.agents.offline_researcher import ELITE_SIZE
-from engine.executor import Engineer, Limits
-from engine.loop import Engine
+from engine.agents.offline.researcher import ELITE_SIZE
+from engine.execution.engineer import Engineer, Limits
+from engine.loop.engine import Engine
 from engine.samplers import make_sampler
 from engine.samplers.base import SamplerSettings
-from engine.store import RunStore
+from engine.store.run_store import RunStore
 from engine.task import load_task
 
 # Sleeps a time drawn from (REPRO_DELAY_SEED, program text), then runs the real evaluator.

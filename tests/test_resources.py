@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from engine.resources import FAKE_GPUS_ENV, ResourceError, SlotPool, discover_gpus
+from engine.execution.resources import FAKE_GPUS_ENV, ResourceError, SlotPool, discover_gpus
 from engine.stages import Resources, Stage
 
 

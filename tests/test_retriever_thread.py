@@ -11,11 +11,11 @@ import pytest
 
 from cognition.embedder import HashEmbedder
 from cognition.retriever import CognitionRetriever
+from cognition.retriever_thread import RetrieverThread
 from cognition.settings import CognitionSettings
 from engine.agents.base import Knowledge
-from engine.records import DONE, Node
-from engine.retriever_thread import RetrieverThread
-from engine.store import RunStore
+from engine.store.records import DONE, Node
+from engine.store.run_store import RunStore
 
 
 class _SlowRetriever:
@@ -112,7 +112,7 @@ def test_a_run_without_cognition_starts_no_retriever_thread(
     """--no-cognition (novelty check off too): no thread, no store, no model load."""
     from conftest import make_toy_task
 
-    import engine.run
+    import engine.app.run
     from engine.cli import main
 
     started: list[RetrieverThread] = []

@@ -314,7 +314,7 @@ def test_end_to_end_run_through_the_cli(tiny_task: Path, tmp_path: Path) -> None
     summary = json.loads(status.stdout)
     assert summary["steps_done"] == 2
     assert summary["best_score"] is not None and 0.0 <= summary["best_score"] <= 1.0
-    from engine.store import RunStore
+    from engine.store.run_store import RunStore
 
     root = next(RunStore.open(run_dir, readonly=True).nodes("step = 0"))
     stages = {name: record["results"] for name, record in root.results["stages"].items()}

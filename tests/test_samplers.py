@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.records import DONE, FAILED, PENDING, PRUNED, Node
 from engine.samplers import SAMPLERS, IslandSampler, SamplerSettings, make_sampler
 from engine.samplers.features import FeatureGrid, jaccard_distance, tokens
 from engine.samplers.population import rank_desc
-from engine.store import RunStore
+from engine.store.records import DONE, FAILED, PENDING, PRUNED, Node
+from engine.store.run_store import RunStore
 
 
 @pytest.fixture
@@ -456,7 +456,7 @@ def test_default_sampler_climbs_and_spreads_parents() -> None:
     import sys
     import warnings
 
-    from engine.agents.offline_researcher import OfflineResearcher
+    from engine.agents.offline.researcher import OfflineResearcher
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import search_quality

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import reaper, sandbox
-from engine.executor import Engineer, Limits, run_command
-from engine.run import _secret_env_names
+from engine.app.run import _secret_env_names
+from engine.execution import reaper, sandbox
+from engine.execution.engineer import Engineer, Limits, run_command
 from engine.task import load_task
 
 KINDS = ("bwrap", "landlock")
@@ -131,7 +131,8 @@ def test_the_fallback_spawns_no_interpreter_but_its_supervisor(tmp_path: Path) -
     run_dir, task_dir, work = _layout(tmp_path)
     box = sandbox.make_sandbox(sandbox.SandboxSettings("landlock", writable=()), run_dir, task_dir)
     argv = box.wrap(["/bin/sh", "-c", "true"], work)
-    assert argv[:4] == [sys.executable, "-I", "-S", str(REPO / "engine" / "supervisor.py")]
+    supervisor = REPO / "engine" / "execution" / "supervisor.py"
+    assert argv[:4] == [sys.executable, "-I", "-S", str(supervisor)]
     assert argv[argv.index("--") + 1 :] == ["/bin/sh", "-c", "true"]
     assert "cannot stop:" in box.describe()
 
@@ -270,7 +271,7 @@ PEEK = textwrap.dedent(
     """
     import subprocess, sys
     sys.path.insert(0, sys.argv[1])
-    from engine.sandbox import private_memory
+    from engine.execution.sandbox import private_memory
     peek = "import os, sys; open(f'/proc/{os.getppid()}/environ', 'rb').read(); print('read')"
 
     def peeks() -> str:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import landlock, reaper, sandbox
-from engine.namespaces import Layers
+from engine.execution import landlock, reaper, sandbox
+from engine.execution.namespaces import Layers
 
 REPO = Path(__file__).resolve().parents[1]
 NOBODY = 65534
@@ -102,9 +102,10 @@ DRIVER = textwrap.dedent(
     import asyncio, dataclasses, json, os, subprocess, sys, time
     sys.path.insert(0, REPO)
     from pathlib import Path
-    from engine import reaper, sandbox
-    from engine.command import Limits, run_command
-    from engine.namespaces import Layers
+    from engine.execution import reaper
+    from engine.execution import sandbox
+    from engine.execution.command import Limits, run_command
+    from engine.execution.namespaces import Layers
     base, what, kind, layers = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     run, task = base / "run", base / "task"
     work = run / "nodes" / "7"
@@ -444,7 +445,7 @@ def test_exit_codes_signals_and_limits_pass_through_the_supervisor(
 ) -> None:
     import asyncio
 
-    from engine.command import Limits, run_command
+    from engine.execution.command import Limits, run_command
 
     if kind == "landlock":
         _need_fallback()

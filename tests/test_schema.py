@@ -1,6 +1,6 @@
 """Schema versions: fresh runs carry theirs, older runs migrate, newer ones are refused untouched.
 
-``V1_SQL`` is the layout every run created before ``engine/schema.py`` has, copied literally
+``V1_SQL`` is the layout every run created before ``engine/store/schema.py`` has, copied literally
 from ``sqlite_master`` of such a run (core tables plus the lazily created cognition and
 diversity tables). It is frozen on purpose: the code's statements may change, old runs don't.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import cli
 
-from engine import schema
-from engine.records import DONE, FAILED, RUNNING, Node
-from engine.store import RunStore, StoreError
+from engine.store import schema
+from engine.store.records import DONE, FAILED, RUNNING, Node
+from engine.store.run_store import RunStore, StoreError
 from tui.data import RunNotFound, RunReader
 
 V1_SQL = """

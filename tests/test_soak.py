@@ -16,8 +16,8 @@ from pathlib import Path
 
 from conftest import REPO
 
-from engine.records import DONE, PENDING, RUNNING, Node
-from engine.store import RunStore
+from engine.store.records import DONE, PENDING, RUNNING, Node
+from engine.store.run_store import RunStore
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import soak  # noqa: E402
@@ -30,7 +30,7 @@ KNOWN: frozenset[str] = frozenset()
 RAW_READ = textwrap.dedent(
     """
     import sys
-    from engine import store
+    from engine.store import run_store as store
 
     original = store.RunStore.check_intact
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.records import DONE, RUNNING, Node
-from engine.schema import CORE_TABLES
-from engine.store import SCHEMA_VERSION, RunStore, StoreError
+from engine.store.records import DONE, RUNNING, Node
+from engine.store.run_store import SCHEMA_VERSION, RunStore, StoreError
+from engine.store.schema import CORE_TABLES
 
 
 def test_schema_and_wal(tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_step_is_unique(tmp_path: Path) -> None:
 READER = """
 import sys, time
 from pathlib import Path
-from engine.store import RunStore
+from engine.store.run_store import RunStore
 store = RunStore.open(Path(sys.argv[1]), readonly=True)
 seen = 0
 end = time.time() + float(sys.argv[2])

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, cli
 
-from engine.backup import Backups, restore
-from engine.store import DB_NAME, RunStore, StoreError
+from engine.store.backup import Backups, restore
+from engine.store.run_store import DB_NAME, RunStore, StoreError
 
 
 def _start(task: Path, run: Path, *extra: str, delay: str = "0.3") -> subprocess.Popen:
@@ -89,7 +89,7 @@ def test_a_second_engine_is_refused_even_without_the_lock_file(
     first = _start(toy_task, run, "--steps", "200", "--workers", "1")
     try:
         _wait_steps(run, 1)
-        (run / "engine.lock").unlink()
+        (run / "engine.store.lock").unlink()
         second = cli("run", str(toy_task), "--run-dir", str(run), "--steps", "200")
         assert second.returncode == 2
         assert "another engine is running" in second.stderr

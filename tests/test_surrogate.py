@@ -1,4 +1,4 @@
-"""The quadratic surrogate (engine/agents/surrogate.py) and how the model move uses it."""
+"""The quadratic surrogate (engine/agents/offline/surrogate.py) and how the model move uses it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import statistics
 
 import numpy as np
 
-from engine.agents.elite_model import model_move
-from engine.agents.literals import find_literals
-from engine.agents.surrogate import fit_quadratic, min_points
+from engine.agents.offline.elite_model import model_move
+from engine.agents.offline.literals import find_literals
+from engine.agents.offline.surrogate import fit_quadratic, min_points
 
 PROGRAM = "A = 0.5\nB = 0.3\nN = 16\n"
 OPTIMUM = (0.62, 0.24)  # where the landscape below peaks

@@ -11,9 +11,9 @@ import pytest
 from textual.widgets import RichLog, Static, TabbedContent, TextArea
 from tui_support import T0, build_run, commands, item_status, make_app
 
-from engine.lock import RunLock
-from engine.records import Node
-from engine.store import RunStore
+from engine.store.lock import RunLock
+from engine.store.records import Node
+from engine.store.run_store import RunStore
 from tui.app import EvolveApp
 from tui.screens.confirm import Confirm
 from tui.screens.details import NodeDetails

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, make_toy_task
 
-from engine.lock import engine_alive
+from engine.store.lock import engine_alive
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 

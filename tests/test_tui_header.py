@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from tui_support import NOW, build_run
 
-from engine.lock import RunLock
-from engine.progress import Progress
+from engine.store.lock import RunLock
+from engine.store.progress import Progress
 from tui.app import EvolveApp
 from tui.data import RunReader
 from tui.widgets.header import RunHeader, RunSummary, pack, segments, slot_use

@@ -10,9 +10,9 @@ import pytest
 from textual.widgets import Static
 from tui_support import build_run, commands, make_app
 
-from engine.lock import RunLock
-from engine.records import Node
-from engine.store import RunStore
+from engine.store.lock import RunLock
+from engine.store.records import Node
+from engine.store.run_store import RunStore
 from tui.app import EvolveApp
 from tui.data import RunReader
 from tui.lineage import read_lineage

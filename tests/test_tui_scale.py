@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tui_support import NOW, T0
 
-from engine.store import RunStore
+from engine.store.run_store import RunStore
 from tui.app import EvolveApp
 from tui.data import RunReader
 from tui.poller import WINDOW, Poller

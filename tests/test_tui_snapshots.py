@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from tui_support import NOW, build_run
 
-from engine.lock import RunLock
+from engine.store.lock import RunLock
 from tui.app import EvolveApp
 
 pytest.importorskip("pytest_textual_snapshot")

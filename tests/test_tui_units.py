@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tui_support import NOW, build_run, commands, item_status
 
-from engine.lock import RunLock
+from engine.store.lock import RunLock
 from tui import format as fmt
 from tui.data import Cursor, NodeRow, RunReader
 from tui.model import Population, View, matcher

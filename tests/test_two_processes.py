@@ -23,10 +23,10 @@ from conftest import REPO, cli
 from cognition.base import CognitionBase
 from cognition.items import ACTIVE, PENDING, SEED, Draft
 from cognition.settings import CognitionSettings
-from engine.lock import RunLock
-from engine.readonly import LiveRunUnreadable, connect_readonly
-from engine.records import DONE, Node
-from engine.store import DB_NAME, RunStore
+from engine.store.lock import RunLock
+from engine.store.readonly import LiveRunUnreadable, connect_readonly
+from engine.store.records import DONE, Node
+from engine.store.run_store import DB_NAME, RunStore
 from tui.data import RunReader
 from tui.poller import Poller
 from tui.steer import decide_item, send_command
@@ -174,7 +174,7 @@ def test_a_live_run_is_never_read_as_immutable(tmp_path: Path) -> None:
         # Another user cannot map the engine's -shm: SQLite cannot read the live log.
         os.chmod(run / f"{DB_NAME}-shm", 0o600)
         script = (
-            "import sys; from engine.readonly import connect_readonly\n"
+            "import sys; from engine.store.readonly import connect_readonly\n"
             "from pathlib import Path\n"
             "try:\n"
             "    c = connect_readonly(Path(sys.argv[1]))\n"

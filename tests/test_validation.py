@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import cli, make_toy_task
 
-from engine.executor import bound_metrics
+from engine.execution.engineer import bound_metrics
 
 
 def _one_line_exit_2(result, needle: str) -> None:

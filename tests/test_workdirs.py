@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import workdirs
+from engine.execution import workdirs
 
 
 def test_first_attempt_is_an_empty_new_dir(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ import threading
 import time
 from pathlib import Path
 
-from engine.store import RunStore
-from engine.writer import StoreThread
+from engine.store.run_store import RunStore
+from engine.store.writer import StoreThread
 
 
 class SlowStore(RunStore):

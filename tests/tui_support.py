@@ -10,9 +10,9 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from engine.records import Node
-from engine.schema import COGNITION_TABLES, create_tables
-from engine.store import RunStore
+from engine.store.records import Node
+from engine.store.run_store import RunStore
+from engine.store.schema import COGNITION_TABLES, create_tables
 from tui.app import EvolveApp
 
 T0 = 1_750_000_000.0

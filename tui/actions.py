@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.widgets import TabbedContent
 
-from engine.schema import COMMAND_HANDLED, COMMAND_NEW
+from engine.store.schema import COMMAND_HANDLED, COMMAND_NEW
 from tui import format as fmt
 from tui.model import FINISHED
 from tui.screens.confirm import Confirm, QuitChoice

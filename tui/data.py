@@ -1,8 +1,8 @@
 """The TUI's own read layer over the run database (plain sqlite3, read-only).
 
 The TUI never imports the engine's runtime: it meets it only through ``RUN_DIR/evolve.db``,
-whose layout it takes from ``engine/schema.py`` and which it opens as every reader does
-(``engine/readonly.py``; both standard library only). Reads go
+whose layout it takes from ``engine/store/schema.py`` and which it opens as every reader does
+(``engine/store/readonly.py``; both standard library only). Reads go
 through a read-only connection per thread and are incremental (nodes by ``updated_at``, events
 and LLM calls by id), so a refresh costs the same at 100 nodes and at 100,000. Text is decoded
 leniently: a node with non-UTF-8 output must not take the screen down.
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import schema
-from engine.readonly import connect_readonly, engine_alive
-from engine.schema import DB_NAME
+from engine.store import schema
+from engine.store.readonly import connect_readonly, engine_alive
+from engine.store.schema import DB_NAME
 
 HEARTBEAT_STALE_S = 5.0
 # Re-read nodes changed within this window of the newest change seen: a commit whose

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine import schema
+from engine.store import schema
 from tui.data import RunReader
 
 ITEMS, RETRIEVALS = schema.COGNITION_ITEMS.name, schema.RETRIEVALS.name

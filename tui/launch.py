@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.lock import engine_alive, lock_holder
+from engine.store.lock import engine_alive, lock_holder
 from tui.app import watch
 from tui.data import DB_NAME, RunNotFound, RunReader
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.progress import Progress, measure
+from engine.store.progress import Progress, measure
 from tui.data import Cursor, LlmTotals, RunReader
 from tui.knowledge import KnowledgeReader, Proposal, Retrieved
 from tui.model import Population, View
@@ -156,7 +156,8 @@ class Poller:
         )
 
     def _measure(self, steps_total: int | None) -> Progress | None:
-        """Speed, ETA and stall (``engine.progress``, as ``status`` has them), when changed."""
+        """Speed, ETA and stall (``engine.store.progress``, as ``status`` has them), when
+        changed."""
         key = (self.pop.version, steps_total, self.pop.maximize)
         if key == self._progress_key or time.monotonic() < self._progress_next:
             return self._progress

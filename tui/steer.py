@@ -13,8 +13,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from engine.readonly import connect
-from engine.schema import COMMAND_KINDS, COMMAND_NEW, ITEM_ACTIVE, ITEM_REJECTED
+from engine.store.readonly import connect
+from engine.store.schema import COMMAND_KINDS, COMMAND_NEW, ITEM_ACTIVE, ITEM_REJECTED
 from tui.data import DB_NAME
 from tui.knowledge import ITEMS
 

@@ -25,8 +25,8 @@ def resolve_llm_mode(requested: str | None, api: dict[str, Any]) -> str:
 
 def build_offline_agents(seed: int | None) -> Agents:
     from engine.agents.debugger import OfflineDebugger
-    from engine.agents.offline_analyzer import OfflineAnalyzer
-    from engine.agents.offline_researcher import OfflineResearcher
+    from engine.agents.offline.analyzer import OfflineAnalyzer
+    from engine.agents.offline.researcher import OfflineResearcher
 
     return Agents(
         researcher=OfflineResearcher(seed=seed),
@@ -38,7 +38,7 @@ def build_offline_agents(seed: int | None) -> Agents:
 
 def check_offline_config(config: Any) -> None:
     """Settings an offline run cannot honour are errors, not silently ignored."""
-    from engine.agents.llm_settings import (
+    from engine.agents.llm.settings import (
         _API_KEYS,
         _ROLE_KEYS,
         ROLES,
@@ -68,12 +68,12 @@ def build_llm_agents(config: Any, task: Any) -> tuple[Agents, Any]:
     Every setting and template is checked here, before a run directory exists; the
     caller attaches the run store to the returned ``CallRecorder`` once it has one.
     """
-    from engine.agents.judge import LLMJudge
-    from engine.agents.llm_analyzer import LLMAnalyzer
-    from engine.agents.llm_client import CallRecorder, LLMClient
-    from engine.agents.llm_researcher import LLMResearcher
-    from engine.agents.llm_settings import judge_settings, researcher_settings, resolve_settings
-    from engine.agents.prompts import Templates
+    from engine.agents.llm.analyzer import LLMAnalyzer
+    from engine.agents.llm.client import CallRecorder, LLMClient
+    from engine.agents.llm.judge import LLMJudge
+    from engine.agents.llm.prompts import Templates
+    from engine.agents.llm.researcher import LLMResearcher
+    from engine.agents.llm.settings import judge_settings, researcher_settings, resolve_settings
 
     templates = Templates(task.prompts_dir)
     templates.check(
@@ -116,8 +116,8 @@ def build_llm_agents(config: Any, task: Any) -> tuple[Agents, Any]:
             program_name=task.program_name,
         )
         agents.judge_ratio = judging.ratio
-    from engine.agents import static_check
     from engine.agents.debugger import LLMDebugger
+    from engine.agents.llm import static_check
 
     agents.debugger = LLMDebugger(client("debugger"), templates, program_name=task.program_name)
     if static_check.wanted(task):

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.records import Node
+from engine.store.records import Node
 
 
 class AgentError(Exception):
@@ -136,7 +136,7 @@ class Agents:
     judge: Judge | None = None
     judge_ratio: float = 0.0
     # Optional: fixes crashes within a node (engine/agents/debugger.py) and refuses a
-    # candidate before any experiment (engine/agents/static_check.py).
+    # candidate before any experiment (engine/agents/llm/static_check.py).
     debugger: Any | None = None
     static_checker: Any | None = None
     # Releases what the agents hold (HTTP connection pools), inside the event loop that

@@ -126,7 +126,7 @@ class LLMDebugger:
     """Asks the model for a minimal SEARCH/REPLACE fix of the crash."""
 
     def __init__(self, client: Any, templates: Any, program_name: str = "program.py") -> None:
-        from engine.agents.prompts import lang_for
+        from engine.agents.llm.prompts import lang_for
 
         self.client = client
         self.templates = templates

@@ -13,7 +13,7 @@ from engine.samplers.population import Population
 from engine.samplers.random_sampler import RandomSampler
 from engine.samplers.rank import RankSampler
 from engine.samplers.ucb1 import UCB1Sampler
-from engine.store import RunStore
+from engine.store.run_store import RunStore
 
 SAMPLERS: dict[str, type[Sampler]] = {
     "rank": RankSampler,

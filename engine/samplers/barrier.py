@@ -28,9 +28,9 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from engine.records import FINISHED, PENDING, Node, Selection
 from engine.samplers.base import Sampler
 from engine.samplers.islands import IslandSampler
+from engine.store.records import FINISHED, PENDING, Node, Selection
 
 log = logging.getLogger(__name__)
 

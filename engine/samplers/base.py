@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine import direction
-from engine.records import PRUNED, Node, Selection
 from engine.samplers.pool import select_from_pool, top_by_fitness
 from engine.samplers.population import Population, Rows
-from engine.store import RunStore
+from engine.store.records import PRUNED, Node, Selection
+from engine.store.run_store import RunStore
 
 
 @dataclass

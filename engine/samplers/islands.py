@@ -18,12 +18,12 @@ import json
 
 import numpy as np
 
-from engine.records import DONE, Node, Selection
 from engine.samplers.base import Sampler, SamplerSettings
 from engine.samplers.features import FeatureGrid, jaccard_distance, tokens
 from engine.samplers.pool import top_by_fitness
-from engine.schema import NODE_DIVERSITY, create_tables
-from engine.store import RunStore
+from engine.store.records import DONE, Node, Selection
+from engine.store.run_store import RunStore
+from engine.store.schema import NODE_DIVERSITY, create_tables
 
 Cell = tuple[int, ...]
 CURSOR_KEY = "island_cursor"

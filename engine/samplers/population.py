@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.records import DONE, FINISHED, PRUNED
+from engine.store.records import DONE, FINISHED, PRUNED
 
 Rows = np.ndarray | slice  # explicit rows, or ``all_rows()``: the whole population
 _SMALL_K = 16  # up to this many picks, repeated max passes beat a full partition

@@ -16,7 +16,7 @@ from rich.text import Text
 from textual.geometry import Size
 from textual.widget import Widget
 
-from engine.progress import Progress, format_eta
+from engine.store.progress import Progress, format_eta
 from tui import format as fmt
 from tui.data import EngineState, LlmTotals, NodeRow
 

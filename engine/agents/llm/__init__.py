@@ -1,0 +1,3 @@
+"""The LLM agents: the OpenAI-compatible client and its settings, the researcher,
+analyzer, judge and static-check agent, and their prompt templates.
+"""

@@ -1,0 +1,121 @@
+"""How one parameter of the offline Researcher moves: which one, and by how much.
+
+The Researcher (``offline_researcher.py``) decides *what* to do with a parent: repeat, undo,
+recombine, probe or mutate. This module holds the steps themselves, so that their sizes sit
+next to one another and the reasons for them:
+
+* *which*: 0, 1 and 2 are indices, exponents and complements far more often than tunable
+  constants (the reason magic-number lints ignore them); other ints are counts and sizes;
+  floats below ``TINY`` are tolerances whose exact value rarely matters (``weight``);
+* *how far*: floats take a log-normal relative step, sometimes a heavy-tailed jump or an
+  additive step sized on the literal and on the program's common scale (``common_scale``,
+  the median float magnitude), so a constant far smaller than its siblings (a margin of
+  0.01 among coordinates near 0.5) reaches their range in a few steps instead of creeping
+  up by 30 % at a time; ints step by +-1, rarely +-2 or +-3 (``perturb``);
+* a repeated or mirrored move (``step_value``) is geometric for same-sign floats, so a
+  sign never flips, and linear otherwise.
+
+Every draw comes from the generator passed in: the Researcher seeds it per (seed, step).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+
+from engine.agents.offline.literals import Literal, format_float, parse
+
+# How likely a parameter is to be picked, relative to an ordinary float (see the doc).
+INT_WEIGHT, SMALL_INT_WEIGHT, TINY_WEIGHT, TINY = 0.08, 0.02, 0.2, 1e-6
+INT_STEPS = {1: 0.7, 2: 0.2, 3: 0.1}  # size of an int move
+SIGMA, WIDE_SIGMA, ADD_SCALE = 0.25, 0.8, 0.3  # log-space, log-space, relative additive
+COMMON_SHARE = 0.3  # an additive step is at least this share of the program's common scale
+P_SMALL, P_WIDE = 0.6, 0.15  # chances of the small and of the wide multiplicative step
+
+
+def draw(rng: random.Random, weights: dict[int, float]) -> int:
+    """One key of ``weights``, drawn with the given weights."""
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+def perturb(text: str, is_int: bool, common: float, rng: random.Random) -> str:
+    """A new literal text: different from ``text``, same sign.
+
+    ``common`` is the program's common scale (see ``common_scale``).
+    """
+    value = parse(text) or 0.0
+    for _ in range(20):
+        new = _perturb_int(value, rng) if is_int else _perturb_float(value, common, rng)
+        if new != text:
+            return new
+    return str(int(value) + 1) if is_int else format_float(value * 1.5 + 0.1)
+
+
+def _perturb_int(value: float, rng: random.Random) -> str:
+    step = draw(rng, INT_STEPS) * rng.choice((-1, 1))
+    return str(max(0, int(value) + step))
+
+
+def _perturb_float(value: float, common: float, rng: random.Random) -> str:
+    roll = rng.random()
+    if value != 0 and roll < P_SMALL:  # the common case: a moderate relative step
+        new = value * math.exp(rng.gauss(0.0, SIGMA))
+    elif value != 0 and roll < P_SMALL + P_WIDE:  # heavy tail: jump across magnitudes
+        new = value * math.exp(rng.gauss(0.0, WIDE_SIGMA))
+    else:  # additive: on the literal's own size or the program's scale (moves zeros too)
+        if abs(value) >= TINY:
+            scale = max(abs(value), COMMON_SHARE * common)
+        else:  # a tolerance (or zero) keeps its own magnitude
+            scale = abs(value) if value != 0 else 0.1
+        new = math.copysign(abs(value + rng.gauss(0.0, ADD_SCALE * scale)), value)
+    return format_float(new if math.isfinite(new) else value)
+
+
+def weight(literal: Literal, int_scale: float = 1.0) -> float:
+    """How likely ``literal``'s value is to be picked as the parameter to move."""
+    value = abs(literal.value)
+    if literal.is_int:
+        return (SMALL_INT_WEIGHT if value <= 2 else INT_WEIGHT) * int_scale
+    return TINY_WEIGHT if 0 < value < TINY else 1.0
+
+
+def count_like(literal: Literal) -> bool:
+    """An int above 2: a count or a size (0, 1 and 2 are indices, exponents, complements)."""
+    return literal.is_int and literal.value > 2
+
+
+def common_scale(texts: list[str], literals: list[Literal]) -> float:
+    """The median magnitude of the program's float constants (tolerances left out), or 0.
+
+    Constants of one program often share a unit (coordinates in a unit square, rates of
+    one optimiser), so this says how big an additive step on any of them may sensibly be.
+    """
+    values = [
+        abs(value)
+        for text, lit in zip(texts, literals, strict=True)
+        if not lit.is_int and (value := parse(text)) is not None and abs(value) >= TINY
+    ]
+    return statistics.median(values) if values else 0.0
+
+
+def step_value(
+    old: float | None, new: float | None, stretch: float, is_int: bool, forward: bool
+) -> str | None:
+    """One more step ``old -> new`` from ``new`` (forward) or from ``old`` the other way.
+
+    Geometric for same-sign floats (so the sign is kept), linear otherwise.
+    """
+    if old is None or new is None:
+        return None
+    try:
+        if is_int or old * new <= 0:
+            value = new + (new - old) * stretch if forward else old - (new - old) * stretch
+            if is_int:
+                return str(max(0, round(value)))
+            value = math.copysign(value, new or old)
+        else:
+            value = new * (new / old) ** stretch if forward else old * (old / new) ** stretch
+    except (OverflowError, ZeroDivisionError):
+        return None
+    return format_float(value) if math.isfinite(value) else None

@@ -1,0 +1,309 @@
+"""The built-in Researcher used when no LLM is configured: an evolution strategy on literals.
+
+Without a model the only safe way to change a program is to leave its structure alone and
+move its constants (``engine.agents.offline.literals`` finds and replaces them). The moves are the
+ones a plain evolution strategy has, with nothing specific to any task:
+
+* *mutate* moves 1-3 parameters. A parameter is a distinct literal value: a constant
+  written several times (a count in ``range(16)`` and ``/ 16``, a repeated scale) often
+  moves as one, all occurrences together, else one occurrence alone. Which parameter and
+  by how much is ``engine.agents.offline.literal_moves``; ints are picked more often from a parent
+  that is the fittest of its context.
+* *model* draws the floats from a Gaussian fitted to the run's fittest same-skeleton nodes
+  (``engine.agents.offline.elite_model``): fine steps when they agree, wide ones when they do not;
+  a quadratic surrogate fitted to the elite nodes with the parent's ints picks the most
+  promising of ``MODEL_DRAWS`` draws (which nodes: ``engine.agents.offline.elite_points``).
+* *probe* tries a structural neighbour of a node that is the fittest of its context: one
+  count or size (an int above 2) one up or down, everywhere it is written, nothing else.
+  Random mutations rarely make exactly that move from exactly that node, and it is often
+  the one that unlocks a better layout.
+* *step* repeats the parent's own move, stretched, when it paid off.
+* *undo* reverts a move that lost against its base, often trying the mirror image.
+* *crossover* takes each differing literal from the parent or a same-skeleton context
+  node, leaning to the fitter one.
+
+Lineage bookkeeping lives in each proposal's metadata: its *base* (the node its moves are
+measured from) and the moves. A child of a node that came out worse than its base undoes
+those moves first, so whatever node the sampler hands over, a lineage behaves like a (1+1)
+evolution strategy. (A per-lineage step size was tried and dropped: only nodes that gained
+are built on, so the shrinking after failures never reaches a child; it measured no better.)
+
+Reproducibility: the random draws of a proposal come from a generator seeded by (seed,
+step, attempt), so a step's proposal depends only on what the step sees, never on how
+many proposals other workers made before it.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from engine import direction
+from engine.agents.base import AgentError, Proposal, ResearchContext
+from engine.agents.offline.elite_model import model_move
+from engine.agents.offline.elite_points import fit_points, same_skeleton, spread_points
+from engine.agents.offline.literal_moves import (
+    common_scale,
+    count_like,
+    draw,
+    perturb,
+    step_value,
+    weight,
+)
+from engine.agents.offline.literals import (
+    Literal,
+    changes,
+    describe,
+    find_literals,
+    format_float,
+    groups,
+    locate,
+    parse,
+    replace_literals,
+)
+from engine.store.records import DONE, Node
+
+__all__ = ["OfflineResearcher", "find_literals", "format_float"]
+
+STRUCT_BOOST = 4.0  # int weights times this when the parent is the fittest of its context
+TIE_RATE, INT_TIE_RATE = 0.5, 0.8  # chance that all occurrences of a value move together
+COUNT_WEIGHTS = {1: 0.6, 2: 0.3, 3: 0.1}  # how many parameters one mutation moves
+STEP_RATE = 0.5  # after a gain: chance to repeat the move
+MIRROR_RATE = 0.5  # after undoing: chance to try the opposite move (else a fresh mutation)
+CROSSOVER_RATE, FITTER_CROSSOVER_RATE = 0.15, 0.35  # the latter when a partner is fitter
+FITTER_BIAS = 0.7  # chance to take a differing literal from the fitter node
+STRETCH = (0.5, 1.5)  # a repeated or mirrored move is this many times the last one
+PROBE_RATE = 0.2  # chance of a structural probe from a parent fittest of its context
+MODEL_RATE, MODEL_POINTS, MODEL_SCALE = 0.3, 4, 2.0  # model move: chance, least points, scale
+MODEL_DRAWS = 100  # candidates the surrogate chooses from (50-200 measured alike)
+ELITE_SIZE = 30  # fittest nodes the sampler hands over: the Gaussian's and the surrogate's
+
+
+@dataclass
+class Plan:
+    """A proposal in the making: literal texts of its base and of the result."""
+
+    base: list[str]  # the literals its moves are measured from (the parent's, or undone)
+    final: list[str]
+    base_id: Any
+    base_score: float | None
+    sources: list[Any]
+    operator: str = "mutate"
+    note: str = ""
+
+    def apply(self, moves: dict[int, str]) -> None:
+        for k, text in moves.items():
+            self.final[k] = text
+
+    def proposal(self, parent: Node, literals: list[Literal]) -> Proposal:
+        new_texts = {k: t for k, t in enumerate(self.final) if t != literals[k].text}
+        records = changes(literals, new_texts, [lit.text for lit in literals])
+        moved = {k: t for k, t in enumerate(self.final) if t != self.base[k]}
+        first = records[0]
+        slug = f"{self.operator}-l{first['line']}-{re.sub(r'[^0-9a-zA-Z]+', '_', first['new'])}"
+        if len(records) > 1:
+            slug += f"-plus{len(records) - 1}"
+        note = self.note or f"Mutated #{parent.id}"
+        return Proposal(
+            code=replace_literals(parent.code, literals, new_texts),
+            name=slug[:48],
+            motivation=f"{note}: {describe(records)}.",
+            metadata={
+                "operator": self.operator,
+                "changes": records,
+                "source_ids": self.sources,
+                # Lineage bookkeeping read by this node's children (see the module doc).
+                "base_id": self.base_id,
+                "base_score": self.base_score,
+                "moves": changes(literals, moved, self.base),
+            },
+        )
+
+
+class OfflineResearcher:
+    """Mutates, steps, undoes or recombines the numeric literals of the parent program."""
+
+    label = "offline"
+    elite_size = ELITE_SIZE  # the engine hands over this many fittest nodes (ctx.elite)
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self._attempts: dict[int, int] = {}  # step -> proposals made for it (retries)
+
+    async def propose(self, ctx: ResearchContext) -> Proposal:
+        self._reseed(ctx.step)
+        parent = ctx.parent
+        literals, skeleton = find_literals(parent.code)
+        if not literals:
+            raise AgentError(f"parent #{parent.id} has no numeric literal to change")
+        plan = self._plan(ctx, literals, skeleton)
+        if plan.final == [lit.text for lit in literals]:  # e.g. a mirror back onto the parent
+            plan = Plan(plan.final, list(plan.final), parent.id, parent.score, [parent.id])
+            plan.apply(self._mutate(plan.final, literals, _int_scale(parent, ctx)))
+        return plan.proposal(parent, literals)
+
+    def _reseed(self, step: int) -> None:
+        """Draws for (seed, step, attempt): independent of other steps' proposals."""
+        if self.seed is None:
+            return
+        attempt = self._attempts.get(step, 0)
+        self._attempts[step] = attempt + 1
+        self.rng = random.Random(f"offline-researcher/{self.seed}/{step}/{attempt}")
+
+    def _plan(self, ctx: ResearchContext, literals: list[Literal], skeleton: tuple) -> Plan:
+        """Choose the operator; the plan's ``final`` holds the new literal texts."""
+        parent = ctx.parent
+        gain = self._gain(parent, ctx.maximize)
+        plan = Plan([lit.text for lit in literals], [], parent.id, parent.score, [parent.id])
+        plan.final = list(plan.base)
+        probe = gain >= 0 and _fittest(parent, ctx) and self.rng.random() < PROBE_RATE
+        if probe and (moves := self._probe(plan.base, literals)):
+            plan.operator, plan.note = "probe", f"Probing a structural neighbour of #{parent.id}"
+            plan.apply(moves)
+            return plan
+        if self.rng.random() < MODEL_RATE:
+            fit = fit_points(ctx, literals, skeleton)
+            points = spread_points(ctx, literals, skeleton, fit)
+            if len(points) >= MODEL_POINTS and (
+                moves := model_move(
+                    literals, points, ctx.maximize, self.rng, MODEL_SCALE, fit, MODEL_DRAWS
+                )
+            ):
+                plan.operator = "model"
+                plan.note = f"Drew #{parent.id}'s constants from {len(points)} fit nodes' spread"
+                plan.apply(moves)
+                return plan
+        last = locate(literals, parent.metadata.get("moves"))
+        moves = {}
+        if gain > 0 and last and self.rng.random() < STEP_RATE:
+            moves = self._step(plan.base, literals, last, forward=True)
+            plan.note = f"#{parent.id}'s last move gained {gain:+.4g}; repeating it"
+        elif gain < 0 and last:  # always undo: the sampler may hand over a poor node
+            plan.base_id = parent.metadata.get("base_id")
+            plan.base_score = parent.metadata["base_score"]
+            for k, (old, _) in last.items():  # back to the base's values
+                plan.base[k] = old
+            if self.rng.random() < MIRROR_RATE:
+                moves = self._step(plan.base, literals, last, forward=False)
+            how = "trying the opposite move" if moves else "mutating instead"
+            plan.note = (
+                f"#{parent.id}'s last move lost {gain:+.4g} against #{plan.base_id}; "
+                f"undoing it, {how}"
+            )
+        elif partner := self._partner(parent, skeleton, ctx):
+            moves = self._crossover(plan.base, *partner)
+            if moves:
+                plan.operator, plan.sources = "crossover", [parent.id, partner[0].id]
+                plan.note = f"Crossed over #{parent.id} with #{partner[0].id}"
+        plan.final = list(plan.base)
+        plan.apply(moves or self._mutate(plan.base, literals, _int_scale(parent, ctx)))
+        return plan
+
+    def _probe(self, texts: list[str], literals: list[Literal]) -> dict[int, str]:
+        """One int above 2 (a count or size) one up or down, in all its occurrences."""
+        by_value = groups(texts)
+        pool = [t for t, ks in by_value.items() if count_like(literals[ks[0]])]
+        if not pool:
+            return {}
+        text = self.rng.choice(pool)
+        new = str(int(literals[by_value[text][0]].value) + self.rng.choice((-1, 1)))
+        return {k: new for k in by_value[text]}
+
+    def _gain(self, parent: Node, maximize: bool) -> float:
+        """How much the parent's moves gained over its base (0.0 when unknown or tiny)."""
+        base = parent.metadata.get("base_score")
+        if parent.score is None or not isinstance(base, int | float):
+            return 0.0
+        gain = direction.gain(parent.score, base, maximize)
+        return gain if abs(gain) > 1e-9 * max(1.0, abs(base)) else 0.0
+
+    def _mutate(
+        self, texts: list[str], literals: list[Literal], int_scale: float = 1.0
+    ) -> dict[int, str]:
+        # Pick distinct values, not occurrences, or a value repeated six times would soak
+        # up most mutations.
+        by_value = groups(texts)
+        common = common_scale(texts, literals)
+        pool = list(by_value)
+        weights = [weight(literals[by_value[t][0]], int_scale) for t in pool]
+        count = draw(self.rng, COUNT_WEIGHTS)
+        moves: dict[int, str] = {}
+        for _ in range(min(count, len(pool))):
+            i = self.rng.choices(range(len(pool)), weights=weights)[0]
+            text, members = pool[i], by_value[pool.pop(i)]
+            weights.pop(i)
+            is_int = literals[members[0]].is_int
+            new = perturb(text, is_int, common, self.rng)
+            tied = self.rng.random() < (INT_TIE_RATE if is_int else TIE_RATE)
+            for k in members if tied else [self.rng.choice(members)]:
+                moves[k] = new
+        return moves
+
+    def _step(
+        self,
+        texts: list[str],
+        literals: list[Literal],
+        last: dict[int, tuple[str, str]],
+        forward: bool,
+    ) -> dict[int, str]:
+        """Each of the ``last`` moves (old, new) again from ``new``, or mirrored around ``old``."""
+        stretch = self.rng.uniform(*STRETCH)
+        moves = {}
+        for k, (old_text, new_text) in last.items():
+            text = step_value(
+                parse(old_text), parse(new_text), stretch, literals[k].is_int, forward
+            )
+            if text is not None and text != texts[k]:
+                moves[k] = text
+        return moves
+
+    def _partner(self, parent: Node, skeleton: tuple, ctx: ResearchContext) -> tuple | None:
+        """A same-skeleton context node to cross over with (a fitter one is likelier), or None."""
+        partners = [
+            (node, texts)
+            for node, texts in same_skeleton(ctx.context, parent, skeleton)
+            if node.code != parent.code
+        ]
+        fitter = [p for p in partners if _better(p[0].score, parent.score, ctx.maximize)]
+        rate = FITTER_CROSSOVER_RATE if fitter else CROSSOVER_RATE
+        if not partners or self.rng.random() >= rate:
+            return None
+        node, other = self.rng.choice(fitter or partners)
+        return node, other, bool(fitter)
+
+    def _crossover(
+        self, texts: list[str], node: Node, other: list[str], fitter: bool
+    ) -> dict[int, str]:
+        differing = [k for k, text in enumerate(texts) if text != other[k]]
+        if len(differing) < 2:  # taking the one difference would just copy the partner
+            return {}
+        bias = FITTER_BIAS if fitter else 0.5
+        taken = [k for k in differing if self.rng.random() < bias] or [self.rng.choice(differing)]
+        if len(taken) == len(differing):
+            taken.remove(self.rng.choice(taken))
+        return {k: other[k] for k in taken}
+
+
+def _int_scale(parent: Node, ctx: ResearchContext) -> float:
+    """How much likelier discrete constants (counts, sizes) are to move from this parent.
+
+    A structural change is judged fairly only against tuned floats, so it is tried mostly
+    from a node that is the fittest of its context (STRUCT_BOOST times likelier there).
+    """
+    return STRUCT_BOOST if _fittest(parent, ctx) else 1.0
+
+
+def _fittest(parent: Node, ctx: ResearchContext) -> bool:
+    """Whether no done context node beats the parent."""
+    return not any(
+        _better(n.score, parent.score, ctx.maximize) for n in ctx.context if n.status == DONE
+    )
+
+
+def _better(a: float | None, b: float | None, maximize: bool) -> bool:
+    if a is None or b is None:
+        return False
+    return direction.better(a, b, maximize)

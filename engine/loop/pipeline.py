@@ -1,0 +1,362 @@
+"""One round for one node: research → static check → staged experiment → commit → analyze.
+
+The order of commits is the point of this module. A real experiment costs hours of GPU,
+so its outcome is committed the moment it exists, *before* the judge, the Analyzer and
+the knowledge update (LLM calls that may fail, hang or be interrupted); the node keeps a
+``post_pending`` list in its metadata until those are done, and a resumed engine finishes
+only what that list names. Each stage's result is committed too, so a crash during an
+expensive ``verify`` never re-runs ``explore``. After the evaluation commit, the later
+phases only add fields (analysis, judge score, proposals): they never turn a finished node
+back into an unfinished one.
+
+Every store access is awaited through the engine's db thread (``engine.store.writer.StoreThread``):
+an awaited write has committed when the await returns, so the order above holds exactly as
+with synchronous calls, while a slow commit never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from engine import direction
+from engine.agents.base import AgentError, Agents, AnalysisInput, Proposal, Report, ResearchContext
+from engine.execution import workdirs
+from engine.execution.engineer import Engineer, Evaluation, combine_stages, stage_record
+from engine.stages import Resources, Stage
+from engine.store.records import DONE, FAILED, PRUNED, RUNNING, Node
+from engine.store.run_store import RunStore
+from engine.store.writer import StoreThread
+from engine.task import TaskSpec
+
+log = logging.getLogger(__name__)
+
+POST_PENDING = "post_pending"  # metadata key: phases still owed after the evaluation commit
+JUDGE, ANALYSIS = "judge", "analysis"
+
+
+class Rejected(Exception):
+    """The candidate is refused before evaluation (a duplicate idea, a static check)."""
+
+
+class SlotPool(Protocol):
+    """What the pipeline needs of ``engine.execution.resources.SlotPool``."""
+
+    def acquire(self, resources: Resources) -> contextlib.AbstractAsyncContextManager[Any]: ...
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """How a round runs.
+
+    use_analyzer: run the Analyzer after each evaluation (``--no-analyzer`` turns it off).
+    novelty_retries: how often the Researcher may retry after a duplicate-idea refusal.
+    debug_attempts: fixes the debug agent may try within one node after a runtime error.
+    """
+
+    use_analyzer: bool = True
+    novelty_retries: int = 3
+    debug_attempts: int = 2
+
+
+class Pipeline:
+    def __init__(
+        self,
+        db: StoreThread,
+        task: TaskSpec,
+        run_dir: Path,
+        agents: Agents,
+        engineer: Engineer,
+        settings: PipelineSettings,
+        pool: SlotPool | None = None,
+        is_pruned: Callable[[int], bool] = lambda node_id: False,
+    ) -> None:
+        self.db = db  # the engine's store, in its db thread
+        self.task = task
+        self.run_dir = run_dir
+        self.agents = agents
+        self.engineer = engineer
+        self.settings = settings
+        self.pool = pool
+        self.is_pruned = is_pruned
+
+    # ---------------------------------------------------------------- research
+    async def research(self, node: Node, parent: Node, context: list[Node]) -> None:
+        knowledge = await self.agents.retriever.retrieve(node.id, context)
+        elite_ids = node.metadata.get("elite_ids") or []  # recorded when the step was sampled
+        elite = await self.db.call(_nodes, elite_ids) if elite_ids else []
+        ctx = ResearchContext(
+            task_name=self.task.name,
+            task_description=self.task.description,
+            parent=parent,
+            context=context,
+            knowledge=knowledge,
+            step=node.step,
+            node_id=node.id,
+            maximize=self.task.maximize,
+            elite=elite,
+            extras={"use_analyzer": self.settings.use_analyzer},
+        )
+        rejected: list[dict[str, str]] = []
+        for _ in range(1 + self.settings.novelty_retries):
+            proposal = await self.agents.researcher.propose(ctx)
+            if not proposal.code.strip():
+                raise AgentError("the researcher returned no code")
+            duplicate = await self.agents.retriever.novelty(node.id, proposal.motivation)
+            if duplicate is None:
+                break
+            rejected.append({"name": proposal.name, "reason": duplicate})
+            await self.db.add_event("novelty", f"proposal rejected: {duplicate}", node.id)
+        else:
+            await self.adopt(node, proposal, {"rejected_proposals": rejected})
+            raise Rejected(duplicate)
+        metadata = {"rejected_proposals": rejected} if rejected else {}
+        metadata.update(proposal.metadata)
+        metadata["knowledge"] = [{"id": k.id, "score": round(k.score, 4)} for k in knowledge]
+        await self.adopt(node, proposal, metadata)
+
+    async def adopt(self, node: Node, proposal: Proposal, metadata: dict) -> None:
+        """Make ``proposal`` the node's code and commit it before anything runs."""
+        node.code, node.name, node.motivation = proposal.code, proposal.name, proposal.motivation
+        node.metadata.update(metadata)
+        await self.db.update_node(
+            node.id,
+            code=node.code,
+            name=node.name,
+            motivation=node.motivation,
+            metadata=node.metadata,
+        )
+
+    async def static_check(self, node: Node) -> None:
+        """The optional LLM static check: a refusal fails the node before any experiment."""
+        checker = getattr(self.agents, "static_checker", None)
+        if checker is None or node.step == 0 or node.metadata.get("static_check") == "passed":
+            return
+        reason = await checker.check(node.code, self.task)
+        if reason:
+            node.metadata["static_check"] = reason
+            await self.db.update_node(node.id, metadata=node.metadata)
+            raise Rejected(f"static check: {reason}")
+        node.metadata["static_check"] = "passed"
+        await self.db.update_node(node.id, metadata=node.metadata)
+
+    # -------------------------------------------------------------- experiment
+    async def evaluate(self, node: Node) -> None:
+        """Run the stages (with debug attempts) and commit the outcome at once."""
+        node.status, node.started_at = RUNNING, time.time()
+        await self.db.update_node(node.id, status=RUNNING, started_at=node.started_at)
+        attempts = node.metadata.setdefault("debug_attempts", [])
+        while True:
+            evaluation = await self._run_stages(node)
+            if evaluation.ok or not await self._debug(node, evaluation, attempts):
+                break
+        await self._commit_evaluation(node, evaluation)
+
+    async def _run_stages(self, node: Node) -> Evaluation:
+        staged: dict[str, Evaluation] = {}
+        records: dict[str, Any] = node.metadata.setdefault("stages", {})
+        code_hash = hashlib.sha256(node.code.encode()).hexdigest()[:16]
+        workdir: Path | None = None
+        for stage in self.task.stages:
+            done = records.get(stage.name)
+            if done and done.get("code") == code_hash and done.get("ok"):
+                staged[stage.name] = _from_record(done)  # committed earlier: never re-run
+                continue
+            skip = await self._promotion_refusal(node, stage, staged)
+            if skip:
+                records[stage.name] = {"skipped": skip, "code": code_hash}
+                continue
+            if workdir is None:
+                workdir = workdirs.fresh(self.run_dir, node.step)
+            evaluation = await self._run_stage(node, stage, workdir)
+            staged[stage.name] = evaluation
+            records[stage.name] = {**stage_record(evaluation), "code": code_hash}
+            await self.db.update_node(node.id, metadata=node.metadata)
+            if not evaluation.ok:
+                break
+            if len(self.task.stages) > 1:
+                score = "" if evaluation.score is None else f" score {evaluation.score:.6g}"
+                await self.db.add_event("stage", f"{stage.name} passed{score}", node.id)
+        evaluation = combine_stages(staged, self.task.score_stage)
+        if len(self.task.stages) > 1:  # skipped stages too, without the resume bookkeeping
+            evaluation.results["stages"] = {
+                name: {k: v for k, v in record.items() if k != "code"}
+                for name, record in records.items()
+            }
+        return evaluation
+
+    async def _run_stage(self, node: Node, stage: Stage, workdir: Path) -> Evaluation:
+        async with self._slots(stage.resources) as grant:
+            env = dict(getattr(grant, "env", None) or {})
+            return await self.engineer.run_stage(node.code, stage, workdir, env=env)
+
+    @contextlib.asynccontextmanager
+    async def _slots(self, resources: Resources) -> AsyncIterator[Any]:
+        if self.pool is None:
+            yield None
+            return
+        async with self.pool.acquire(resources) as grant:
+            yield grant
+
+    async def _promotion_refusal(
+        self, node: Node, stage: Stage, staged: dict[str, Evaluation]
+    ) -> str:
+        """Why a gated stage is skipped for this node, or "" when it runs."""
+        rule = stage.promote
+        if rule is None:
+            return ""
+        if rule.beat_baseline and node.step == 0:
+            return "the initial program is the baseline"
+        scored = staged.get(self.task.score_stage)
+        if scored is None or scored.score is None:
+            return f"no {self.task.score_stage} score to promote on"
+        score, maximize = scored.score, self.task.maximize
+        if rule.beat_baseline:
+            root = next(iter(await self.db.nodes("step = 0")), None)
+            known = root is not None and root.score is not None
+            if known and not direction.better(score, root.score, maximize):
+                return f"does not beat the initial program ({root.score:.6g})"
+        if rule.top_k is not None:
+            better = await self.db.count_better(score, maximize)
+            if better >= rule.top_k:
+                return f"not in the top {rule.top_k} ({better} nodes score better)"
+        return ""
+
+    async def _debug(self, node: Node, evaluation: Evaluation, attempts: list[dict]) -> bool:
+        """Let the debug agent fix a runtime error; True when a fixed program should run."""
+        debugger = getattr(self.agents, "debugger", None)
+        if debugger is None or node.step == 0 or len(attempts) >= self.settings.debug_attempts:
+            return False
+        from engine.agents.debugger import DebugInput, is_runtime_error
+
+        if not is_runtime_error(evaluation):
+            return False
+        inp = DebugInput(
+            task_name=self.task.name,
+            task_description=self.task.description,
+            code=node.code,
+            error=evaluation.error,
+            stderr_tail=str(evaluation.results.get("stderr_tail", "")),
+            attempt=len(attempts) + 1,
+        )
+        try:
+            fix = await debugger.fix(inp)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken debugger leaves the failure as it is
+            fix, why = None, f"{type(exc).__name__}: {exc}"
+        else:
+            why = "" if fix is not None else getattr(debugger, "last_reason", "") or "no fix"
+        record: dict[str, Any] = {"attempt": len(attempts) + 1, "error": evaluation.error}
+        if fix is None:
+            record["outcome"] = f"no fix: {why}"[:300]
+            attempts.append(record)
+            await self.db.update_node(node.id, metadata=node.metadata)
+            await self.db.add_event(
+                "debug", f"attempt {record['attempt']}: {record['outcome']}", node.id
+            )
+            return False
+        record.update(outcome="fixed", motivation=fix.motivation[:500], code_before=node.code)
+        attempts.append(record)
+        node.code = fix.code
+        node.metadata["stages"] = {}
+        await self.db.update_node(node.id, code=node.code, metadata=node.metadata)
+        await self.db.add_event("debug", f"attempt {record['attempt']}: re-running a fix", node.id)
+        return True
+
+    async def _commit_evaluation(self, node: Node, evaluation: Evaluation) -> None:
+        node.results = evaluation.results
+        node.runtime = evaluation.runtime
+        node.score = evaluation.score if evaluation.ok else None
+        node.error = evaluation.error
+        node.status = DONE if evaluation.ok else FAILED
+        if self.is_pruned(node.id):
+            node.status = PRUNED
+        owed = [ANALYSIS] if self.settings.use_analyzer else []
+        if node.status == DONE and self.agents.judge is not None:
+            owed.insert(0, JUDGE)
+        node.metadata[POST_PENDING] = owed
+        node.metadata.pop("stages", None)  # kept in the results now
+        node.finished_at = time.time()
+        await self.db.save_node(node)
+
+    # ------------------------------------------------------------ after commit
+    async def post(self, node: Node, parent: Node | None, best: Node | None) -> None:
+        """The phases owed after the evaluation commit: judge, analysis, knowledge."""
+        owed = list(node.metadata.get(POST_PENDING) or [])
+        if JUDGE in owed:
+            fields = await self._judge(node, parent, best)
+            owed.remove(JUDGE)
+            node.metadata[POST_PENDING] = owed
+            await self.db.update_node(node.id, metadata=node.metadata, **fields)
+        if ANALYSIS in owed:
+            report = await self._analyze(node, parent, best)
+            node.analysis = report.analysis
+            if report.knowledge_proposals:
+                node.metadata["knowledge_proposals"] = report.knowledge_proposals
+                await self.agents.retriever.propose(node.id, report.knowledge_proposals)
+            owed.remove(ANALYSIS)
+        node.metadata.pop(POST_PENDING, None)
+        await self.db.update_node(node.id, analysis=node.analysis, metadata=node.metadata)
+
+    async def _judge(self, node: Node, parent: Node | None, best: Node | None) -> dict[str, Any]:
+        """final = (1 - ratio) * evaluation + ratio * judge; both kept in the results."""
+        try:
+            verdict = await self.agents.judge.judge(self.analysis_input(node, parent, best))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a judge failure fails this node only
+            # Its evaluation stays in the results, but without the judge there is no score
+            # comparable with the other nodes' blended ones.
+            log.warning("judge failed for node %s: %s", node.id, exc)
+            node.status, node.results["eval_score"], node.score = FAILED, node.score, None
+            node.error = f"judge: {type(exc).__name__}: {exc}".splitlines()[0][:500]
+            return {"results": node.results, "status": FAILED, "score": None, "error": node.error}
+        ratio = self.agents.judge_ratio
+        node.results["eval_score"] = node.score
+        node.results["judge_score"] = verdict
+        node.score = (1 - ratio) * node.score + ratio * verdict
+        return {"results": node.results, "score": node.score}
+
+    def analysis_input(self, node: Node, parent: Node | None, best: Node | None) -> AnalysisInput:
+        return AnalysisInput(
+            task_name=self.task.name,
+            task_description=self.task.description,
+            node=node,
+            parent=parent,
+            best=best,
+            maximize=self.task.maximize,
+        )
+
+    async def _analyze(self, node: Node, parent: Node | None, best: Node | None) -> Report:
+        try:
+            return await self.agents.analyzer.analyze(self.analysis_input(node, parent, best))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed report must not lose the evaluation
+            log.warning("analyzer failed for node %s: %s", node.id, exc)
+            return Report(analysis=f"(analyzer failed: {type(exc).__name__}: {exc})")
+
+
+def _from_record(record: dict[str, Any]) -> Evaluation:
+    return Evaluation(
+        bool(record.get("ok")),
+        record.get("score"),
+        dict(record.get("results") or {}),
+        str(record.get("error") or ""),
+        float(record.get("runtime") or 0.0),
+    )
+
+
+def _nodes(store: RunStore, ids: list[int]) -> list[Node]:
+    """(db thread) The nodes with these ids that still exist, in order: one query, as the
+    offline Researcher's elite is 30 nodes at every step."""
+    found = {n.id: n for n in store.nodes(f"id IN ({', '.join('?' * len(ids))})", list(ids))}
+    return [found[i] for i in ids if i in found]
