@@ -27,16 +27,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.agents import build_offline_agents  # noqa: E402
+from engine.agents.setup import build_offline_agents  # noqa: E402
 from engine.execution.engineer import Engineer, Limits  # noqa: E402
 from engine.execution.resources import SlotPool  # noqa: E402
 from engine.loop.engine import Engine  # noqa: E402
 from engine.samplers import make_sampler  # noqa: E402
 from engine.samplers.barrier import StepBarrier  # noqa: E402
-from engine.samplers.base import SamplerSettings  # noqa: E402
-from engine.stages import Resources  # noqa: E402
+from engine.samplers.settings import SamplerSettings  # noqa: E402
 from engine.store.run_store import RunStore  # noqa: E402
-from engine.task import load_task  # noqa: E402
+from engine.task import (
+    Resources,  # noqa: E402
+    load_task,  # noqa: E402
+)
 
 EVALUATOR = """import hashlib, json, os, random, runpy, sys, time
 jitter = float(os.environ["BENCH_JITTER"])

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from engine.execution.resources import FAKE_GPUS_ENV, ResourceError, SlotPool, discover_gpus
-from engine.stages import Resources, Stage
+from engine.task import Resources, Stage
 
 
 def test_four_acquirers_on_two_fake_gpus_never_share_a_device() -> None:

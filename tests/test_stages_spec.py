@@ -1,4 +1,4 @@
-"""task.yaml ``stages:`` / ``score_stage:`` parsing (engine/task.py over engine/stages.py)."""
+"""task.yaml ``stages:`` / ``score_stage:`` parsing (engine/task.py over engine/task.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.stages import Promotion, Resources, Stage
-from engine.task import TaskError, TaskSpec, load_task
+from engine.task import Promotion, Resources, Stage, TaskError, TaskSpec, load_task
 
 
 def make_task(tmp_path: Path, **extra: Any) -> Path:

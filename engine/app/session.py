@@ -20,8 +20,7 @@ from engine.execution.engineer import Engineer, Limits
 from engine.execution.reaper import Reaper
 from engine.execution.resources import ResourceError, SlotPool, discover_gpus
 from engine.execution.sandbox import Sandbox, SandboxSettings
-from engine.stages import Resources, Stage
-from engine.task import TaskSpec
+from engine.task import Resources, Stage, TaskSpec
 
 LOG_NAME = "engine.log"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

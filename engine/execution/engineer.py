@@ -46,8 +46,7 @@ from engine.execution.command import Limits, RunResult, run_command
 from engine.execution.reaper import Reaper
 from engine.execution.sandbox import Sandbox
 from engine.execution.workfiles import Refused, TooLarge, WorkDir, last_unresolved
-from engine.stages import DEFAULT_STAGE, PRECHECK_STAGE, Stage
-from engine.task import TaskSpec
+from engine.task import DEFAULT_STAGE, PRECHECK_STAGE, Stage, TaskSpec
 from engine.text import one_line
 
 RESULTS_NAME = "results.json"
@@ -95,7 +94,7 @@ class Evaluation:
 
 # ---------------------------------------------------------------------------- Engineer
 class Engineer:
-    """Evaluates candidates of one task, one stage at a time (see ``engine/stages.py``).
+    """Evaluates candidates of one task, one stage at a time (see ``engine/task.py``).
 
     ``run_stage`` is the unit the loop schedules (it holds the stage's slots around the
     call); ``evaluate`` runs every stage in order with no slots, for simple callers.

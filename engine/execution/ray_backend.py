@@ -38,9 +38,7 @@ from typing import Any
 from engine.execution.engineer import Engineer, Evaluation, EvaluationLost, Limits
 from engine.execution.sandbox import SandboxError, SandboxSettings, make_sandbox
 from engine.execution.workfiles import WorkDir, last_unresolved, plain_name
-from engine.stages import Stage
-from engine.task import TaskSpec, load_task
-from engine.task_checks import OUTPUT_NAMES
+from engine.task import OUTPUT_NAMES, Stage, TaskSpec, load_task
 
 MAX_FILE_BYTES = 1 << 20  # output files larger than this stay on the worker
 _SINGLE_HOST_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a one-machine, loopback cluster

@@ -2,7 +2,7 @@
 
 ``--workers`` bounds how many candidates are researched at once; the slot pool bounds
 how many *experiments* run at once. A stage holds the slots it asks for
-(``resources: {cpus, gpus}``, see ``engine/stages.py``) while its command runs, and
+(``resources: {cpus, gpus}``, see ``engine/task.py``) while its command runs, and
 waits, first come first served, while they are taken. The evaluator gets
 ``CUDA_VISIBLE_DEVICES`` naming exactly its granted devices (empty for a stage that asks
 for none, so a CPU stage never lands on a GPU by accident) and thread counts equal to its
@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.stages import Resources, Stage
+from engine.task import Resources, Stage
 
 FAKE_GPUS_ENV = "ASI_EVOLVE_FAKE_GPUS"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")

@@ -30,11 +30,10 @@ from engine import direction
 from engine.agents.base import AgentError, Agents, AnalysisInput, Proposal, Report, ResearchContext
 from engine.execution import workdirs
 from engine.execution.engineer import Engineer, Evaluation, combine_stages, stage_record
-from engine.stages import Resources, Stage
 from engine.store.records import DONE, FAILED, PRUNED, RUNNING, Node
 from engine.store.run_store import RunStore
 from engine.store.writer import StoreThread
-from engine.task import TaskSpec
+from engine.task import Resources, Stage, TaskSpec
 
 log = logging.getLogger(__name__)
 
