@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.samplers.base import SamplerSettings
+from engine.samplers.settings import SamplerSettings
 from engine.yaml_input import load_yaml
 
 LLM_MODES = ("offline", "openai")

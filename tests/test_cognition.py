@@ -22,7 +22,7 @@ from engine.cli import main
 from engine.execution.engineer import Engineer, Limits
 from engine.loop.engine import Engine
 from engine.samplers import make_sampler
-from engine.samplers.base import SamplerSettings
+from engine.samplers.settings import SamplerSettings
 from engine.store.records import DONE, FAILED, Node
 from engine.store.run_store import RunStore
 from engine.task import load_task

@@ -12,7 +12,6 @@ import pytest
 from conftest import cli, make_toy_task
 from scripted_server import ConstantEditor, Reply, ScriptedServer, agents_script, search_replace
 
-from engine.agents import build_offline_agents
 from engine.agents.base import Proposal
 from engine.agents.debugger import (
     DebugInput,
@@ -20,10 +19,11 @@ from engine.agents.debugger import (
     add_import,
     is_runtime_error,
 )
+from engine.agents.setup import build_offline_agents
 from engine.execution.engineer import Engineer, Evaluation, Limits
 from engine.loop.engine import Engine
 from engine.samplers import make_sampler
-from engine.samplers.base import SamplerSettings
+from engine.samplers.settings import SamplerSettings
 from engine.store.records import DONE, FAILED
 from engine.store.run_store import RunStore
 from engine.task import load_task

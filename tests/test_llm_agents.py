@@ -17,12 +17,19 @@ from scripted_server import (
     search_replace,
 )
 
-from engine.agents import AgentSetupError, build_llm_agents
-from engine.agents.base import AgentError, Agents, AnalysisInput, Knowledge, ResearchContext
+from engine.agents.base import (
+    AgentError,
+    Agents,
+    AgentSetupError,
+    AnalysisInput,
+    Knowledge,
+    ResearchContext,
+)
 from engine.agents.llm.client import CallRecorder, LLMClient
 from engine.agents.llm.prompts import Templates
 from engine.agents.llm.researcher import LLMResearcher
 from engine.agents.llm.settings import LLMSettings, ResearcherSettings
+from engine.agents.setup import build_llm_agents
 from engine.config import RunConfig, from_dict
 from engine.store.records import DONE, FAILED, Node
 from engine.task import load_task

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from scripted_server import GARBAGE, MODEL, Reply, ScriptedServer, error
 
-from engine.agents import AgentSetupError
-from engine.agents.base import AgentError
+from engine.agents.base import AgentError, AgentSetupError
 from engine.agents.llm.client import CallRecorder, LLMClient, retry_after
 from engine.agents.llm.settings import LLMSettings, redact_config, resolve_settings
 

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.agents import build_offline_agents
+from engine.agents.setup import build_offline_agents
 from engine.execution.engineer import Engineer, Limits
 from engine.loop.engine import Engine
 from engine.samplers import make_sampler
-from engine.samplers.base import SamplerSettings
+from engine.samplers.settings import SamplerSettings
 from engine.store.records import DONE
 from engine.store.run_store import RunStore
 from engine.task import load_task, resolve_task

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from conftest import cli, make_toy_task
 
-from engine.agents import build_offline_agents
 from engine.agents.base import Report
+from engine.agents.setup import build_offline_agents
 from engine.execution.engineer import Engineer, Limits
 from engine.loop.engine import Engine, EngineError
 from engine.samplers import make_sampler
-from engine.samplers.base import SamplerSettings
+from engine.samplers.settings import SamplerSettings
 from engine.store.records import DONE, FAILED, PENDING, PRUNED
 from engine.store.run_store import RunStore
 from engine.task import load_task

@@ -17,12 +17,12 @@ from conftest import REPO
 
 ray = pytest.importorskip("ray", reason="ray is not installed")
 
-from engine.agents import build_offline_agents  # noqa: E402
+from engine.agents.setup import build_offline_agents  # noqa: E402
 from engine.execution.engineer import Limits  # noqa: E402
 from engine.execution.ray_backend import RayEngineer, RaySettings, connect  # noqa: E402
 from engine.loop.engine import Engine  # noqa: E402
 from engine.samplers import make_sampler  # noqa: E402
-from engine.samplers.base import SamplerSettings  # noqa: E402
+from engine.samplers.settings import SamplerSettings  # noqa: E402
 from engine.store.records import DONE  # noqa: E402
 from engine.store.run_store import RunStore  # noqa: E402
 from engine.task import load_task  # noqa: E402

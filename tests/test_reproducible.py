@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from engine.agents import build_offline_agents
 from engine.agents.offline.researcher import ELITE_SIZE
+from engine.agents.setup import build_offline_agents
 from engine.execution.engineer import Engineer, Limits
 from engine.loop.engine import Engine
 from engine.samplers import make_sampler
-from engine.samplers.base import SamplerSettings
+from engine.samplers.settings import SamplerSettings
 from engine.store.run_store import RunStore
 from engine.task import load_task
 

@@ -6,12 +6,13 @@ from the run store itself, so building one on an existing run resumes it.
 
 from __future__ import annotations
 
-from engine.samplers.base import Sampler, SamplerSettings
+from engine.samplers.base import Sampler
 from engine.samplers.greedy import GreedySampler
 from engine.samplers.islands import IslandSampler
 from engine.samplers.population import Population
 from engine.samplers.random_sampler import RandomSampler
 from engine.samplers.rank import RankSampler
+from engine.samplers.settings import SamplerSettings
 from engine.samplers.ucb1 import UCB1Sampler
 from engine.store.run_store import RunStore
 

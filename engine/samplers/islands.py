@@ -18,9 +18,10 @@ import json
 
 import numpy as np
 
-from engine.samplers.base import Sampler, SamplerSettings
+from engine.samplers.base import Sampler
 from engine.samplers.features import FeatureGrid, jaccard_distance, tokens
 from engine.samplers.pool import top_by_fitness
+from engine.samplers.settings import SamplerSettings
 from engine.store.records import DONE, Node, Selection
 from engine.store.run_store import RunStore
 from engine.store.schema import NODE_DIVERSITY, create_tables

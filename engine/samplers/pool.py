@@ -9,14 +9,11 @@ instead of the ones the rule would rank next.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.samplers.population import Population, Rows, rank_desc, take
-
-if TYPE_CHECKING:
-    from engine.samplers.base import SamplerSettings
+from engine.samplers.settings import SamplerSettings
 
 
 def top_by_fitness(pop: Population, rows: Rows, k: int) -> np.ndarray:
