@@ -4,45 +4,68 @@ Commands go to the engine as rows of ``commands``; a thread worker then watches 
 the engine marks it handled (or rejected) and shows its ``result``, so every key gives
 visible feedback. Nothing is sent when no engine holds the run: it would wait there until
 some later engine, days from now, obeyed it by surprise.
+
+``Steering`` is an object the app owns (not a mixin): what it needs of the app is spelled out
+in ``Host``, so this module never imports the app that imports it.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
 
-from textual import work
+from textual.screen import Screen
 from textual.widgets import TabbedContent
 
 from engine.store.schema import COMMAND_HANDLED, COMMAND_NEW
 from tui import format as fmt
+from tui.data import EngineState, RunReader
 from tui.model import FINISHED
+from tui.poller import Poller
 from tui.screens.confirm import Confirm, QuitChoice
 from tui.screens.proposal import DecideProposal
 from tui.steer import SteerError, decide_item, send_command
 from tui.widgets.cognition import CognitionPane
-from tui.widgets.population import PopulationTable
 
-if TYPE_CHECKING:
-    from tui.app import EvolveApp
+
+class Host(Protocol):
+    """What steering uses of the app (``tui.app.EvolveApp``)."""
+
+    run_dir: Path
+    reader: RunReader
+    poller: Poller
+    engine: EngineState
+    has_cognition: bool
+    ask_stop_on_quit: bool
+    closing: bool
+
+    @property
+    def main(self) -> Screen: ...
+    def notify(self, message: str, **kwargs: Any) -> None: ...
+    def push_screen(self, screen: Any, callback: Callable[[Any], None]) -> Any: ...
+    def exit(self, result: Any = None) -> None: ...
+    def refresh_now(self) -> None: ...
+    def selected_node(self) -> int | None: ...
+    def from_thread(self, fn: Callable, *args: object, **kwargs: object) -> bool: ...
+    def run_worker(self, work: Callable[[], None], **kwargs: Any) -> Any: ...
+
 
 COMMAND_WAIT_S = 15.0
 STOP_WAIT_S = 5.0
 
 
-class SteeringActions:
-    """Mixin of :class:`tui.app.EvolveApp`: the actions behind p, x, a, r and q."""
+class Steering:
+    """The actions behind p, x, a, r and q, for one app."""
 
-    def _selected_node(self: EvolveApp) -> int | None:
-        node_id = self.main.query_one(PopulationTable).selected_id
-        if node_id is None:
-            self.notify("No node selected.", severity="warning")
-        return node_id
+    def __init__(self, app: Host) -> None:
+        self.app = app
 
-    def _engine_reachable(self: EvolveApp) -> bool:
+    def _engine_reachable(self) -> bool:
         """False (with a message) when no engine holds this run: commands would wait forever."""
-        if not self.engine.alive:
-            self.notify(
+        if not self.app.engine.alive:
+            self.app.notify(
                 "No engine is running on this run: nothing sent. "
                 "Resume it with 'asi-evolve run TASK --run-dir RUN_DIR'.",
                 severity="warning",
@@ -51,21 +74,21 @@ class SteeringActions:
             return False
         return True
 
-    def action_pause(self: EvolveApp) -> None:
+    def pause(self) -> None:
         if not self._engine_reachable():
             return
-        self._send("resume" if self.engine.state == "paused" else "pause")
+        self._send("resume" if self.app.engine.state == "paused" else "pause")
 
-    def action_resume(self: EvolveApp) -> None:
+    def resume(self) -> None:
         if self._engine_reachable():
             self._send("resume")
 
-    def _finished(self: EvolveApp, node_id: int) -> bool:
+    def _finished(self, node_id: int) -> bool:
         """True (with a message) when the node has finished: there is nothing left to stop."""
-        row = self.poller.pop.rows.get(node_id)
+        row = self.app.poller.pop.rows.get(node_id)
         if row is None or row.status not in FINISHED:
             return False
-        self.notify(
+        self.app.notify(
             f"Node #{node_id} has already finished ({row.status}): nothing to prune, "
             "nothing sent. Prune stops a pending or running candidate.",
             severity="warning",
@@ -73,11 +96,11 @@ class SteeringActions:
         )
         return True
 
-    def action_prune(self: EvolveApp) -> None:
-        node_id = self._selected_node()
+    def prune(self) -> None:
+        node_id = self.app.selected_node()
         if node_id is None or self._finished(node_id) or not self._engine_reachable():
             return
-        row = self.poller.pop.rows.get(node_id)
+        row = self.app.poller.pop.rows.get(node_id)
         about = f"Prune node #{node_id}"
         if row is not None:  # the node as the table shows it: no doubt about which one
             name = fmt.one_line(row.name, 40) or "(unnamed)"
@@ -86,11 +109,11 @@ class SteeringActions:
 
         def answered(yes: bool | None) -> None:
             if not yes:
-                self.notify(f"Prune of #{node_id} cancelled.", timeout=2)
+                self.app.notify(f"Prune of #{node_id} cancelled.", timeout=2)
             elif not self._finished(node_id):  # it may have finished during the question
                 self._send("prune", str(node_id))
 
-        self.push_screen(
+        self.app.push_screen(
             Confirm(
                 f"{about}?",
                 "Its evaluation is stopped and it is never chosen as a parent; "
@@ -100,95 +123,105 @@ class SteeringActions:
             answered,
         )
 
-    def _send(self: EvolveApp, kind: str, arg: str = "") -> None:
+    def _send(self, kind: str, arg: str = "") -> None:
         try:
-            command_id = send_command(self.run_dir, kind, arg)
+            command_id = send_command(self.app.run_dir, kind, arg)
         except SteerError as exc:
-            self.notify(str(exc), severity="error")
+            self.app.notify(str(exc), severity="error")
             return
         what = f"{kind} {arg}".strip()
-        note = "" if self.engine.live else " (the engine is not responding)"
-        self.notify(f"Sent '{what}' (command #{command_id}); waiting for the engine{note}…")
+        note = "" if self.app.engine.live else " (the engine is not responding)"
+        self.app.notify(f"Sent '{what}' (command #{command_id}); waiting for the engine{note}…")
         self._await_command(command_id, what)
 
-    @work(thread=True, group="commands")
-    def _await_command(self: EvolveApp, command_id: int, what: str) -> None:
+    def _await_command(self, command_id: int, what: str) -> None:
+        self.app.run_worker(
+            lambda: self._watch_command(command_id, what), thread=True, group="commands"
+        )
+
+    def _watch_command(self, command_id: int, what: str) -> None:
         deadline = time.monotonic() + COMMAND_WAIT_S
-        while time.monotonic() < deadline and not self._closing:
+        while time.monotonic() < deadline and not self.app.closing:
             try:
-                found = self.reader.command(command_id)
+                found = self.app.reader.command(command_id)
             except Exception:  # noqa: BLE001 - transient read problem: try again
                 found = None
             if found is not None and found[0] != COMMAND_NEW:
                 status, result = found
                 severity = "information" if status == COMMAND_HANDLED else "error"
-                self._from_thread(
-                    self.notify, f"Engine {status} '{what}': {result}", severity=severity
+                self.app.from_thread(
+                    self.app.notify, f"Engine {status} '{what}': {result}", severity=severity
                 )
-                self.refresh_now()
+                self.app.refresh_now()
                 return
             time.sleep(0.1)
-        self._from_thread(
-            self.notify,
+        self.app.from_thread(
+            self.app.notify,
             f"The engine has not handled '{what}' yet (command #{command_id}).",
             severity="warning",
         )
 
-    def action_decide(self: EvolveApp, decision: str) -> None:
-        if not self.has_cognition:
-            self.notify("This run has no cognition base.", severity="warning")
+    def decide(self, decision: str) -> None:
+        if not self.app.has_cognition:
+            self.app.notify("This run has no cognition base.", severity="warning")
             return
-        proposal = self.main.query_one(CognitionPane).selected_proposal
+        proposal = self.app.main.query_one(CognitionPane).selected_proposal
         if proposal is None:
-            self.notify("No pending cognition proposal.", severity="warning")
+            self.app.notify("No pending cognition proposal.", severity="warning")
             return
-        self.main.query_one(TabbedContent).active = "tab-cognition"
+        self.app.main.query_one(TabbedContent).active = "tab-cognition"
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self._decide(proposal.id, decision, proposal.title)
             else:
-                self.notify(f"Proposal #{proposal.id} left pending.", timeout=2)
+                self.app.notify(f"Proposal #{proposal.id} left pending.", timeout=2)
 
         # Never decide on a proposal the user has not read: the full text, then y / n.
-        self.push_screen(DecideProposal(proposal, decision), answered)
+        self.app.push_screen(DecideProposal(proposal, decision), answered)
 
-    @work(thread=True, group="decide")
-    def _decide(self: EvolveApp, item_id: int, decision: str, title: str) -> None:
+    def _decide(self, item_id: int, decision: str, title: str) -> None:
+        self.app.run_worker(
+            lambda: self._write_decision(item_id, decision, title), thread=True, group="decide"
+        )
+
+    def _write_decision(self, item_id: int, decision: str, title: str) -> None:
         try:
-            result = decide_item(self.run_dir, item_id, decision)
+            result = decide_item(self.app.run_dir, item_id, decision)
         except SteerError as exc:
-            self._from_thread(self.notify, str(exc), severity="error")
+            self.app.from_thread(self.app.notify, str(exc), severity="error")
             return
-        self._from_thread(self.notify, f"{result}: {title[:60]}")
-        self.poller.forget_detail()
-        self.refresh_now()
+        self.app.from_thread(self.app.notify, f"{result}: {title[:60]}")
+        self.app.poller.forget_detail()
+        self.app.refresh_now()
 
-    def action_quit_app(self: EvolveApp) -> None:
-        if not self.ask_stop_on_quit or not self.engine.alive:
-            self.exit(None)
+    def quit(self) -> None:
+        if not self.app.ask_stop_on_quit or not self.app.engine.alive:
+            self.app.exit(None)
             return
 
         def chosen(choice: str | None) -> None:
             if choice == "stop":
                 self._stop_and_exit()
             elif choice == "leave":
-                self.exit("leave")
+                self.app.exit("leave")
 
-        self.push_screen(QuitChoice(), chosen)
+        self.app.push_screen(QuitChoice(), chosen)
 
-    @work(thread=True, group="commands")
-    def _stop_and_exit(self: EvolveApp) -> None:
-        if engine_alive := self.engine.alive:
+    def _stop_and_exit(self) -> None:
+        self.app.run_worker(self._stop_then_exit, thread=True, group="commands")
+
+    def _stop_then_exit(self) -> None:
+        if engine_alive := self.app.engine.alive:
             try:
-                command_id = send_command(self.run_dir, "stop")
+                command_id = send_command(self.app.run_dir, "stop")
             except SteerError as exc:
-                self._from_thread(self.notify, str(exc), severity="error")
+                self.app.from_thread(self.app.notify, str(exc), severity="error")
                 return
             deadline = time.monotonic() + STOP_WAIT_S
             while time.monotonic() < deadline:
-                found = self.reader.command(command_id)
+                found = self.app.reader.command(command_id)
                 if found is not None and found[0] != COMMAND_NEW:
                     break
                 time.sleep(0.1)
-        self._from_thread(self.exit, "stop" if engine_alive else None)
+        self.app.from_thread(self.app.exit, "stop" if engine_alive else None)

@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from tui.actions import SteeringActions
+from tui.actions import Steering
 from tui.data import EngineState, RunNotFound, RunReader
 from tui.model import SORTS, View
 from tui.poller import Poller, Tick
@@ -41,7 +41,7 @@ POLL_SECONDS = 1.0
 __all__ = ["EvolveApp", "RunNotFound", "watch"]
 
 
-class EvolveApp(SteeringActions, App[str | None]):
+class EvolveApp(App[str | None]):
     """Live view of one run. Returns 'stop' / 'leave' when asked about the engine on quit."""
 
     CSS_PATH = "app.tcss"
@@ -84,7 +84,8 @@ class EvolveApp(SteeringActions, App[str | None]):
         self.applied_seq = 0
         self.has_cognition = False
         self._wake = threading.Event()
-        self._closing = False
+        self.closing = False
+        self.steering = Steering(self)  # the keys that write: p, x, a, r, q
         self._read_error = ""
         self._display_error = ""
         self._view_shown: View | None = None  # the view the table shows (a new one: top)
@@ -130,14 +131,14 @@ class EvolveApp(SteeringActions, App[str | None]):
         return True
 
     def on_unmount(self) -> None:
-        self._closing = True
+        self.closing = True
         self._wake.set()
 
     # --------------------------------------------------------------- polling
     @work(thread=True, exclusive=True, group="poll")
     def _poll_loop(self) -> None:
         worker = get_current_worker()
-        while not worker.is_cancelled and not self._closing:
+        while not worker.is_cancelled and not self.closing:
             self._wake.clear()
             try:
                 tick = self.poller.tick()
@@ -145,22 +146,22 @@ class EvolveApp(SteeringActions, App[str | None]):
                 message = f"could not read the run database: {type(exc).__name__}: {exc}"
                 if message != self._read_error:
                     self._read_error = message
-                    self._from_thread(self.notify, message, severity="error", timeout=6)
+                    self.from_thread(self.notify, message, severity="error", timeout=6)
             else:
                 self._read_error = ""
-                if not self._from_thread(self._apply, tick):
+                if not self.from_thread(self._apply, tick):
                     return
             self._wake.wait(self.poll_seconds)
 
-    def _from_thread(self, fn: Callable, *args: object, **kwargs: object) -> bool:
-        if self._closing:
+    def from_thread(self, fn: Callable, *args: object, **kwargs: object) -> bool:
+        if self.closing:
             return False
         try:
             self.call_from_thread(fn, *args, **kwargs)
         except RuntimeError:  # the app is not running any more
             return False
         except Exception:  # noqa: BLE001 - e.g. cancelled while the app closes
-            return not self._closing
+            return not self.closing
         return True
 
     def _apply(self, tick: Tick) -> None:
@@ -236,13 +237,36 @@ class EvolveApp(SteeringActions, App[str | None]):
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_details("report")
 
+    def selected_node(self) -> int | None:
+        """The node under the table's cursor (with a message when there is none)."""
+        node_id = self.main.query_one(PopulationTable).selected_id
+        if node_id is None:
+            self.notify("No node selected.", severity="warning")
+        return node_id
+
+    # --------------------------------------------------------------- steering
+    def action_pause(self) -> None:
+        self.steering.pause()
+
+    def action_resume(self) -> None:
+        self.steering.resume()
+
+    def action_prune(self) -> None:
+        self.steering.prune()
+
+    def action_decide(self, decision: str) -> None:
+        self.steering.decide(decision)
+
+    def action_quit_app(self) -> None:
+        self.steering.quit()
+
     def action_details(self, tab: str) -> None:
-        node_id = self._selected_node()
+        node_id = self.selected_node()
         if node_id is not None:
             self.push_screen(NodeDetails(self.reader, node_id, tab, self.maximize))
 
     def action_lineage(self) -> None:
-        node_id = self._selected_node()
+        node_id = self.selected_node()
         if node_id is not None:
             self.push_screen(LineageScreen(self.reader, node_id, self.maximize))
 
