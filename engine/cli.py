@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from cognition.items import CognitionError
-from engine import agents as agent_setup
+from engine.agents import setup as agent_setup
 from engine.app.run import UsageError, cmd_run
 from engine.config import ConfigError, RunConfig, load_file
 from engine.execution.sandbox import SandboxError

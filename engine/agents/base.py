@@ -15,6 +15,10 @@ from typing import Any, Protocol
 from engine.store.records import Node
 
 
+class AgentSetupError(Exception):
+    """The agents cannot be built from this configuration (one-line reason)."""
+
+
 class AgentError(Exception):
     """An agent could not produce its output; the node fails with this reason."""
 

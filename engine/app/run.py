@@ -19,7 +19,7 @@ from typing import Any
 
 from cognition import setup as cognition_setup
 from cognition.retriever_thread import RetrieverThread
-from engine import agents as agent_setup
+from engine.agents import setup as agent_setup
 from engine.agents.llm.settings import redact_config
 from engine.app import session
 from engine.config import RunConfig, from_dict, load_file

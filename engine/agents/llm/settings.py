@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.agents import AgentSetupError
+from engine.agents.base import AgentSetupError
 
 ROLES = ("researcher", "analyzer", "judge", "debugger", "static_check")
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"

@@ -12,8 +12,7 @@ from typing import Any
 
 import jinja2
 
-from engine.agents import AgentSetupError
-from engine.agents.base import AgentError
+from engine.agents.base import AgentError, AgentSetupError
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 LANGS = {".py": "python", ".c": "c", ".cpp": "cpp", ".cu": "cuda", ".rs": "rust", ".js": "js"}
