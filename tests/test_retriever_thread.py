@@ -122,7 +122,7 @@ def test_a_run_without_cognition_starts_no_retriever_thread(
             super().__init__(*args, **kwargs)
             started.append(self)
 
-    monkeypatch.setattr(engine.run, "RetrieverThread", Recording)
+    monkeypatch.setattr(engine.app.run, "RetrieverThread", Recording)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     task = make_toy_task(tmp_path)
     run_dir = tmp_path / "run"
