@@ -1,12 +1,15 @@
-"""How a run gets its cognition base: the three calls ``engine/cli.py`` makes.
+"""How a run gets its cognition base: the calls the composition root makes.
 
-1. ``prepare`` before anything is written: checks the ``cognition:`` / ``novelty:`` settings and
-   reads the task's ``cognition.yaml`` (a bad file is a one-line error, exit 2).
+The settings arrive parsed (``engine/app/plan.py`` reads the ``cognition:`` and ``novelty:``
+sections once into ``CognitionSettings`` and ``NoveltySettings``).
+
+1. ``prepare`` before anything is written: reads the task's ``cognition.yaml`` (a bad file is
+   a one-line error, exit 2) and checks that the embedder can be built (it loads nothing).
 2. ``seed`` once, when a new run is created (never on resume). Seeds are stored without
    vectors: the first retrieval embeds them in a worker thread, so creating a run never waits
    for a model to load.
-3. ``retriever`` when the engine is built: the cognition retriever, unless both retrieval
-   (``use_cognition``) and the novelty check are off.
+3. ``retriever`` when the engine is built: the cognition retriever, when retrieval or the
+   novelty check is on.
 4. ``load_model`` right after: loads the embedding model before the first round, announcing
    it first, so a pause at startup is explained instead of looking like a hang.
 """
@@ -22,42 +25,34 @@ from cognition.base import CognitionBase
 from cognition.importer import load_file
 from cognition.items import ACTIVE, SEED, Draft
 from cognition.retriever import CognitionRetriever
-from cognition.settings import cognition_settings, novelty_settings
+from cognition.settings import CognitionSettings, NoveltySettings
 from engine.store.run_store import RunStore
 
 log = logging.getLogger(__name__)
 
 
-def prepare(config: Any, task: Any | None) -> list[Draft]:
-    """Check the settings; the task's seed items when a new run will use them."""
-    settings = cognition_settings(config.cognition)
-    novelty = novelty_settings(config.novelty)
-    if config.use_cognition or novelty.threshold is not None:
+def prepare(
+    settings: CognitionSettings, novelty: NoveltySettings, use_cognition: bool, task: Any | None
+) -> list[Draft]:
+    """Check the embedder; the task's seed items when a new run will use them."""
+    if use_cognition or novelty.threshold is not None:
         settings.make_embedder()  # checks a model path or an endpoint; loads nothing
-    if task is None or not config.use_cognition or task.cognition_file is None:
+    if task is None or not use_cognition or task.cognition_file is None:
         return []
     return load_file(task.cognition_file, "yaml")
 
 
-def seed(store: RunStore, config: Any, drafts: list[Draft]) -> None:
+def seed(store: RunStore, settings: CognitionSettings, drafts: list[Draft]) -> None:
     if not drafts:
         return
-    base = CognitionBase(store.db, cognition_settings(config.cognition))
-    items = base.add(drafts, None, SEED, ACTIVE)
+    items = CognitionBase(store.db, settings).add(drafts, None, SEED, ACTIVE)
     store.add_event("cognition", f"seeded {len(items)} items from the task's cognition.yaml")
 
 
-def wanted(config: Any) -> bool:
-    """Whether the run needs a retriever at all (retrieval or the novelty check is on)."""
-    return bool(config.use_cognition) or novelty_settings(config.novelty).threshold is not None
-
-
-def retriever(store: RunStore, config: Any, current: Any) -> Any:
-    if not wanted(config):
-        return current
-    settings = cognition_settings(config.cognition)
-    novelty = novelty_settings(config.novelty)
-    return CognitionRetriever(store, settings, novelty, retrieval=config.use_cognition)
+def retriever(
+    store: RunStore, settings: CognitionSettings, novelty: NoveltySettings, retrieval: bool
+) -> CognitionRetriever:
+    return CognitionRetriever(store, settings, novelty, retrieval=retrieval)
 
 
 def load_model(store: RunStore, retriever: Any, say: Callable[[str], None]) -> None:
@@ -84,12 +79,12 @@ def load_model(store: RunStore, retriever: Any, say: Callable[[str], None]) -> N
     say(f"cognition: embedding model loaded in {time.perf_counter() - start:.1f}s")
 
 
-def describe(store: RunStore, config: Any) -> str:
+def describe(
+    store: RunStore, settings: CognitionSettings, novelty: NoveltySettings, use_cognition: bool
+) -> str:
     """One banner line: what the cognition base will do in this run."""
-    settings = cognition_settings(config.cognition)
-    novelty = novelty_settings(config.novelty)
     check = "off" if novelty.threshold is None else f"threshold {novelty.threshold}"
-    if not config.use_cognition:
+    if not use_cognition:
         return f"cognition: off (ablation) · novelty check {check}"
     active = len(CognitionBase(store.db, settings, writable=False).items(status=ACTIVE))
     approve = "auto-approve" if settings.auto_approve else "proposals pending approval"

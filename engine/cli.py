@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from cognition.items import CognitionError
-from engine.agents import setup as agent_setup
+from engine.agents.base import AgentSetupError
+from engine.app import compose
 from engine.app.run import UsageError, cmd_run
 from engine.config import ConfigError, RunConfig, load_file
 from engine.execution.sandbox import SandboxError
@@ -79,13 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = sub.add_parser("tasks", help="list the built-in domains")
     tasks.set_defaults(func=cmd_tasks)
 
-    watch = sub.add_parser("watch", help="attach the terminal UI to a run")
-    watch.add_argument("run_dir", type=Path)
-    watch.set_defaults(func=cmd_watch)
-
-    from cognition.cli import register as register_cognition
-
-    register_cognition(sub)  # cognition import|list|add|remove|show|search|..., report
+    compose.register_commands(sub)  # watch; cognition import|list|add|...|search, report
     from engine.store.backup import register as register_backup
 
     register_backup(sub)  # backup, restore
@@ -127,8 +121,8 @@ USAGE_ERRORS = (
     ConfigError,
     StoreError,
     LockedError,
-    agent_setup.AgentSetupError,
-    CognitionError,
+    AgentSetupError,
+    *compose.INPUT_ERRORS,
     SandboxError,
 )
 
@@ -279,16 +273,6 @@ def cmd_best(args: argparse.Namespace) -> int:
         print(f"wrote node #{best.id} (score {best.score:.6g}) to {args.output}")
     else:
         sys.stdout.write(best.code if best.code.endswith("\n") else best.code + "\n")
-    return 0
-
-
-def cmd_watch(args: argparse.Namespace) -> int:
-    from tui.app import RunNotFound, watch
-
-    try:
-        watch(args.run_dir)
-    except RunNotFound as exc:
-        raise UsageError(str(exc)) from None
     return 0
 
 

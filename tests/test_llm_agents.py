@@ -30,6 +30,7 @@ from engine.agents.llm.prompts import Templates
 from engine.agents.llm.researcher import LLMResearcher
 from engine.agents.llm.settings import LLMSettings, ResearcherSettings
 from engine.agents.setup import build_llm_agents
+from engine.app.plan import make_plan
 from engine.config import RunConfig, from_dict
 from engine.store.records import DONE, FAILED, Node
 from engine.task import load_task
@@ -221,7 +222,7 @@ def built(tmp_path: Path, server: ScriptedServer, **raw: Any):  # noqa: ANN201
     task = load_task(make_toy_task(tmp_path))
     api = {"base_url": server.base_url, "model": "m", "backoff_base": 0.0, "retries": 1}
     config = from_dict({"api": api, **raw}, RunConfig())
-    return build_llm_agents(config, task)
+    return build_llm_agents(make_plan(config, "openai"), task)
 
 
 def analysis_input() -> AnalysisInput:
@@ -297,10 +298,10 @@ def test_task_prompt_overrides_and_broken_templates(tmp_path: Path) -> None:
     task = load_task(task_dir)
     with ScriptedServer(ConstantEditor([("X = 1.0", "X = 2.0")])) as server:
         config = from_dict({"api": {"base_url": server.base_url, "model": "m"}}, RunConfig())
-        agents, recorder = build_llm_agents(config, task)
+        agents, recorder = build_llm_agents(make_plan(config, "openai"), task)
         recorder.attach(type("S", (), {"add_llm_call": lambda *a, **k: None})())
         run_closing(agents, agents.researcher.propose(context()))
         assert server.chat_requests[0].messages[1]["content"].startswith("OVERRIDE toy")
     (task_dir / "prompts" / "analyzer.j2").write_text("{% if %}")
     with pytest.raises(AgentSetupError, match="analyzer.j2: line 1"):
-        build_llm_agents(config, task)
+        build_llm_agents(make_plan(config, "openai"), task)

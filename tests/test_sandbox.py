@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.app.run import _secret_env_names
+from engine.app.plan import secret_env_names
 from engine.execution import reaper, sandbox
 from engine.execution.engineer import Engineer, Limits, run_command
 from engine.task import load_task
@@ -243,7 +243,7 @@ def test_every_key_variable_named_in_the_config_is_kept_from_evaluators(
         "cognition": {"embedder": "openai", "api_key_env": "EMBED_KEY"},
         "steps": 3,
     }
-    names = _secret_env_names(config)
+    names = secret_env_names(config)
     assert set(names) == {"MAIN_KEY", "CHEAP_KEY", "RESEARCH_KEY", "JUDGE_KEY", "EMBED_KEY"}
     for name in (*names, "OPENAI_API_KEY"):
         monkeypatch.setenv(name, f"secret-{name}")

@@ -3,21 +3,9 @@ debug and static-check agents), built from the configuration before anything is 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from engine.agents.base import Agents, AgentSetupError, NoRetriever
-
-
-def endpoint_configured(api: dict[str, Any]) -> bool:
-    return bool(api.get("base_url") or os.environ.get("OPENAI_BASE_URL"))
-
-
-def resolve_llm_mode(requested: str | None, api: dict[str, Any]) -> str:
-    """offline unless asked for openai or an endpoint is configured."""
-    if requested:
-        return requested
-    return "openai" if endpoint_configured(api) else "offline"
 
 
 def build_offline_agents(seed: int | None) -> Agents:
@@ -33,44 +21,19 @@ def build_offline_agents(seed: int | None) -> Agents:
     )
 
 
-def check_offline_config(config: Any) -> None:
-    """Settings an offline run cannot honour are errors, not silently ignored."""
-    from engine.agents.llm.settings import (
-        _API_KEYS,
-        _ROLE_KEYS,
-        ROLES,
-        _check_keys,
-        judge_settings,
-        researcher_settings,
-    )
-
-    # A typo in an LLM section must fail offline too, not wait for the first online run.
-    api = getattr(config, "api", None) or {}
-    _check_keys(api, _API_KEYS, "api")
-    for role, section in (api.get("roles") or {}).items():
-        if role not in ROLES:
-            raise AgentSetupError(f"api.roles: unknown role {role!r} (use {', '.join(ROLES)})")
-        _check_keys(section or {}, _ROLE_KEYS | {"api_key_env"}, f"api.roles.{role}")
-    researcher_settings(getattr(config, "researcher", None) or {})
-    if judge_settings(getattr(config, "judge", None) or {}).enabled:
-        raise AgentSetupError(
-            "the judge needs an LLM endpoint: configure one (api.base_url or OPENAI_BASE_URL) "
-            "with --llm openai, or set judge.enabled: false"
-        )
-
-
-def build_llm_agents(config: Any, task: Any) -> tuple[Agents, Any]:
+def build_llm_agents(plan: Any, task: Any) -> tuple[Agents, Any]:
     """LLM Researcher, Analyzer and optional Judge, and the recorder of their calls.
 
-    Every setting and template is checked here, before a run directory exists; the
-    caller attaches the run store to the returned ``CallRecorder`` once it has one.
+    ``plan`` is the run's parsed configuration (``engine.app.plan.RunPlan``): endpoints per
+    role, researcher and judge settings. Every template is checked here, before a run
+    directory exists; the caller attaches the run store to the returned ``CallRecorder``
+    once it has one.
     """
     from engine.agents.llm.analyzer import LLMAnalyzer
     from engine.agents.llm.client import CallRecorder, LLMClient
     from engine.agents.llm.judge import LLMJudge
     from engine.agents.llm.prompts import Templates
     from engine.agents.llm.researcher import LLMResearcher
-    from engine.agents.llm.settings import judge_settings, researcher_settings, resolve_settings
 
     templates = Templates(task.prompts_dir)
     templates.check(
@@ -88,21 +51,21 @@ def build_llm_agents(config: Any, task: Any) -> tuple[Agents, Any]:
     clients: list[LLMClient] = []
 
     def client(role: str) -> LLMClient:
-        clients.append(LLMClient(resolve_settings(config.api, role), role, recorder))
+        clients.append(LLMClient(plan.llm[role], role, recorder))
         return clients[-1]
 
     agents = Agents(
         researcher=LLMResearcher(
             client("researcher"),
             templates,
-            researcher_settings(config.researcher),
-            use_analyzer=config.use_analyzer,
+            plan.researcher,
+            use_analyzer=plan.config.use_analyzer,
             program_name=task.program_name,
         ),
         analyzer=LLMAnalyzer(client("analyzer"), templates, program_name=task.program_name),
         retriever=NoRetriever(),
     )
-    judging = judge_settings(config.judge)
+    judging = plan.judge
     if judging.enabled:
         templates.check("judge_system.j2")
         agents.judge = LLMJudge(

@@ -54,8 +54,9 @@ def distinct_endpoints(api: dict[str, Any]) -> list[tuple[list[str], LLMSettings
 
 async def _check(roles: list[str], settings: LLMSettings) -> CheckResult:
     # A check reports the first failure rather than waiting through long backoffs.
-    quick = dataclasses.replace(settings, retries=min(settings.retries, 1))
-    quick.backoff_base = min(quick.backoff_base, 1.0)
+    quick = dataclasses.replace(
+        settings, retries=min(settings.retries, 1), backoff_base=min(settings.backoff_base, 1.0)
+    )
     client = LLMClient(quick, "check", CallRecorder())
     started = time.monotonic()
     try:

@@ -21,7 +21,7 @@ ROLES = ("researcher", "analyzer", "judge", "debugger", "static_check")
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
 
-@dataclass
+@dataclass(frozen=True)
 class LLMSettings:
     """Where and how one role calls its model. ``model=None``: the endpoint's first model."""
 
@@ -54,7 +54,7 @@ class LLMSettings:
         ) / 1e6
 
 
-@dataclass
+@dataclass(frozen=True)
 class ResearcherSettings:
     mode: str = "diff"  # diff: SEARCH/REPLACE edits of the parent; full: a whole program
     max_repair_turns: int = 2
@@ -63,7 +63,7 @@ class ResearcherSettings:
     logs_chars: int = 3_000
 
 
-@dataclass
+@dataclass(frozen=True)
 class JudgeSettings:
     enabled: bool = False
     ratio: float = 0.0
@@ -124,6 +124,15 @@ def resolve_settings(
     return settings
 
 
+def check_api_keys(api: Mapping[str, Any]) -> None:
+    """The ``api:`` section's keys and roles, checked without an endpoint (offline runs)."""
+    _check_keys(api, _API_KEYS, "api")
+    for role, section in (api.get("roles") or {}).items():
+        if role not in ROLES:
+            raise AgentSetupError(f"api.roles: unknown role {role!r} (use {', '.join(ROLES)})")
+        _check_keys(section or {}, _ROLE_KEYS | {"api_key_env"}, f"api.roles.{role}")
+
+
 def researcher_settings(raw: Mapping[str, Any]) -> ResearcherSettings:
     settings = _section(ResearcherSettings, raw, "researcher")
     if settings.mode not in ("diff", "full"):
@@ -147,8 +156,7 @@ def judge_settings(raw: Mapping[str, Any]) -> JudgeSettings:
         or scale[0] == scale[1]
     ):
         raise AgentSetupError(f"judge.scale must be two different numbers [lo, hi], got {scale}")
-    settings.scale = [float(scale[0]), float(scale[1])]
-    return settings
+    return dataclasses.replace(settings, scale=[float(scale[0]), float(scale[1])])
 
 
 def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
