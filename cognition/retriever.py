@@ -16,14 +16,18 @@
 
 The cognition base helps the search but must never stop it: an embedder failure (a dead
 endpoint, a broken model) is logged as an event and the round goes on without knowledge.
-Embedding runs in a worker thread; the database is only touched on the loop's thread.
+Embedding runs in a worker thread. The database is reached through ``_db``: inline by
+default (the CLI, tests), and in the engine through its db thread (``attach``), the one
+thread that owns the engine's connection, so a retrieval on the event loop never blocks it
+on SQLite and never opens a connection of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -41,6 +45,7 @@ from engine.store.run_store import RunStore
 from engine.text import one_line
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _CONTENT_KEYS = ("content", "text", "insight", "description", "body")
 _TITLE_KEYS = ("title", "name", "summary")
@@ -64,12 +69,23 @@ class CognitionRetriever:
         self.index = MotivationIndex()
         self._novelty_lock = asyncio.Lock()
         self.dropped = 0  # duplicate proposals dropped by this retriever
+        self._db_thread: Any = None  # engine.store.writer.StoreThread once attached
+
+    def attach(self, db_thread: Any) -> None:
+        """Run every database call in the engine's db thread, which owns ``store``."""
+        self._db_thread = db_thread
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` where the connection may be used: inline, or in the db thread."""
+        if self._db_thread is None:
+            return fn(*args)
+        return await self._db_thread.call(lambda _store: fn(*args))
 
     async def _encode(self, texts: list[str]) -> np.ndarray:
         return await asyncio.to_thread(self.base.encode, texts)
 
-    def _event(self, message: str, node_id: int | None) -> None:
-        self.store.add_event("cognition", message, node_id)
+    async def _event(self, message: str, node_id: int | None) -> None:
+        await self._db(self.store.add_event, "cognition", message, node_id)
 
     # -------------------------------------------------------------- retrieval
     async def retrieve(self, node_id: int, context: list[Node]) -> list[Knowledge]:
@@ -78,12 +94,12 @@ class CognitionRetriever:
         try:
             return await self._retrieve(node_id, context)
         except Exception as exc:  # noqa: BLE001 - knowledge is optional; the round goes on
-            self._event(f"retrieval failed: {one_line(exc, 300)}", node_id)
+            await self._event(f"retrieval failed: {one_line(exc, 300)}", node_id)
             return []
 
     async def _retrieve(self, node_id: int, context: list[Node]) -> list[Knowledge]:
         await self._refresh_items()
-        ids, matrix = self.base.matrix()
+        ids, matrix, derived = await self._db(self._active)
         if len(ids) == 0:
             return []
         wanted: dict[Key, str] = {}
@@ -93,7 +109,6 @@ class CognitionRetriever:
                 field = "analysis" if analysis else "motivation"
                 wanted[(node.id, field)] = analysis or motivation
         found = await self._node_vectors(wanted)
-        derived = self.base.derived(ids)
         cap = self.settings.max_derived
         best: dict[int, Hit] = {}
         for (query_id, _), vector in found.items():
@@ -116,6 +131,15 @@ class CognitionRetriever:
             hits = [h for h in hits if not is_derived[h.item_id] or h in kept]
         if self.settings.max_items is not None:
             hits = hits[: self.settings.max_items]
+        return await self._db(self._record, node_id, hits)
+
+    def _active(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(db) The active items' ids and vectors, and which the Analyzer derived."""
+        ids, matrix = self.base.matrix()
+        return ids, matrix, self.base.derived(ids)
+
+    def _record(self, node_id: int, hits: list[Hit]) -> list[Knowledge]:
+        """(db) Record what the node was shown, and read it."""
         self.base.record_retrievals(node_id, hits)
         knowledge = []
         for hit in hits:
@@ -126,18 +150,19 @@ class CognitionRetriever:
 
     async def _refresh_items(self) -> None:
         """Embed items stored without a current vector (seeded lazily, or a new embedder)."""
-        stale = self.base.stale()
+        stale = await self._db(self.base.stale)
         if stale:
             vectors = await self._encode([text for _, text in stale])
-            self.base.set_vectors({item_id: vectors[i] for i, (item_id, _) in enumerate(stale)})
+            fresh = {item_id: vectors[i] for i, (item_id, _) in enumerate(stale)}
+            await self._db(self.base.set_vectors, fresh)
 
     async def _node_vectors(self, wanted: dict[Key, str]) -> dict[Key, np.ndarray]:
-        found = self.vectors.lookup(wanted)
+        found = await self._db(self.vectors.lookup, wanted)
         missing = [k for k in wanted if k not in found]
         if missing:
             vectors = await self._encode([wanted[k] for k in missing])
             fresh = {k: (wanted[k], vectors[i]) for i, k in enumerate(missing)}
-            self.vectors.store(fresh)
+            await self._db(self.vectors.store, fresh)
             found.update({k: v for k, (_, v) in fresh.items()})
         return {k: found[k] for k in wanted if k in found}  # in the context's order
 
@@ -148,7 +173,7 @@ class CognitionRetriever:
             try:
                 drafts.append(proposal_draft(raw, node_id))
             except CognitionError as exc:
-                self._event(f"proposal ignored: {exc}", node_id)
+                await self._event(f"proposal ignored: {exc}", node_id)
         if not drafts:
             return
         vectors = None
@@ -156,24 +181,32 @@ class CognitionRetriever:
             await self._refresh_items()  # older items take part in the duplicate check
             vectors = await self._encode([d.text for d in drafts])
         except Exception as exc:  # noqa: BLE001 - keep the proposal; embed it later
-            self._event(
-                f"proposal stored unchecked (embedding failed: {one_line(exc, 300)})", node_id
-            )
+            reason = one_line(exc, 300)
+            await self._event(f"proposal stored unchecked (embedding failed: {reason})", node_id)
+        await self._db(self._store_proposals, node_id, drafts, vectors)
+
+    def _store_proposals(
+        self, node_id: int, drafts: list[Draft], vectors: np.ndarray | None
+    ) -> None:
+        """(db) The proposals that say something new, pending (or active), with events."""
         drafts, vectors = self._drop_duplicates(node_id, drafts, vectors)
         if not drafts:
             return
         status = ACTIVE if self.settings.auto_approve else PENDING
         for item in self.base.add(drafts, vectors, ANALYZER, status, node_id, flag=False):
-            self._event(f"item #{item.id} proposed, {item.status}: {item.title}", node_id)
+            self.store.add_event(
+                "cognition", f"item #{item.id} proposed, {item.status}: {item.title}", node_id
+            )
 
     def _drop_duplicates(
         self, node_id: int, drafts: list[Draft], vectors: np.ndarray | None
     ) -> tuple[list[Draft], np.ndarray | None]:
-        """The drafts that say something new (``dedupe``); an event per dropped one."""
+        """(db) The drafts that say something new (``dedupe``); an event per dropped one."""
         dropped = duplicates(self.base, drafts, vectors)
         for duplicate in dropped:
             self.dropped += 1
-            self._event(
+            self.store.add_event(
+                "cognition",
                 f"proposal dropped, {duplicate.reason}: {drafts[duplicate.index].title} "
                 f"({self.dropped} duplicate proposal(s) dropped so far)",
                 node_id,
@@ -195,7 +228,7 @@ class CognitionRetriever:
             async with self._novelty_lock:
                 closest = await self._closest(node_id, motivation.strip())
         except Exception as exc:  # noqa: BLE001 - an unchecked idea beats a lost round
-            self._event(f"novelty check skipped: {one_line(exc, 300)}", node_id)
+            await self._event(f"novelty check skipped: {one_line(exc, 300)}", node_id)
             return None
         if closest is not None and closest[1] > threshold:
             return f"duplicate of #{closest[0]}"
@@ -211,15 +244,15 @@ class CognitionRetriever:
             log.debug("motivation of node %s not cached: %s", node_id, exc)
 
     async def _closest(self, node_id: int, motivation: str) -> tuple[int, float] | None:
-        add, drop = self.index.changes(self.store.db)
+        add, drop = await self._db(self.index.changes, self.store.db)
         wanted = {(i, "motivation"): text for i, text in add.items()}
-        found = self.vectors.lookup(wanted)
+        found = await self._db(self.vectors.lookup, wanted)
         missing = [k for k in wanted if k not in found]
         vectors = await self._encode([wanted[k] for k in missing] + [motivation])
         fresh = {k: (wanted[k], vectors[i]) for i, k in enumerate(missing)}
         mine = vectors[-1]
         # Kept under this node: once the idea is accepted, the next check finds it cached.
-        self.vectors.store({**fresh, (node_id, "motivation"): (motivation, mine)})
+        await self._db(self.vectors.store, {**fresh, (node_id, "motivation"): (motivation, mine)})
         every = {k: (wanted[k], found[k]) for k in found} | fresh
         self.index.apply({k[0]: value for k, value in every.items()}, drop)
         return self.index.most_similar(mine, exclude=node_id)

@@ -9,9 +9,10 @@ node, same step), finishes the analysis a committed evaluation still owes, and f
 step budget exactly.
 
 The loop never touches SQLite itself: every read and commit runs in the engine's db thread
-(``engine.store.writer.StoreThread``, its own connection) and is awaited, so a slow disk or a reader
-holding the WAL delays only the candidate that writes, never the poller, Ctrl-C or the others.
-The sampler is rebound to that thread's store and is only ever called inside the thread.
+(``engine.store.writer.StoreThread``, the one user of the engine's one connection while the
+loop runs) and is awaited, so a slow disk or a reader holding the WAL delays only the
+candidate that writes, never the poller, Ctrl-C or the others. The sampler, the heartbeat and
+the cognition retriever reach the database only through that thread too.
 """
 
 from __future__ import annotations
@@ -79,11 +80,11 @@ class Engine:
         debug_attempts: int = 2,
         backups: Any | None = None,
     ) -> None:
-        # The caller's connection: read by the caller before and after run(), never by the loop.
+        # The engine's one connection: the caller's store, which the caller uses before and
+        # after run() and the loop only through the db thread, while run() runs. An Engine
+        # runs once: run() ends the db thread (the store stays open for the caller).
         self.store = store
-        # The engine's own connection, in its db thread (the store's class opens it, so a test's
-        # slow subclass applies). An Engine runs once: run() closes it.
-        self.db = StoreThread(run_dir, opener=type(store).open)
+        self.db = StoreThread.adopt(store)
         self._sampler_store = getattr(sampler, "store", None)
         if self._sampler_store is not None:
             sampler.store = self.db.store  # sample/observe/prune run in the db thread only
@@ -110,7 +111,7 @@ class Engine:
             pool=pool,
             is_pruned=lambda node_id: node_id in self._pruned,
         )
-        self.heartbeat = Heartbeat(run_dir, self._status)
+        self.heartbeat = Heartbeat(self.db.post, self._status)
         self.steering = Steering(self.db, self, self.heartbeat.tick)
         self.paused = False
         self.stopping = False
@@ -141,7 +142,7 @@ class Engine:
         try:
             return await self._run()
         finally:
-            self.db.close()  # runs what is still queued, then closes the connection
+            self.db.close()  # runs what is still queued, then ends the db thread
             if self._sampler_store is not None:
                 self.sampler.store = self._sampler_store
 

@@ -1,23 +1,25 @@
-"""The engine's heartbeat, written from its own thread with its own connection.
+"""The engine's heartbeat: a timer thread whose beats are written by the engine's db thread.
 
 Watchers (the TUI, ``asi-evolve status``) decide "is the engine alive?" from the age of
 the heartbeat. Written from the event loop, it would stop whenever the loop is blocked
-(a slow disk under a commit, a model load, a long synchronous call) and a busy engine
-would look dead. Here a daemon thread beats every second whatever the loop does, and
-says separately when the loop last ticked (``loop_seen``), so a stalled loop is visible
-as what it is instead of as a dead engine.
+(a model load, a long synchronous call) and a busy engine would look dead. Here a daemon
+thread ticks every second whatever the loop does and hands the beat to the db thread, the
+one owner of the engine's connection, so the heartbeat needs no connection of its own. It
+says separately when the loop last ticked (``loop_seen``), so a stalled loop is visible as
+what it is instead of as a dead engine. A beat is not queued while the previous one still
+waits for the db thread (a slow disk): beats never pile up behind a stalled commit.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+
+from engine.store.run_store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +27,19 @@ BEAT_SECONDS = 1.0
 
 
 class Heartbeat:
-    def __init__(self, run_dir: Path, status: Callable[[], dict[str, Any]]) -> None:
-        self.run_dir = run_dir
-        self.status = status  # called from the thread: must only read plain attributes
+    """``post(fn)`` queues ``fn(store)`` in the db thread (``StoreThread.post``);
+    ``status()`` is called from the timer thread and must only read plain attributes."""
+
+    def __init__(
+        self, post: Callable[[Callable[[RunStore], Any]], None], status: Callable[[], dict]
+    ) -> None:
+        self.post = post
+        self.status = status
         self.loop_seen = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._queued = threading.Event()  # a beat waits for the db thread
+        self._missed = 0  # beats in a row that could not be written
 
     def tick(self) -> None:
         """Called by the event loop whenever it runs (the command poller does, 4x a second)."""
@@ -55,34 +64,25 @@ class Heartbeat:
         }
 
     def _run(self) -> None:
-        from engine.store.run_store import RunStore
+        while not self._stop.is_set():
+            if not self._queued.is_set():
+                self._queued.set()
+                self.post(self._beat)
+            self._stop.wait(BEAT_SECONDS)
 
-        store = None
-        missed = 0  # beats in a row that could not be written
+    def _beat(self, store: RunStore) -> None:
+        """(db thread) Write one beat, taken now, not when it was queued."""
         try:
-            while not self._stop.is_set():
-                try:
-                    if store is None:
-                        store = RunStore.open(self.run_dir)
-                    store.set_meta("engine", self.content())
-                    if missed:
-                        log.warning("heartbeat written again after %d missed beat(s)", missed)
-                    missed = 0
-                except Exception as exc:  # noqa: BLE001 - a missed beat is retried next second
-                    # One line when beats start failing (e.g. a reader holds a long
-                    # transaction, the disk is full) and one when they recover: a log line
-                    # every second would bury what matters in engine.log.
-                    if not missed:
-                        log.warning(
-                            "heartbeat not written: %s (retrying every %.0fs)",
-                            " ".join(str(exc).split())[:200],
-                            BEAT_SECONDS,
-                        )
-                    missed += 1
-                    if store is not None and not isinstance(exc, sqlite3.OperationalError):
-                        store.close()
-                        store = None
-                self._stop.wait(BEAT_SECONDS)
+            store.set_meta("engine", self.content())
+            if self._missed:
+                log.warning("heartbeat written again after %d missed beat(s)", self._missed)
+            self._missed = 0
+        except Exception as exc:  # noqa: BLE001 - a missed beat is retried next second
+            # One line when beats start failing (e.g. the disk is full) and one when they
+            # recover: a line every second would bury what matters in engine.log.
+            if not self._missed:
+                message = " ".join(str(exc).split())[:200]
+                log.warning("heartbeat not written: %s (retrying every %.0fs)", message, 1.0)
+            self._missed += 1
         finally:
-            if store is not None:
-                store.close()
+            self._queued.clear()

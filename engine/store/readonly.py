@@ -62,8 +62,15 @@ def path_too_long(run_dir: Path) -> str:
 def connect(path: Path, timeout: float = 10) -> sqlite3.Connection:
     """A read-write connection to an existing database (the engine's, the TUI's steering
     writes); it never creates one, so a write to a deleted run fails instead of starting an
-    empty database in its place."""
-    return sqlite3.connect(database_uri(path, mode="rw"), uri=True, timeout=timeout)
+    empty database in its place.
+
+    It may be handed from one thread to another (``check_same_thread=False``): the engine
+    opens its one connection on the main thread, its db thread alone uses it while the loop
+    runs, and the main thread again after; nothing ever uses it from two threads at once.
+    """
+    return sqlite3.connect(
+        database_uri(path, mode="rw"), uri=True, timeout=timeout, check_same_thread=False
+    )
 
 
 def connect_readonly(path: Path, timeout: float = 10) -> sqlite3.Connection:

@@ -33,19 +33,37 @@ log = logging.getLogger(__name__)
 
 
 class StoreThread:
-    """A RunStore living in its own single worker thread.
+    """A RunStore used from one single worker thread.
 
-    `opener(run_dir)` builds the store inside the thread (default `RunStore.open`); tests pass a
-    slow subclass's `open`. Calls run one at a time in submission order.
+    ``StoreThread(run_dir, opener)`` opens (and at ``close`` closes) a store of its own in the
+    thread (default ``RunStore.open``; tests pass a slow subclass's ``open``).
+    ``StoreThread.adopt(store)`` takes over a store the caller opened: the engine's one
+    connection, used by the caller before the run and again after ``close``, by the thread
+    alone in between (its connection allows that: see ``engine/store/readonly.py``). Calls
+    run one at a time in submission order.
     """
 
-    def __init__(self, run_dir: Path, opener: Callable[[Path], RunStore] = RunStore.open) -> None:
+    def __init__(
+        self,
+        run_dir: Path | None = None,
+        opener: Callable[[Path], RunStore] = RunStore.open,
+        store: RunStore | None = None,
+    ) -> None:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="asi-evolve-db"
         )
-        # Open in the worker thread so the connection belongs to it; errors surface here.
-        self.store: RunStore = self._pool.submit(opener, Path(run_dir)).result()
+        self._owned = store is None  # closed with the thread when it opened it
+        if store is None:
+            # Open in the worker thread so the connection belongs to it; errors surface here.
+            store = self._pool.submit(opener, Path(str(run_dir))).result()
+        self.store: RunStore = store
         self.closed = False
+
+    @classmethod
+    def adopt(cls, store: RunStore) -> StoreThread:
+        """Run every call on ``store`` in a new db thread until ``close``; the store stays
+        open for its owner after that."""
+        return cls(store=store)
 
     def _run(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         try:
@@ -109,12 +127,13 @@ class StoreThread:
         return wrapper
 
     def close(self) -> None:
-        """Run what is queued, close the connection in its own thread, then stop the thread."""
+        """Run what is queued, close the connection if the thread opened it, stop the thread."""
         if self.closed:
             return
         self.closed = True
         try:
-            self._pool.submit(RunStore.close, self.store).result()
+            if self._owned:
+                self._pool.submit(RunStore.close, self.store).result()
         finally:
             self._pool.shutdown(wait=True)
 
