@@ -7,9 +7,9 @@ were lost on kill -9). An engine (``--workers 2``) runs a toy task whose evaluat
 ``--delay`` s x U(1-J, 1+J) and fails a share ``--fail`` of the candidates; at the same time
 
 * a steering thread pauses, resumes and prunes (in-flight, finished and pruned nodes, the
-  root, unknown ids, malformed arguments) through the TUI's own ``tui.steer.send_command``,
+  root, unknown ids, malformed arguments) through the TUI's own ``engine.store.steer.send_command``,
   in this process or (``--own-process`` of the writes) from a one-shot process of its own;
-* a TUI that comes and goes (``tui.data.RunReader`` + ``tui.poller.Poller.tick()`` every
+* a TUI that comes and goes (``engine.store.reader.RunReader`` + ``tui.poller.Poller.tick()`` every
   0.2 s while attached; while it is away this process holds no connection open) and a
   brand-new read-only connection per tick record when each first sees a printed node;
 * a thread runs ``asi-evolve status RUN --json`` subprocesses;
@@ -78,10 +78,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from engine.store.lock import engine_alive  # noqa: E402
+from engine.store.reader import HEARTBEAT_STALE_S, RunReader  # noqa: E402
 from engine.store.schema import FINISHED  # noqa: E402
-from tui.data import HEARTBEAT_STALE_S, RunReader  # noqa: E402
+from engine.store.steer import send_command  # noqa: E402
 from tui.poller import Poller  # noqa: E402
-from tui.steer import send_command  # noqa: E402
 
 STEP_LINE = re.compile(r"^step\s+(\d+)\s+#(\d+)\s")
 FINISH_LINE = re.compile(r"^run (finished|stopped): (\d+)/(\d+) steps")
@@ -89,7 +89,9 @@ LIVE = ("running", "paused")
 EXPIRED = "expired: written while no engine was running"
 # A steering write from a process of its own (a TUI just started, a script): its connection
 # is the only one that process has on the database, so closing it may checkpoint the WAL.
-WRITER = "import sys; from tui.steer import send_command; print(send_command(*sys.argv[1:]))"
+WRITER = (
+    "import sys; from engine.store.steer import send_command; print(send_command(*sys.argv[1:]))"
+)
 
 INITIAL = "X = 1.0\nY = 0.5\n"  # never fails: the run needs its root
 TOY_EVALUATOR = textwrap.dedent(
@@ -426,7 +428,7 @@ class Soak:
 
     # ---------------------------------------------------------------- commands
     def send(self, kind: str, arg: str, target: str, own: bool = False) -> Sent | None:
-        """Write a command through ``tui.steer.send_command``: in this process (which holds
+        """Write a command through ``engine.store.steer.send_command``: in this process (which holds
         the TUI reader's connection open), or with ``own`` from a one-shot process."""
         with self.send_lock:
             return self._send_locked(kind, arg, target, own)

@@ -206,7 +206,7 @@ def run_status(run_dir: Path) -> dict[str, Any]:
             "last_state": meta.get("state"),
             "llm": store.llm_totals(),
         }
-        rows = list(store.db.execute("SELECT step, finished_at, score, status FROM nodes"))
+        rows = store.progress_rows()
         info["progress"] = progress.measure(rows, meta.get("steps_total"), maximize).to_dict()
         engine_meta = meta.get("engine") or {}
         if alive and isinstance(engine_meta, dict) and engine_meta.get("slots"):

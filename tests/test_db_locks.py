@@ -22,8 +22,8 @@ from pathlib import Path
 
 from conftest import REPO
 
-from tui.data import RunReader
-from tui.steer import send_command
+from engine.store.reader import RunReader
+from engine.store.steer import send_command
 
 AUDIT = str(Path(__file__).with_name("audit_db_opens.py"))
 STEP_LINE = re.compile(r"^step\s+(\d+)\s+#(\d+)\s")
@@ -142,9 +142,9 @@ def test_steering_from_outside_keeps_one_database(toy_task: Path, tmp_path: Path
 READER = """
 import sys, time
 from pathlib import Path
-from tui.data import RunReader
+from engine.store.reader import RunReader
 from tui.poller import Poller
-from tui.steer import send_command
+from engine.store.steer import send_command
 run = Path(sys.argv[1])
 while not (run / "evolve.db").exists():
     time.sleep(0.05)

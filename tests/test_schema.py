@@ -15,9 +15,9 @@ import pytest
 from conftest import cli
 
 from engine.store import schema
+from engine.store.reader import RunNotFound, RunReader
 from engine.store.records import DONE, FAILED, RUNNING, Node
 from engine.store.run_store import RunStore, StoreError
-from tui.data import RunNotFound, RunReader
 
 V1_SQL = """
 CREATE TABLE "nodes" (

@@ -198,7 +198,7 @@ def test_an_archived_read_only_run_opens_for_reading(toy_task: Path, tmp_path: P
     run = tmp_path / "run"
     assert cli("run", str(toy_task), "--run-dir", str(run), "--steps", "2").returncode == 0
     reader = (
-        "import sys; from tui.data import RunReader; r = RunReader(sys.argv[1]); "
+        "import sys; from engine.store.reader import RunReader; r = RunReader(sys.argv[1]); "
         "print(r.meta()['task'])"
     )
     for argv in (

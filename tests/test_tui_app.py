@@ -320,7 +320,7 @@ async def test_odd_data_does_not_crash(tmp_path: Path) -> None:
 
 
 def test_not_a_run_is_refused(tmp_path: Path) -> None:
-    from tui.data import RunNotFound, RunReader
+    from engine.store.reader import RunNotFound, RunReader
 
     with pytest.raises(RunNotFound):
         RunReader(tmp_path)
@@ -348,9 +348,9 @@ def test_cognition_schema_of_the_cognition_base_is_read(tmp_path: Path) -> None:
             [T0],
         )
     store.close()
-    from tui.data import RunReader
+    from engine.store.reader import RunReader
+    from engine.store.steer import decide_item
     from tui.knowledge import KnowledgeReader
-    from tui.steer import decide_item
 
     knowledge = KnowledgeReader(RunReader(run_dir))
     assert [p.title for p in knowledge.pending()] == ["t"]

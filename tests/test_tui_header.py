@@ -9,8 +9,8 @@ from tui_support import NOW, build_run
 
 from engine.store.lock import RunLock
 from engine.store.progress import Progress
+from engine.store.reader import RunReader
 from tui.app import EvolveApp
-from tui.data import RunReader
 from tui.widgets.header import RunHeader, RunSummary, pack, segments, slot_use
 
 pytestmark = pytest.mark.anyio

@@ -11,10 +11,10 @@ from textual.widgets import Static
 from tui_support import build_run, commands, make_app
 
 from engine.store.lock import RunLock
+from engine.store.reader import RunReader
 from engine.store.records import Node
 from engine.store.run_store import RunStore
 from tui.app import EvolveApp
-from tui.data import RunReader
 from tui.lineage import read_lineage
 from tui.screens.lineage import LineageScreen
 from tui.widgets.population import PopulationTable

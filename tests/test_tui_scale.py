@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from tui_support import NOW, T0
 
+from engine.store.reader import RunReader
 from engine.store.run_store import RunStore
 from tui.app import EvolveApp
-from tui.data import RunReader
 from tui.poller import WINDOW, Poller
 from tui.widgets.population import PopulationTable
 

@@ -8,12 +8,12 @@ import pytest
 from tui_support import NOW, build_run, commands, item_status
 
 from engine.store.lock import RunLock
+from engine.store.reader import Cursor, NodeRow, RunReader
+from engine.store.steer import SteerError, decide_item, send_command
 from tui import format as fmt
-from tui.data import Cursor, NodeRow, RunReader
 from tui.model import Population, View, matcher
 from tui.report import node_markdown
 from tui.screens.details import diff_lines
-from tui.steer import SteerError, decide_item, send_command
 from tui.widgets.curve import plot
 
 

@@ -24,12 +24,12 @@ from cognition.base import CognitionBase
 from cognition.items import ACTIVE, PENDING, SEED, Draft
 from cognition.settings import CognitionSettings
 from engine.store.lock import RunLock
+from engine.store.reader import RunReader
 from engine.store.readonly import LiveRunUnreadable, connect_readonly
 from engine.store.records import DONE, Node
 from engine.store.run_store import DB_NAME, RunStore
-from tui.data import RunReader
+from engine.store.steer import decide_item, send_command
 from tui.poller import Poller
-from tui.steer import decide_item, send_command
 
 
 def _run(toy_task: Path, run: Path, *extra: str) -> subprocess.CompletedProcess:

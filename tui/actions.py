@@ -19,14 +19,14 @@ from typing import Any, Protocol
 from textual.screen import Screen
 from textual.widgets import TabbedContent
 
+from engine.store.reader import EngineState, RunReader
 from engine.store.schema import COMMAND_HANDLED, COMMAND_NEW
+from engine.store.steer import SteerError, decide_item, send_command
 from tui import format as fmt
-from tui.data import EngineState, RunReader
 from tui.model import FINISHED
 from tui.poller import Poller
 from tui.screens.confirm import Confirm, QuitChoice
 from tui.screens.proposal import DecideProposal
-from tui.steer import SteerError, decide_item, send_command
 from tui.widgets.cognition import CognitionPane
 
 

@@ -22,8 +22,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+from engine.store.reader import EngineState, RunNotFound, RunReader
 from tui.actions import Steering
-from tui.data import EngineState, RunNotFound, RunReader
 from tui.model import SORTS, View
 from tui.poller import Poller, Tick
 from tui.screens.details import NodeDetails

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from engine.store.lock import engine_alive, lock_holder
+from engine.store.reader import DB_NAME, RunNotFound, RunReader
 from tui.app import watch
-from tui.data import DB_NAME, RunNotFound, RunReader
 
 LOG_NAME = "engine.log"
 START_TIMEOUT_S = 300.0

@@ -2,8 +2,8 @@
 
 Why a node scores what it does is mostly told by its line of descent: which idea (the
 Researcher's motivation) each generation tried and how much the score moved. The chain is
-read in one recursive query on the parent links, bounded in depth, so a cycle in odd data or
-a 100,000-generation chain cannot hang the screen.
+read in one recursive query on the parent links (``RunReader.ancestry``), bounded in depth,
+so a cycle in odd data or a 100,000-generation chain cannot hang the screen.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tui.data import RunReader
+from engine.store.reader import RunReader
 
 MAX_DEPTH = 1000  # ancestors read at most (the screen says when the chain goes further)
 
@@ -42,16 +42,7 @@ def _score(value: object) -> float | None:
 
 
 def read_lineage(reader: RunReader, node_id: int, max_depth: int = MAX_DEPTH) -> Lineage:
-    rows = reader.query(
-        "WITH RECURSIVE chain(id, depth) AS ("
-        " SELECT ?, 0"
-        " UNION ALL"
-        " SELECT n.parent_id, c.depth + 1 FROM nodes n JOIN chain c ON n.id = c.id"
-        " WHERE n.parent_id IS NOT NULL AND c.depth < ?)"
-        " SELECT n.id, n.step, n.name, n.status, n.score, n.motivation, n.parent_id"
-        " FROM chain c JOIN nodes n ON n.id = c.id ORDER BY c.depth",
-        (node_id, max_depth),
-    )
+    rows = reader.ancestry(node_id, max_depth)
     chain: list[Ancestor] = []
     for i, r in enumerate(rows[:max_depth]):  # one row more was read: the last one's parent
         score = _score(r[4])

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from engine import direction
+from engine.store.reader import NodeRow
 from engine.store.schema import DONE, FAILED, FINISHED, PENDING, PRUNED, RUNNING
-from tui.data import NodeRow
 
 STATUS_ORDER = {RUNNING: 0, PENDING: 1, DONE: 2, FAILED: 3, PRUNED: 4}
 SORTS = ("step", "score", "status")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.store.progress import Progress, measure
-from tui.data import Cursor, LlmTotals, RunReader
+from engine.store.reader import Cursor, LlmTotals, RunReader
 from tui.knowledge import KnowledgeReader, Proposal, Retrieved
 from tui.model import Population, View
 from tui.widgets.header import RunSummary

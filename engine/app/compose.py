@@ -36,9 +36,9 @@ from engine.execution.sandbox import Sandbox, make_sandbox, private_memory
 from engine.loop.engine import Engine
 from engine.samplers import make_sampler
 from engine.store.backup import Backups
+from engine.store.reader import RunNotFound
 from engine.store.run_store import RunStore
 from engine.task import TaskSpec
-from tui.data import RunNotFound
 
 LOG_NAME = "engine.log"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -90,9 +90,7 @@ class Sampler:
         """A person pruned the node: it is never chosen again."""
         i = self.pop.row(node_id)
         if i is None:
-            row = self.store.db.execute(
-                "SELECT step, island, length(code) FROM nodes WHERE id = ?", [node_id]
-            ).fetchone()
+            row = self.store.node_place(node_id)
             if row is None:
                 return
             i = self.pop.upsert(

@@ -22,9 +22,8 @@ from engine.samplers.base import Sampler
 from engine.samplers.features import FeatureGrid, jaccard_distance, tokens
 from engine.samplers.pool import top_by_fitness
 from engine.samplers.settings import SamplerSettings
-from engine.store.records import DONE, Node, Selection
+from engine.store.records import Node, Selection
 from engine.store.run_store import RunStore
-from engine.store.schema import NODE_DIVERSITY, create_tables
 
 Cell = tuple[int, ...]
 CURSOR_KEY = "island_cursor"
@@ -174,9 +173,9 @@ class IslandSampler(Sampler):
     def _root(self) -> frozenset[str]:
         """Tokens of the root program (step 0), the fixed reference of ``diversity``."""
         if self._root_tokens is None and self.grid.needs_code:
-            row = self.store.db.execute("SELECT code FROM nodes WHERE step = 0").fetchone()
-            if row is not None:
-                self._root_tokens = tokens(row[0] or "")
+            code = self.store.root_code()
+            if code is not None:
+                self._root_tokens = tokens(code)
         return self._root_tokens or frozenset()
 
     def _load_cells(self) -> None:
@@ -187,22 +186,8 @@ class IslandSampler(Sampler):
         100,000 nodes of 10 KB that is the difference between seconds and half a minute).
         """
         needs_code = self.grid.needs_code
-        if needs_code:
-            create_tables(self.store.db.conn, [NODE_DIVERSITY])
-        columns = (
-            "n.id, d.value, CASE WHEN d.value IS NULL THEN n.code END"
-            if needs_code
-            else ("n.id, NULL, NULL")
-        )
-        join = "LEFT JOIN node_diversity d ON d.node_id = n.id" if needs_code else ""
-        metrics = ", n.results" if self.grid.needs_metrics else ", NULL"
         root = self._root()
-        cursor = self.store.db.execute(
-            f"SELECT {columns}{metrics} FROM nodes n {join} "
-            "WHERE n.status = ? AND n.score IS NOT NULL",
-            [DONE],
-        )
-        while batch := cursor.fetchmany(512):
+        for batch in self.store.cell_rows(needs_code, self.grid.needs_metrics):
             computed: list[tuple[int, float]] = []
             for node_id, diversity, code, results in batch:
                 row = self.pop.row(node_id)
@@ -219,10 +204,7 @@ class IslandSampler(Sampler):
 
     def _save_diversity(self, values: list[tuple[int, float]]) -> None:
         if values:
-            with self.store.db.conn:
-                self.store.db.conn.executemany(
-                    "INSERT OR REPLACE INTO node_diversity(node_id, value) VALUES (?, ?)", values
-                )
+            self.store.save_diversity(values)
 
     def _maybe_migrate(self) -> None:
         """Ring migration each time the finished count crosses a multiple of the interval."""

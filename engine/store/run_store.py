@@ -317,6 +317,46 @@ class RunStore:
         sql = f"SELECT count(*) FROM nodes WHERE status = ? AND score {op} ?"
         return self.db.execute(sql, [DONE, score]).fetchone()[0]
 
+    def node_place(self, node_id: int) -> tuple[int, int | None, int] | None:
+        """(step, island, code length) of a node, or None: what a sampler mirrors of it."""
+        return self.db.execute(
+            "SELECT step, island, length(code) FROM nodes WHERE id = ?", [node_id]
+        ).fetchone()
+
+    def root_code(self) -> str | None:
+        row = self.db.execute("SELECT code FROM nodes WHERE step = 0").fetchone()
+        return None if row is None else row[0] or ""
+
+    def cell_rows(self, with_code: bool, with_metrics: bool) -> Iterator[list[tuple]]:
+        """Batches of (id, cached diversity, code when not cached, results) of every scored
+        done node, for the islands sampler's start-up (the code only where it is needed)."""
+        if with_code:
+            schema.create_tables(self.db.conn, [schema.NODE_DIVERSITY])
+        columns = (
+            "n.id, d.value, CASE WHEN d.value IS NULL THEN n.code END"
+            if with_code
+            else "n.id, NULL, NULL"
+        )
+        join = "LEFT JOIN node_diversity d ON d.node_id = n.id" if with_code else ""
+        metrics = ", n.results" if with_metrics else ", NULL"
+        cursor = self.db.execute(
+            f"SELECT {columns}{metrics} FROM nodes n {join} "
+            "WHERE n.status = ? AND n.score IS NOT NULL",
+            [DONE],
+        )
+        while batch := cursor.fetchmany(512):
+            yield batch
+
+    def save_diversity(self, values: list[tuple[int, float]]) -> None:
+        with self.db.conn:
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO node_diversity(node_id, value) VALUES (?, ?)", values
+            )
+
+    def progress_rows(self) -> list[tuple]:
+        """(step, finished_at, score, status) of every node: what ``progress`` measures."""
+        return self.db.execute("SELECT step, finished_at, score, status FROM nodes").fetchall()
+
     def interrupted_nodes(self) -> list[Node]:
         """Nodes a crash left half-way: the engine re-runs them on resume."""
         return list(self.nodes("status IN (?, ?)", [PENDING, RUNNING]))

@@ -17,8 +17,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Markdown, RichLog, Static, TabbedContent, TabPane, TextArea
 
+from engine.store.reader import RunReader
 from tui import format as fmt
-from tui.data import RunReader
 from tui.report import node_markdown
 
 CODE_LIMIT = 2_000_000

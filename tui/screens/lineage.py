@@ -16,8 +16,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
 from engine import direction
+from engine.store.reader import RunReader
 from tui import format as fmt
-from tui.data import RunReader
 from tui.lineage import Lineage, read_lineage
 
 MOTIVATION_CHARS = 1500  # of each ancestor's motivation (a chain may be a thousand long)

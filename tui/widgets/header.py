@@ -17,8 +17,8 @@ from textual.geometry import Size
 from textual.widget import Widget
 
 from engine.store.progress import Progress, format_eta
+from engine.store.reader import EngineState, LlmTotals, NodeRow
 from tui import format as fmt
-from tui.data import EngineState, LlmTotals, NodeRow
 
 SEP = "  "
 

@@ -19,8 +19,8 @@ from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
+from engine.store.reader import NodeRow
 from tui import format as fmt
-from tui.data import NodeRow
 from tui.model import Population
 
 # (key, label, width); the name column takes what is left.

@@ -1,7 +1,9 @@
-"""The TUI's only writes: a row in ``commands``, and a decision on a pending cognition item.
+"""The only writes of a process other than the engine: a row in ``commands`` (pause, resume,
+stop, prune) and a decision on a pending cognition item. The TUI makes them; so can a script.
 
-Each write opens a short-lived read-write connection and closes it at once, so the TUI
-never holds a write lock the engine could wait on. The journal mode is left as the engine
+Each write opens a short-lived read-write connection and closes it at once (an SQLite
+connection: closing it never drops another connection's locks), so no outside process holds
+a write lock the engine could wait on. The journal mode is left as the engine
 set it (WAL). Decisions on cognition items are plain status updates; the engine reads the
 status from the database when it retrieves.
 """
@@ -14,11 +16,17 @@ from contextlib import closing
 from pathlib import Path
 
 from engine.store.readonly import connect
-from engine.store.schema import COMMAND_KINDS, COMMAND_NEW, ITEM_ACTIVE, ITEM_REJECTED
-from tui.data import DB_NAME
-from tui.knowledge import ITEMS
+from engine.store.schema import (
+    COGNITION_ITEMS,
+    COMMAND_KINDS,
+    COMMAND_NEW,
+    DB_NAME,
+    ITEM_ACTIVE,
+    ITEM_REJECTED,
+)
 
 COMMANDS = COMMAND_KINDS
+ITEMS = COGNITION_ITEMS.name
 DECISIONS = {"approve": ITEM_ACTIVE, "reject": ITEM_REJECTED}
 
 

@@ -1,8 +1,10 @@
-"""The TUI's own read layer over the run database (plain sqlite3, read-only).
+"""A run as every process but the engine reads it: the TUI, and the engine's read commands.
 
-The TUI never imports the engine's runtime: it meets it only through ``RUN_DIR/evolve.db``,
-whose layout it takes from ``engine/store/schema.py`` and which it opens as every reader does
-(``engine/store/readonly.py``; both standard library only). Reads go
+Standard library only: the TUI never imports the engine's runtime; it meets the engine only
+through ``RUN_DIR/evolve.db``, whose layout comes from ``engine/store/schema.py`` and which
+is opened as every reader opens it (``engine/store/readonly.py``). Every query an outside
+reader makes is here (the cognition tables and a node's lineage too), so that none is
+written a second time elsewhere. Reads go
 through a read-only connection per thread and are incremental (nodes by ``updated_at``, events
 and LLM calls by id), so a refresh costs the same at 100 nodes and at 100,000. Text is decoded
 leniently: a node with non-UTF-8 output must not take the screen down.
@@ -239,6 +241,65 @@ class RunReader:
             totals.cost += float(row[3] or 0.0)
             totals.last_id = int(row[4])
         return totals
+
+    # ------------------------------------------------------------ cognition
+    def has_cognition(self) -> bool:
+        """The cognition tables appear once the cognition base has written to the run."""
+        return schema.COGNITION_ITEMS.name in self.tables()
+
+    def _columns(self, table: str) -> set[str]:
+        return {r[1] for r in self.query(f"PRAGMA table_info({table})")}
+
+    def pending_items(self, limit: int = 500) -> list[tuple]:
+        """(id, title, content, origin, node_id, duplicate_of) of pending items; an older
+        run without some of these columns reads them as NULL."""
+        items = schema.COGNITION_ITEMS.name
+        if not self.has_cognition():
+            return []
+        cols = self._columns(items)
+        node = "node_id" if "node_id" in cols else "NULL"
+        dup = "duplicate_of" if "duplicate_of" in cols else "NULL"
+        origin = "origin" if "origin" in cols else "''"
+        return self.query(
+            f"SELECT id, title, content, {origin}, {node}, {dup} FROM {items} "
+            "WHERE status = 'pending' ORDER BY id LIMIT ?",
+            (limit,),
+        )
+
+    def retrieved(self, node_id: int) -> list[tuple]:
+        """(item id, score, title, status) of what the node's Researcher was shown, best first."""
+        items, retrievals = schema.COGNITION_ITEMS.name, schema.RETRIEVALS.name
+        tables = self.tables()
+        if retrievals not in tables:
+            return []
+        if items in tables:
+            sql = (
+                f"SELECT r.item_id, r.score, c.title, c.status FROM {retrievals} r "
+                f"LEFT JOIN {items} c ON c.id = r.item_id WHERE r.node_id = ? "
+                "ORDER BY r.score DESC"
+            )
+        else:
+            sql = (
+                f"SELECT item_id, score, '', '' FROM {retrievals} WHERE node_id = ? "
+                "ORDER BY score DESC"
+            )
+        return self.query(sql, (node_id,))
+
+    # -------------------------------------------------------------- lineage
+    def ancestry(self, node_id: int, max_depth: int) -> list[tuple]:
+        """(id, step, name, status, score, motivation, parent_id) of the node and its
+        ancestors, the node first, at most ``max_depth`` + 1 rows: one recursive query on
+        the parent links, bounded in depth, so a cycle in odd data cannot hang a reader."""
+        return self.query(
+            "WITH RECURSIVE chain(id, depth) AS ("
+            " SELECT ?, 0"
+            " UNION ALL"
+            " SELECT n.parent_id, c.depth + 1 FROM nodes n JOIN chain c ON n.id = c.id"
+            " WHERE n.parent_id IS NOT NULL AND c.depth < ?)"
+            " SELECT n.id, n.step, n.name, n.status, n.score, n.motivation, n.parent_id"
+            " FROM chain c JOIN nodes n ON n.id = c.id ORDER BY c.depth",
+            (node_id, max_depth),
+        )
 
     # ------------------------------------------------------------- commands
     def command(self, command_id: int) -> tuple[str, str] | None:
