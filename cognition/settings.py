@@ -22,7 +22,7 @@ from cognition.items import CognitionError
 EMBEDDERS = ("minilm", "sentence-transformers", "openai", "hash")
 
 
-@dataclass
+@dataclass(frozen=True)
 class CognitionSettings:
     embedder: str = "minilm"  # minilm | sentence-transformers | openai | hash (tests only)
     model_path: str | None = None  # sentence-transformers: a local model directory
@@ -56,7 +56,7 @@ class CognitionSettings:
         return HashEmbedder()
 
 
-@dataclass
+@dataclass(frozen=True)
 class NoveltySettings:
     threshold: float | None = None  # cosine above which a motivation is a duplicate
     max_retries: int = 3  # read by the engine: how often the Researcher is asked again

@@ -22,7 +22,7 @@ class ConfigError(Exception):
     """The configuration is unusable; the message is a one-line explanation."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class EngineerSettings:
     """How candidates are run: wall-clock limit (None = the task's), rlimits, kept output.
 
@@ -55,7 +55,7 @@ class EngineerSettings:
     debug_attempts: int = 2
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     steps: int = 60
     workers: int = 2
@@ -277,23 +277,24 @@ def from_dict(
     raw: dict[str, Any], base: RunConfig | None = None, origin: str = "config"
 ) -> RunConfig:
     """Overlay a mapping (a YAML file, a stored config) on ``base`` with type checks."""
-    config = dataclasses.replace(base) if base is not None else RunConfig()
+    config = base if base is not None else RunConfig()
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin}: expected a mapping at the top level")
     known = {f.name: f for f in dataclasses.fields(RunConfig)}
+    updates: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in known:
             raise ConfigError(f"{origin}: unknown setting {_short(key)}")
         current = getattr(config, key)
         if dataclasses.is_dataclass(current):
-            setattr(config, key, _overlay(current, value, f"{origin}: {key}"))
+            updates[key] = _overlay(current, value, f"{origin}: {key}")
         elif isinstance(current, dict) or key in ("api", "judge", "cognition", "novelty"):
             if not isinstance(value, dict):
                 raise ConfigError(f"{origin}: {key} must be a mapping")
-            setattr(config, key, {**(current or {}), **value})
+            updates[key] = {**(current or {}), **value}
         else:
-            setattr(config, key, _coerce(value, current, f"{origin}: {key}", key))
-    return config
+            updates[key] = _coerce(value, current, f"{origin}: {key}", key)
+    return dataclasses.replace(config, **updates)
 
 
 def load_file(path: Path, base: RunConfig | None = None) -> RunConfig:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(frozen=True)
 class SamplerSettings:
     """How the next round's context is chosen (the ``sampler:`` section of a run config)."""
 
