@@ -38,6 +38,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,14 +122,12 @@ class Engineer:
         ``timeout`` overrides the limit of the score stage (the others keep theirs).
         """
         started = time.monotonic()
-        staged: dict[str, Evaluation] = {}
-        for stage in self.task.stages:
+
+        async def run(stage: Stage) -> Evaluation:
             limit = timeout if timeout is not None and stage.name == self.task.score_stage else None
-            evaluation = await self.run_stage(code, stage, workdir, timeout=limit)
-            staged[stage.name] = evaluation
-            if not evaluation.ok:
-                break
-        combined = combine_stages(staged, self.task.score_stage)
+            return await self.run_stage(code, stage, workdir, timeout=limit)
+
+        combined, _ = await run_stages(self.task.stages, self.task.score_stage, run)
         combined.runtime = time.monotonic() - started
         return combined
 
@@ -262,6 +261,37 @@ class Engineer:
             with contextlib.suppress(OSError):  # a planted link is replaced, never followed
                 files.write(f"{prefix}{name}.txt", text)
         return run, _run_failure(run, timeout, what)
+
+
+async def run_stages(
+    stages: tuple[Stage, ...],
+    score_stage: str,
+    run: Callable[[Stage], Awaitable[Evaluation]],
+    decide: Callable[[Stage, dict[str, Evaluation]], Awaitable[Evaluation | str | None]]
+    | None = None,
+    ran: Callable[[Stage, Evaluation], Awaitable[None]] | None = None,
+) -> tuple[Evaluation, dict[str, Evaluation]]:
+    """The one stage runner: ``stages`` in order until one fails, combined.
+
+    ``decide(stage, staged)`` may reuse an evaluation (returned), skip the stage (a reason)
+    or let it run (None); ``run(stage)`` runs it; ``ran(stage, evaluation)`` follows every
+    run. Returns the node's evaluation and each stage's.
+    """
+    staged: dict[str, Evaluation] = {}
+    for stage in stages:
+        verdict = await decide(stage, staged) if decide is not None else None
+        if isinstance(verdict, Evaluation):
+            staged[stage.name] = verdict
+            continue
+        if verdict:  # skipped, with the reason
+            continue
+        evaluation = await run(stage)
+        staged[stage.name] = evaluation
+        if ran is not None:
+            await ran(stage, evaluation)
+        if not evaluation.ok:
+            break
+    return combine_stages(staged, score_stage), staged
 
 
 def bound_metrics(metrics: Any) -> dict[str, Any]:

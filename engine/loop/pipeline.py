@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from engine import direction
 from engine.agents.base import AgentError, Agents, AnalysisInput, Proposal, Report, ResearchContext
 from engine.execution import workdirs
-from engine.execution.engineer import Engineer, Evaluation, combine_stages, stage_record
+from engine.execution.engineer import Engineer, Evaluation, run_stages, stage_record
 from engine.store.records import DONE, FAILED, PRUNED, RUNNING, Node
 from engine.store.run_store import RunStore
 from engine.store.writer import StoreThread
@@ -159,31 +159,35 @@ class Pipeline:
         await self._commit_evaluation(node, evaluation)
 
     async def _run_stages(self, node: Node) -> Evaluation:
-        staged: dict[str, Evaluation] = {}
+        """The task's stages through the one stage runner (``engineer.run_stages``), with
+        what a run adds: stages committed earlier are reused, gated stages may be skipped,
+        slots are held, and every stage is committed as it ends."""
         records: dict[str, Any] = node.metadata.setdefault("stages", {})
         code_hash = hashlib.sha256(node.code.encode()).hexdigest()[:16]
-        workdir: Path | None = None
-        for stage in self.task.stages:
+        workdir: list[Path] = []  # made when the first stage runs
+
+        async def decide(stage: Stage, staged: dict[str, Evaluation]) -> Evaluation | str | None:
             done = records.get(stage.name)
             if done and done.get("code") == code_hash and done.get("ok"):
-                staged[stage.name] = _from_record(done)  # committed earlier: never re-run
-                continue
+                return _from_record(done)  # committed earlier: never re-run
             skip = await self._promotion_refusal(node, stage, staged)
             if skip:
                 records[stage.name] = {"skipped": skip, "code": code_hash}
-                continue
-            if workdir is None:
-                workdir = workdirs.fresh(self.run_dir, node.step)
-            evaluation = await self._run_stage(node, stage, workdir)
-            staged[stage.name] = evaluation
+            return skip or None
+
+        async def run(stage: Stage) -> Evaluation:
+            if not workdir:
+                workdir.append(workdirs.fresh(self.run_dir, node.step))
+            return await self._run_stage(node, stage, workdir[0])
+
+        async def ran(stage: Stage, evaluation: Evaluation) -> None:
             records[stage.name] = {**stage_record(evaluation), "code": code_hash}
             await self.db.update_node(node.id, metadata=node.metadata)
-            if not evaluation.ok:
-                break
-            if len(self.task.stages) > 1:
+            if evaluation.ok and len(self.task.stages) > 1:
                 score = "" if evaluation.score is None else f" score {evaluation.score:.6g}"
                 await self.db.add_event("stage", f"{stage.name} passed{score}", node.id)
-        evaluation = combine_stages(staged, self.task.score_stage)
+
+        evaluation, _ = await run_stages(self.task.stages, self.task.score_stage, run, decide, ran)
         if len(self.task.stages) > 1:  # skipped stages too, without the resume bookkeeping
             evaluation.results["stages"] = {
                 name: {k: v for k, v in record.items() if k != "code"}
