@@ -18,7 +18,6 @@ import json
 import time
 
 import numpy as np
-import sqlite_utils
 
 from cognition.embedder import Embedder, from_blobs, to_blob
 from cognition.items import (
@@ -36,12 +35,13 @@ from cognition.items import (
 )
 from cognition.ranking import Hit, top_hits
 from cognition.settings import CognitionSettings
+from engine.store.database import Database
 
 
 class CognitionBase:
     def __init__(
         self,
-        db: sqlite_utils.Database,
+        db: Database,
         settings: CognitionSettings | None = None,
         embedder: Embedder | None = None,
         writable: bool = True,

@@ -22,9 +22,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlite_utils
-
 from engine.store import schema
+from engine.store.database import Database
 
 ACTIVE, PENDING, REJECTED = schema.ITEM_ACTIVE, schema.ITEM_PENDING, schema.ITEM_REJECTED
 STATUSES = schema.ITEM_STATUSES
@@ -109,11 +108,11 @@ class Item:
         return data
 
 
-def has_tables(db: sqlite_utils.Database) -> bool:
+def has_tables(db: Database) -> bool:
     return db[ITEMS].exists()
 
 
-def ensure_schema(db: sqlite_utils.Database) -> None:
+def ensure_schema(db: Database) -> None:
     """Create the cognition tables if missing (safe to call on every open)."""
     if db[ITEMS].exists() and db[RETRIEVALS].exists() and db[NODE_VECTORS].exists():
         return

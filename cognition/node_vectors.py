@@ -11,10 +11,10 @@ import hashlib
 from collections.abc import Callable
 
 import numpy as np
-import sqlite_utils
 
 from cognition.embedder import to_blob
 from cognition.items import NODE_VECTORS
+from engine.store.database import Database
 
 Key = tuple[int, str]  # (node id, "motivation" | "analysis")
 
@@ -24,7 +24,7 @@ def text_hash(text: str) -> str:
 
 
 class NodeVectors:
-    def __init__(self, db: sqlite_utils.Database, model: str, writable: bool = True) -> None:
+    def __init__(self, db: Database, model: str, writable: bool = True) -> None:
         self.db = db
         self.model = model
         self.writable = writable

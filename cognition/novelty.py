@@ -13,9 +13,9 @@ pruned ones (a person took them out of the search).
 from __future__ import annotations
 
 import numpy as np
-import sqlite_utils
 
 from cognition.node_vectors import text_hash
+from engine.store.database import Database
 from engine.store.records import DONE, PENDING, RUNNING
 
 TRIED = (DONE, RUNNING, PENDING)
@@ -32,7 +32,7 @@ class MotivationIndex:
         self._size = 0
         self._pending_cursor = self._cursor
 
-    def changes(self, db: sqlite_utils.Database) -> tuple[dict[int, str], list[int]]:
+    def changes(self, db: Database) -> tuple[dict[int, str], list[int]]:
         """(node id -> motivation to index, node ids to drop) since the last ``apply``."""
         rows = db.execute(
             "SELECT id, status, motivation, updated_at FROM nodes WHERE updated_at >= ?",

@@ -17,11 +17,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from engine import direction
 from engine.store import readonly as readonly_access
 from engine.store import schema
+from engine.store.database import Database
 from engine.store.readonly import database_uri
 from engine.store.records import Command, Node
 from engine.store.schema import (
@@ -75,7 +74,7 @@ def disk_full(exc: BaseException, where: Path) -> DiskFull | None:
 class RunStore:
     """Typed access to one run database."""
 
-    def __init__(self, db: sqlite_utils.Database, path: Path, readonly: bool = False) -> None:
+    def __init__(self, db: Database, path: Path, readonly: bool = False) -> None:
         self.db = db
         self.path = path
         self.readonly = readonly
@@ -150,7 +149,7 @@ class RunStore:
         building = run_dir / BUILDING_NAME
         for leftover in (building, building.with_name(building.name + "-journal")):
             leftover.unlink(missing_ok=True)  # an interrupted creation: start it again
-        store = cls(sqlite_utils.Database(sqlite3.connect(building)), building)
+        store = cls(Database(sqlite3.connect(building)), building)
         try:
             schema.create_schema(store.db.conn)
             if setup is not None:
@@ -485,9 +484,9 @@ def _identity(path: Path) -> tuple[int, int]:
     return info.st_dev, info.st_ino
 
 
-def _connect(path: Path, readonly: bool = False) -> sqlite_utils.Database:
+def _connect(path: Path, readonly: bool = False) -> Database:
     conn = readonly_access.connect_readonly(path) if readonly else readonly_access.connect(path)
-    db = sqlite_utils.Database(conn)
+    db = Database(conn)
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if not readonly:
         if db.journal_mode != "wal":
