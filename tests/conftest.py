@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# Test modules live in unit/, integration/ and e2e/; the helpers they import by name
+# (scripted_server, tui_support, audit_db_opens) live here, beside this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 REPO = Path(__file__).resolve().parent.parent
 
 TOY_EVALUATOR = textwrap.dedent(

@@ -1,8 +1,8 @@
 """One engine per run directory.
 
 Two engines writing one run would interleave steps and double-spend GPU time, so the
-engine holds an exclusive ``flock`` on ``RUN_DIR/engine.store.lock`` for its whole life, and
-one on the run directory itself: deleting ``engine.store.lock`` (by hand, or by an evaluator
+engine holds an exclusive ``flock`` on ``RUN_DIR/engine.lock`` for its whole life, and
+one on the run directory itself: deleting ``engine.lock`` (by hand, or by an evaluator
 running without a sandbox) must not let a second engine in. The kernel drops both locks
 when the process dies, so a crash never leaves them stale.
 """
@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-LOCK_NAME = "engine.store.lock"
+LOCK_NAME = "engine.lock"
 
 
 class LockedError(Exception):
