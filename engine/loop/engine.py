@@ -37,6 +37,7 @@ from engine.loop.steering import Steering
 from engine.loop.step_queue import StepQueue
 from engine.samplers.barrier import StepBarrier
 from engine.samplers.base import Sampler
+from engine.store import progress
 from engine.store.records import DONE, FAILED, FINISHED, PENDING, PRUNED, Node
 from engine.store.run_store import RunStore, StoreError
 from engine.store.writer import StoreThread
@@ -59,6 +60,7 @@ class Summary:
     best_node: int | None
     state: str
     elapsed: float
+    best_text: str = "-"  # the reported best with its stage (engine/store/standing.py)
 
 
 class Engine:
@@ -110,6 +112,7 @@ class Engine:
             PipelineSettings(use_analyzer, novelty_retries, debug_attempts),
             pool=pool,
             is_pruned=lambda node_id: node_id in self._pruned,
+            say=log,
         )
         self.heartbeat = Heartbeat(self.db.post, self._status)
         self.steering = Steering(self.db, self, self.heartbeat.tick)
@@ -147,6 +150,7 @@ class Engine:
                 self.sampler.store = self._sampler_store
 
     async def _run(self) -> Summary:
+        await self.db.call(_book_downtime, time.time())  # before the first beat replaces it
         self._set_state("running")
         requeue, used, done, best = await self.db.call(self._load)
         self.steps.load(requeue, used)
@@ -209,10 +213,12 @@ class Engine:
     def pause(self) -> None:
         self.paused = True
         self._set_state("paused")
+        self.db.post(_book_idle, progress.idle_opened, time.time())
 
     def resume(self) -> None:
         self.paused = False
         self._set_state("running")
+        self.db.post(_book_idle, progress.idle_closed, time.time())
         self._wake.set()
 
     def prune(self, node_id: int) -> None:
@@ -227,15 +233,16 @@ class Engine:
 
     async def summary(self, state: str) -> Summary:
         best, steps_done = await self.db.call(
-            lambda store: (store.best_node(self.task.maximize), store.steps_done())
+            lambda store: (store.standings(self.task.maximize).best(), store.steps_done())
         )
         return Summary(
             steps_done=steps_done,
             steps_total=self.steps_total,
             best_score=best.score if best else None,
-            best_node=best.id if best else None,
+            best_node=best.node_id if best else None,
             state=state,
             elapsed=time.time() - self._started,
+            best_text=best.describe() if best else "-",
         )
 
     # ------------------------------------------------------------------- main
@@ -469,3 +476,21 @@ class Engine:
             store.set_meta("engine", self.heartbeat.content())
 
         self.db.post(write)
+
+
+def _book_idle(store: RunStore, change: Callable[[Any, float], list], at: float) -> None:
+    """(db thread) Open or close an idle interval: paused time is not working time
+    (``engine/store/progress.py``)."""
+    store.set_meta(progress.IDLE_KEY, change(store.get_meta(progress.IDLE_KEY), at))
+
+
+def _book_downtime(store: RunStore, now: float) -> None:
+    """(db thread) The time from the last engine's last beat (a stop, a crash) to this start
+    was idle, and so was the rest of a pause it died in."""
+    engine = store.get_meta("engine")
+    last = engine.get("heartbeat") if isinstance(engine, dict) else None
+    if isinstance(last, bool) or not isinstance(last, int | float) or not last < now:
+        return
+    idle = progress.idle_closed(store.get_meta(progress.IDLE_KEY), last)
+    idle = progress.idle_closed(progress.idle_opened(idle, last), now)
+    store.set_meta(progress.IDLE_KEY, idle)

@@ -32,6 +32,8 @@ from engine.execution import workdirs
 from engine.execution.engineer import Engineer, Evaluation, run_stages, stage_record
 from engine.store.records import DONE, FAILED, PRUNED, RUNNING, Node
 from engine.store.run_store import RunStore
+from engine.store.running import RUNNING_STAGE, clock
+from engine.store.running import stage_record as running_record
 from engine.store.writer import StoreThread
 from engine.task import Resources, Stage, TaskSpec
 
@@ -76,6 +78,7 @@ class Pipeline:
         settings: PipelineSettings,
         pool: SlotPool | None = None,
         is_pruned: Callable[[int], bool] = lambda node_id: False,
+        say: Callable[[str], None] = lambda line: None,
     ) -> None:
         self.db = db  # the engine's store, in its db thread
         self.task = task
@@ -85,6 +88,9 @@ class Pipeline:
         self.settings = settings
         self.pool = pool
         self.is_pruned = is_pruned
+        # Console lines when a stage starts and ends, for staged tasks: their candidates run
+        # for minutes to hours, and a silent console looks like a hung run.
+        self.say = say if len(task.stages) > 1 else (lambda line: None)
 
     # ---------------------------------------------------------------- research
     async def research(self, node: Node, parent: Node, context: list[Node]) -> None:
@@ -173,6 +179,7 @@ class Pipeline:
             skip = await self._promotion_refusal(node, stage, staged)
             if skip:
                 records[stage.name] = {"skipped": skip, "code": code_hash}
+                self.say(f"{_who(node)} {stage.name} skipped: {skip}")
             return skip or None
 
         async def run(stage: Stage) -> Evaluation:
@@ -182,10 +189,16 @@ class Pipeline:
 
         async def ran(stage: Stage, evaluation: Evaluation) -> None:
             records[stage.name] = {**stage_record(evaluation), "code": code_hash}
+            node.metadata.pop(RUNNING_STAGE, None)
             await self.db.update_node(node.id, metadata=node.metadata)
-            if evaluation.ok and len(self.task.stages) > 1:
-                score = "" if evaluation.score is None else f" score {evaluation.score:.6g}"
-                await self.db.add_event("stage", f"{stage.name} passed{score}", node.id)
+            took = clock(evaluation.runtime)
+            if evaluation.ok:
+                score = "" if evaluation.score is None else f", score {evaluation.score:.6g}"
+                self.say(f"{_who(node)} {stage.name} passed in {took}{score}")
+                if len(self.task.stages) > 1:
+                    await self.db.add_event("stage", f"{stage.name} passed{score}", node.id)
+            else:
+                self.say(f"{_who(node)} {stage.name} failed in {took}: {evaluation.error}"[:300])
 
         evaluation, _ = await run_stages(self.task.stages, self.task.score_stage, run, decide, ran)
         if len(self.task.stages) > 1:  # skipped stages too, without the resume bookkeeping
@@ -198,6 +211,10 @@ class Pipeline:
     async def _run_stage(self, node: Node, stage: Stage, workdir: Path) -> Evaluation:
         async with self._slots(stage.resources) as grant:
             env = dict(getattr(grant, "env", None) or {})
+            # What runs now, committed before the process starts (engine/store/running.py).
+            node.metadata[RUNNING_STAGE] = running_record(stage.name, time.time(), stage.timeout)
+            await self.db.update_node(node.id, metadata=node.metadata)
+            self.say(f"{_who(node)} {stage.name} started (limit {clock(stage.timeout)})")
             return await self.engineer.run_stage(node.code, stage, workdir, env=env)
 
     @contextlib.asynccontextmanager
@@ -287,6 +304,7 @@ class Pipeline:
             owed.insert(0, JUDGE)
         node.metadata[POST_PENDING] = owed
         node.metadata.pop("stages", None)  # kept in the results now
+        node.metadata.pop(RUNNING_STAGE, None)
         node.finished_at = time.time()
         await self.db.save_node(node)
 
@@ -356,6 +374,11 @@ def _from_record(record: dict[str, Any]) -> Evaluation:
         str(record.get("error") or ""),
         float(record.get("runtime") or 0.0),
     )
+
+
+def _who(node: Node) -> str:
+    """The start of a stage's console line, aligned with the engine's per-node lines."""
+    return f"step {node.step:>4}  #{node.id:<5}"
 
 
 def _nodes(store: RunStore, ids: list[int]) -> list[Node]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from engine import direction
 from engine.store import readonly as readonly_access
-from engine.store import schema
+from engine.store import running, schema, standing
 from engine.store.database import Database
 from engine.store.readonly import database_uri
 from engine.store.records import Command, Node
@@ -309,6 +309,31 @@ class RunStore:
             )
         )
         return Node.from_row(rows[0]) if rows else None
+
+    def standings(self, maximize: bool = True) -> standing.Standings:
+        """Every node's explore and verify scores and the run's reported best
+        (``engine/store/standing.py``): the best *verified* node where the task verifies."""
+        names = standing.StageNames.from_meta(self.get_meta(standing.META_KEY))
+        return standing.Standings(self.standing_rows(), names, maximize)
+
+    def standing_rows(self) -> list[standing.Row]:
+        """(id, step, status, score, results["stages"]) of every node, without the rest of
+        the results (logs, metrics) that a standing does not need."""
+        sql = (
+            "SELECT id, step, status, score, CASE WHEN json_valid(results) "
+            "THEN json_extract(results, '$.stages') END FROM nodes"
+        )
+        return [standing.Row(*row) for row in self.db.execute(sql)]
+
+    def running(self, now: float) -> list[running.Running]:
+        """Every unfinished candidate with its stage, elapsed time and limit, by id."""
+        sql = (
+            "SELECT id, step, status, created_at, metadata FROM nodes "
+            "WHERE status IN (?, ?) ORDER BY id"
+        )
+        rows = self.db.execute(sql, [schema.PENDING, schema.RUNNING])
+        found = (running.running_of(*row, now=now) for row in rows)
+        return [r for r in found if r is not None]
 
     def count_better(self, score: float, maximize: bool) -> int:
         """Done nodes whose score is strictly better than ``score``."""

@@ -177,4 +177,5 @@ def test_resume_after_kill_neither_duplicates_nor_skips(toy_task: Path, tmp_path
     events = [e["kind"] for e in store.events()]
     assert "resume" in events
     info = json.loads(cli("status", str(run_dir), "--json").stdout)
-    assert info["steps_done"] == 12 and info["running"] == 0 and info["pending"] == 0
+    assert info["steps_done"] == 12 and info["running"] == [] and info["pending"] == 0
+    assert info["running_count"] == 0
