@@ -258,6 +258,29 @@ class CognitionBase:
         self.set_vectors({item_id: vectors[i] for i, (item_id, _) in enumerate(stale)})
         return self.add(drafts, vectors[len(stale) :], origin, status, node_id)
 
+    def revise(
+        self, item_id: int, draft: Draft, vector: np.ndarray | None, node_id: int | None
+    ) -> Item | None:
+        """Replace a pending item's statement with a newer one about the same change (its
+        net evidence), keeping its id: one proposal per change waits for a person, not one
+        per verdict. Without a vector the item is re-embedded on the next search."""
+        with self.db.conn:
+            self.db.conn.execute(
+                f"UPDATE {ITEMS} SET title = ?, content = ?, tags = ?, node_id = ?, "
+                "updated_at = ?, embedding = ?, embed_model = ? WHERE id = ?",
+                [
+                    draft.title,
+                    draft.content,
+                    json.dumps(draft.tags),
+                    node_id,
+                    time.time(),
+                    to_blob(vector) if vector is not None else None,
+                    self.embedder.name if vector is not None else None,
+                    item_id,
+                ],
+            )
+        return self.get(item_id)
+
     def set_status(self, ids: list[int], status: str) -> list[Item]:
         self.check_ids(ids)
         with self.db.conn:

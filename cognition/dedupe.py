@@ -37,6 +37,16 @@ def claim(tags: list[str]) -> str | None:
     return next((t for t in tags if t.startswith("claim:")), None)
 
 
+def subject(tag: str | None) -> str | None:
+    """What a claim is about, without its verdict: ``claim:line22-raising-helped`` ->
+    ``claim:line22-raising``. Two claims with one subject are statements about the same
+    change: a newer one revises the older (``cognition/retriever.py`` merges them while a
+    person has not decided)."""
+    if tag is None or "-" not in tag:
+        return None
+    return tag.rsplit("-", 1)[0]
+
+
 def normal(text: str) -> str:
     """Case and whitespace do not make a text new."""
     return re.sub(r"\s+", " ", text).strip().lower()

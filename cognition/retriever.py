@@ -32,9 +32,17 @@ from typing import Any, TypeVar
 import numpy as np
 
 from cognition.base import CognitionBase
-from cognition.dedupe import duplicates
+from cognition.dedupe import claim, duplicates, subject
 from cognition.embedder import Embedder
-from cognition.items import ACTIVE, ANALYZER, PENDING, CognitionError, Draft, make_draft
+from cognition.items import (
+    ACTIVE,
+    ANALYZER,
+    PENDING,
+    CognitionError,
+    Draft,
+    Item,
+    make_draft,
+)
 from cognition.node_vectors import Key, NodeVectors
 from cognition.novelty import MotivationIndex
 from cognition.ranking import Hit, top_hits
@@ -188,7 +196,9 @@ class CognitionRetriever:
     def _store_proposals(
         self, node_id: int, drafts: list[Draft], vectors: np.ndarray | None
     ) -> None:
-        """(db) The proposals that say something new, pending (or active), with events."""
+        """(db) The proposals that say something new, pending (or active), with events;
+        those about a change a pending item already states revise that item."""
+        drafts, vectors = self._revise_pending(node_id, drafts, vectors)
         drafts, vectors = self._drop_duplicates(node_id, drafts, vectors)
         if not drafts:
             return
@@ -197,6 +207,42 @@ class CognitionRetriever:
             self.store.add_event(
                 "cognition", f"item #{item.id} proposed, {item.status}: {item.title}", node_id
             )
+
+    def _revise_pending(
+        self, node_id: int, drafts: list[Draft], vectors: np.ndarray | None
+    ) -> tuple[list[Draft], np.ndarray | None]:
+        """(db) Merge proposals about one change: a draft whose claim has the subject of a
+        pending item's (``dedupe.subject``: "raising X" helped or hurt) replaces that item's
+        statement with its own, which carries the net evidence so far; "helped" and "hurt"
+        never wait side by side. A draft contradicting an item a person already decided
+        stays a new proposal and names that item. The drafts left to add are returned."""
+        decided: dict[str, Item] = {}
+        pending: dict[str, Item] = {}
+        for item in self.base.items():
+            key = subject(claim(item.tags))
+            if key is not None:
+                (pending if item.status == PENDING else decided)[key] = item
+        keep: list[int] = []
+        for i, draft in enumerate(drafts):
+            key = subject(claim(draft.tags))
+            item = pending.get(key) if key is not None else None
+            if item is None:
+                earlier = decided.get(key) if key is not None else None
+                if earlier is not None and claim(earlier.tags) != claim(draft.tags):
+                    draft.content += f" (Revises #{earlier.id}, {earlier.status}: {earlier.title}.)"
+                keep.append(i)
+                continue
+            vector = vectors[i] if vectors is not None else None
+            revised = self.base.revise(item.id, draft, vector, node_id)
+            if revised is not None and key is not None:
+                pending[key] = revised
+                change = "restated" if revised.title == item.title else f"was: {item.title}"
+                self.store.add_event(
+                    "cognition",
+                    f"item #{item.id} revised with the evidence so far: {revised.title} ({change})",
+                    node_id,
+                )
+        return [drafts[i] for i in keep], (vectors[keep] if vectors is not None else None)
 
     def _drop_duplicates(
         self, node_id: int, drafts: list[Draft], vectors: np.ndarray | None

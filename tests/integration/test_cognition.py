@@ -197,7 +197,8 @@ def test_analyzer_insights_kept_apart_by_claim_restatements_dropped(
     """The offline Analyzer's insights share a template. Other constants stay apart under
     ``duplicate_threshold``; the opposite claim about the same constant is above it (MiniLM
     hardly tells raising from lowering) and is kept by its claim tag; the same claim with newer
-    numbers is dropped; free text without a claim is still compared by cosine."""
+    numbers revises the pending item (one item, the newer numbers); free text without a claim
+    is still compared by cosine."""
     code = "import numpy as np\nRING = 0.3\nEPS = 1e-12\nN_OUTER = 8\n"
     parent = Node(step=0, id=1, code=code, score=1.0, status=DONE)
 
@@ -233,11 +234,46 @@ def test_analyzer_insights_kept_apart_by_claim_restatements_dropped(
         "Lowering `RING = …` (line 2) helped"
     ]
     assert kept[-1].duplicate_of is None  # decided by the claim, not flagged by the cosine
+    assert kept[0].id == pending[0].id and kept[0].content == again["content"]  # newer numbers
     events = [e["message"] for e in retriever.store.events() if e["kind"] == "cognition"]
+    assert f"item #{pending[0].id} revised with the evidence so far" in " ".join(events)
     dropped = [m for m in events if m.startswith("proposal dropped")]
-    assert f"same claim as #{pending[0].id} (claim:line2-raising-helped)" in dropped[0]
-    assert f"near-duplicate of #{pending[1].id} (cosine" in dropped[1]
-    assert retriever.dropped == 2
+    assert f"near-duplicate of #{pending[1].id} (cosine" in dropped[0]
+    assert retriever.dropped == 1
+
+
+def test_contradicting_insights_merge_into_one_proposal_with_the_net_evidence(
+    tmp_path: Path, seed_file: Path, minilm
+) -> None:
+    """ "Raising X helped" and later "raising X hurt" (the evidence turned) never wait side
+    by side: the pending item is revised to what the evidence says now. Once a person has
+    decided the older one, the contradiction is a new proposal that names it."""
+    code = "import numpy as np\nMARGIN = 0.3\n"
+    parent = Node(step=0, id=1, code=code, score=1.0, status=DONE)
+    effects = ChangeEffects()
+    said: list[dict] = []
+    # Three nodes raising MARGIN gain, then six lose more: the net verdict turns to "hurt".
+    for i, score in enumerate([1.05, 1.03, 1.04, 0.9, 0.85, 0.8, 0.9, 0.88, 0.86]):
+        child = Node(step=1, id=10 + i, code=code, score=score, status=DONE)
+        child.metadata = {"changes": [{"line": 2, "old": "0.3", "new": "0.4"}]}
+        said += effects.proposals(effects.observe(child, parent, True), "toy")
+    assert [p["title"] for p in said] == [
+        "Raising `MARGIN = …` (line 2) helped",
+        "Raising `MARGIN = …` (line 2) hurt",
+    ]
+    retriever = _seeded(tmp_path, seed_file, minilm)
+    source = _node(retriever.store, 1, analysis="x")
+    asyncio.run(retriever.propose(source.id, [said[0]]))
+    asyncio.run(retriever.propose(source.id, [said[1]]))
+    merged = [i for i in retriever.base.items(status=PENDING) if "MARGIN" in i.title]
+    assert len(merged) == 1 and merged[0].title == said[1]["title"]
+    assert "over 8 nodes (3 of 8 improved" in merged[0].content  # the net evidence: both ways
+    # A person rejects it; the evidence turns back: a new proposal, naming the decided one.
+    retriever.base.set_status([merged[0].id], "rejected")
+    asyncio.run(retriever.propose(source.id, [said[0]]))
+    again = [i for i in retriever.base.items(status=PENDING) if "MARGIN" in i.title]
+    assert len(again) == 1 and again[0].id != merged[0].id
+    assert f"(Revises #{merged[0].id}, rejected: {merged[0].title}.)" in again[0].content
 
 
 class _Failing:
