@@ -58,7 +58,7 @@ def build_report(
     }
     for row in nodes.values():
         row["context_ids"] = json.loads(row["context_ids"] or "[]")
-    best = store.best_node(maximize)
+    best = store.standings(maximize).best()  # the best verified node where the task verifies
     counts = store.status_counts()
     report: dict[str, Any] = {
         "run_dir": str(store.path.parent),
@@ -67,7 +67,8 @@ def build_report(
         "nodes": len(nodes),
         **counts,
         "best_score": best.score if best else None,
-        "best_node": best.id if best else None,
+        "best_node": best.node_id if best else None,
+        "best": best.describe() if best else None,
     }
     retrievals: dict[int, list[dict]] = {}
     for r in base.retrievals():
@@ -219,7 +220,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"run:    {report['run_dir']}  (task {report['task']}, {report['direction']})",
         f"nodes:  {report['nodes']}  done {report['done']}  failed {report['failed']}  "
         f"pruned {report['pruned']}   best "
-        + ("-" if best is None else f"{best:.6g} (#{report['best_node']})"),
+        + ("-" if best is None else str(report["best"])),
         "",
     ]
     prov = report["provenance"]
