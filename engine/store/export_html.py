@@ -26,8 +26,8 @@ from engine.store.export_knowledge import Knowledge, Use
 from engine.store.export_plot import curve_svg
 from engine.store.records import Node
 from engine.store.run_store import RunStore
-from engine.store.schema import DONE, FINISHED
-from engine.store.standing import WAITING, Standing, Standings
+from engine.store.schema import DONE
+from engine.store.standing import NOT_REACHED, Standing, Standings
 
 TOP = 5  # best nodes whose analyses and knowledge the report shows
 REDACTED = "[redacted]"
@@ -325,7 +325,7 @@ def _verify_text(standing: Standing, status: str = DONE) -> str:
     """The verify score, else why there is none (a node that failed before: none)."""
     if standing.verify is not None:
         return _fmt(standing.verify)
-    if standing.state == WAITING and status in FINISHED and status != DONE:
+    if standing.state == NOT_REACHED and status != DONE:
         return '<span class="muted">-</span>'
     return f'<span class="muted">{esc(standing.state) or "-"}</span>'
 

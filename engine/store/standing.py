@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.store.schema import DONE
+from engine.store.schema import DONE, FINISHED
 
 META_KEY = "stages"  # meta row: {"score": name, "verify": name or null}
 
@@ -31,7 +31,8 @@ NO_VERIFY = ""  # the task has no verify stage
 VERIFIED = "verified"  # the verify stage ran and reported a score
 SKIPPED = "skipped"  # not promoted to it (its gate refused)
 FAILED = "failed"  # the verify stage ran and failed (the node failed with it)
-WAITING = "waiting"  # not there yet (running, or finished before the stage existed)
+WAITING = "waiting"  # not there yet: the node is still running
+NOT_REACHED = "not reached"  # the node ended (failed, pruned) before its verify stage
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class Standing:
 
     explore: the node's score (the score stage's, blended with a judge where there is one).
     verify: its verify stage's score, when it ran and reported one.
-    state: one of VERIFIED, SKIPPED, FAILED, WAITING, or NO_VERIFY.
+    state: one of VERIFIED, SKIPPED, FAILED, WAITING, NOT_REACHED, or NO_VERIFY.
     below_baseline: its verify score is worse than the initial program's verify score.
     """
 
@@ -156,6 +157,8 @@ class Standings:
         if row is None:
             return None
         verify, state = self._verify[node_id]
+        if state == WAITING and row.status in FINISHED:
+            state = NOT_REACHED
         below = (
             verify is not None
             and self.baseline is not None

@@ -205,7 +205,7 @@ def test_the_reported_best_is_the_best_verified_node(tmp_path: Path) -> None:
     assert attrs["class"] == "flag" and "0.9" in text and "0.3 ⚠ below baseline" in text
     attrs, text = page.row(3)
     assert attrs["class"] == "best" and "0.8" in text
-    assert "skipped" in page.row(4)[1] and "waiting" in page.row(6)[1]
+    assert "skipped" in page.row(4)[1] and "not reached" in page.row(6)[1]
     assert "waiting" not in page.row(5)[1]  # failed before any verification
     assert page.row(1)[0]["class"] == ""  # the baseline itself is never flagged
     lineage = section(page, "Lineage of the best node")
@@ -391,7 +391,7 @@ def test_json_and_csv_carry_the_standings(tmp_path: Path) -> None:
     assert data[2]["below_baseline"] is True and data[2]["verify"] == 0.3
     assert [i for i, r in data.items() if r["below_baseline"]] == [2]
     assert data[4]["verify_state"] == "skipped" and data[4]["verify"] is None
-    assert data[5]["verify_state"] == "waiting" and data[5]["explore"] is None  # failed
+    assert data[5]["verify_state"] == "not reached" and data[5]["explore"] is None  # failed
     with (out / "nodes.csv").open(newline="") as f:
         table = {int(r["id"]): r for r in csv.DictReader(f)}
     assert table[3]["reported_best"] == "True" and table[3]["verify"] == "0.8"

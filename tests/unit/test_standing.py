@@ -29,6 +29,7 @@ def _rl_like(maximize: bool = True) -> list[Row]:
         Row(3, 2, "done", sign * 0.610, _stages({"skipped": "not in the top 2"})),
         Row(4, 3, "failed", None, _stages({"ok": False, "error": "crash"})),
         Row(5, 4, "running", None, _stages(None)),
+        Row(6, 5, "failed", None, None),  # failed its check: never reached verify
     ]
 
 
@@ -45,6 +46,7 @@ def test_best_is_the_best_verified_node_not_the_best_explore(maximize: bool) -> 
     assert standings.of(3).state == standing.SKIPPED
     assert standings.of(4).state == standing.FAILED
     assert standings.of(5).state == standing.WAITING
+    assert standings.of(6).state == standing.NOT_REACHED
     assert best.describe() == (
         f"{best.score:.6g} (#1, verify; explore {best.standing.explore:.6g})"
     )
