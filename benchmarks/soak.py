@@ -381,7 +381,8 @@ class Soak:
         self.trace(f"life {life.index}: ended by {life.end_how}, rc {life.rc}")
         if life.hung:
             return
-        expect = -signal.SIGKILL if how == "kill" else 0
+        # SIGTERM: 143, an interrupted run; a stop command or a spent budget: 0
+        expect = {"kill": -signal.SIGKILL, "term": 128 + signal.SIGTERM}.get(how, 0)
         if life.rc != expect:
             tail = _tail(life.stderr)
             self.violate("engine", f"life {life.index} ({how}) exited {life.rc}: {tail}")

@@ -29,15 +29,84 @@ from cognition.items import (
 )
 from cognition.settings import cognition_settings
 from engine.store.run_store import RunStore
+from engine.text import command_help
+
+R = "runs/circle_packing"  # the run directory of the examples
+# name -> (description, examples): what each subcommand's --help says beyond its usage
+HELP: dict[str, tuple[str, tuple[str, ...]]] = {
+    "import": (
+        "Import knowledge items from a file: YAML (an items: list or a bare list), JSONL "
+        "(one item object per line) or Markdown (one item per '## Title' section). The whole "
+        "file is checked before anything is written.",
+        (
+            f"asi-evolve cognition import {R} priors.yaml",
+            f"asi-evolve cognition import {R} notes.md --status pending",
+        ),
+    ),
+    "list": (
+        "List the run's knowledge items, optionally only those of one status or origin.",
+        (
+            f"asi-evolve cognition list {R}",
+            f"asi-evolve cognition list {R} --origin analyzer --json",
+        ),
+    ),
+    "pending": (
+        "List the items waiting for a person's approval (the Analyzer's proposals and "
+        "flagged near-duplicates); approve or reject them by id.",
+        (f"asi-evolve cognition pending {R}",),
+    ),
+    "add": (
+        "Add one item by hand. It is active (retrievable) at once unless --status pending, "
+        "or flagged pending when it nearly duplicates an existing item.",
+        (
+            f'asi-evolve cognition add {R} --title "Use SLSQP" \\\n'
+            '      --content "Optimize centers and radii jointly" --tags optimization',
+        ),
+    ),
+    "show": (
+        "Show one item in full, with the nodes that retrieved it and their scores.",
+        (f"asi-evolve cognition show {R} 3",),
+    ),
+    "search": (
+        "What retrieval would return for a query text, with cosine scores: a dry run of the "
+        "knowledge a round would see. Writes nothing.",
+        (f'asi-evolve cognition search {R} "non-overlap constraints" --top-k 3',),
+    ),
+    "remove": (
+        "Delete items; their retrieval records stay, so past provenance remains readable.",
+        (f"asi-evolve cognition remove {R} 4 7",),
+    ),
+    "approve": (
+        "Make pending items active: the next retrieval can return them.",
+        (f"asi-evolve cognition approve {R} 12 13",),
+    ),
+    "reject": (
+        "Reject items: they are kept, never retrieved.",
+        (f"asi-evolve cognition reject {R} 14",),
+    ),
+}
 
 
 def register(sub: Any) -> None:
     """Add ``cognition`` (with its subcommands) and ``report`` to the top-level parser."""
-    cog = sub.add_parser("cognition", help="the cognition base of a run (knowledge items)")
+    cog = sub.add_parser(
+        "cognition",
+        help="the cognition base of a run (knowledge items)",
+        **command_help(
+            "The knowledge the Researcher is shown each round, stored in the run database: "
+            "import, list, add, show, search, and approve or reject the Analyzer's proposals. "
+            "Every command checks all its input before it writes; bad input is one line and "
+            "exit 2.",
+            f"asi-evolve cognition list {R}",
+            f"asi-evolve cognition pending {R}",
+            f"asi-evolve cognition approve {R} 12",
+        ),
+    )
     csub = cog.add_subparsers(dest="cognition_command", required=True, parser_class=type(cog))
 
     def command(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
-        parser = csub.add_parser(name, help=help_text)
+        description, examples = HELP[name]
+        parser = csub.add_parser(name, help=help_text, **command_help(description, *examples))
         parser.add_argument("run_dir", type=Path)
         parser.add_argument("--json", action="store_true", help="a JSON list of items")
         parser.set_defaults(func=func)
@@ -71,7 +140,17 @@ def register(sub: Any) -> None:
         p = command(name, func, text)
         p.add_argument("ids", nargs="+", type=_item_id, metavar="ID")
 
-    rep = sub.add_parser("report", help="provenance report of a run (cognition use)")
+    rep = sub.add_parser(
+        "report",
+        help="provenance report of a run (cognition use)",
+        **command_help(
+            "Split the run's designs into those credited to retrieved knowledge (cognition), "
+            "to earlier nodes (experience) and novel ones, for all designs and the best 10%, "
+            "with per-item retrieval counts and score deltas. Reads only.",
+            f"asi-evolve report {R}",
+            f"asi-evolve report {R} --json",
+        ),
+    )
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--json", action="store_true")
     rep.add_argument("--novel-threshold", type=float, help="default: cognition.novel_threshold")

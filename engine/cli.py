@@ -18,6 +18,7 @@ from engine.agents.base import AgentSetupError
 from engine.app import compose
 from engine.app.run import UsageError, cmd_run
 from engine.app.status import cmd_best, cmd_status
+from engine.app.steer_cli import register as register_steering
 from engine.config import ConfigError, RunConfig, load_file
 from engine.execution.sandbox import SandboxError
 from engine.loop.engine import EngineError
@@ -25,7 +26,7 @@ from engine.samplers import SAMPLERS
 from engine.store.lock import LockedError
 from engine.store.run_store import DiskFull, StoreError, disk_full
 from engine.task import TaskError, builtin_tasks, load_task
-from engine.text import one_line
+from engine.text import command_help, one_line
 
 EXIT_USAGE = 2
 
@@ -35,14 +36,43 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+RUN_HELP = command_help(
+    """Start a run of TASK in a run directory, or resume the run already there.
+
+    --steps N is the run's total number of evaluated candidates; the initial program (step
+    0) is evaluated first and is not counted. Running again on the same run directory
+    resumes the run: the same command after a crash or a stop finishes the same budget, a
+    larger --steps extends it, and a --steps below the steps already done is refused.
+
+    Ctrl-C, SIGTERM or SIGHUP stop cleanly and exit 128 + the signal (130, 143, 129); a
+    run that spent its budget, or was stopped by 'asi-evolve stop', exits 0. Bad input is
+    one line on stderr and exit 2, with nothing written.""",
+    "asi-evolve run circle_packing --steps 60     # a new run in runs/circle_packing",
+    "asi-evolve run circle_packing --steps 100    # the same run again: 40 more steps",
+    "asi-evolve run ./my_task --run-dir runs/try1 --config run.yaml --workers 4",
+    "asi-evolve run circle_packing --tui          # engine in the background, TUI attached",
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="asi-evolve", description="AI-driven evolutionary research loop.")
     parser.add_argument("--version", action="version", version=f"asi-evolve {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="start or resume a run")
+    run = sub.add_parser(
+        "run",
+        help="start or resume a run",
+        **RUN_HELP,
+    )
     run.add_argument("task", help="built-in domain name (see 'asi-evolve tasks') or task dir")
-    run.add_argument("--steps", type=int, help="total evaluated candidates of the run")
+    run.add_argument(
+        "--steps",
+        type=int,
+        metavar="N",
+        help="the run's TOTAL number of evaluated candidates, the initial program not counted "
+        "(default: 60 for a new run, the run's own total on resume); on resume a larger N "
+        "extends the run, one below the steps done is refused",
+    )
     run.add_argument("--workers", type=int, help="candidates in flight at once")
     run.add_argument("--sampler", choices=list(SAMPLERS), help="parent/context sampler")
     run.add_argument("--run-dir", type=Path, help="default: runs/<task name>")
@@ -61,23 +91,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    check = sub.add_parser("check-llm", help="send one tiny request to the configured LLM")
+    check = sub.add_parser(
+        "check-llm",
+        help="send one tiny request to the configured LLM",
+        **command_help(
+            "Send one tiny request to each distinct LLM endpoint of the configuration's api: "
+            "section (its roles included) and print one line per endpoint: it answered, or why "
+            "not. Exit 1 when one failed. No run is touched.",
+            "asi-evolve check-llm",
+            "asi-evolve check-llm --config llm.yaml",
+        ),
+    )
     check.add_argument("--config", type=Path, help="YAML run configuration (its api: section)")
     check.set_defaults(func=cmd_check_llm)
 
-    status = sub.add_parser("status", help="progress and best score of a run")
+    status = sub.add_parser(
+        "status",
+        help="progress and best score of a run",
+        **command_help(
+            "Progress, best score, node counts, speed and ETA of a run, and whether an engine "
+            "is working on it. Reads the run database read-only: safe beside a live engine.",
+            "asi-evolve status runs/circle_packing",
+            "asi-evolve status runs/circle_packing --json   # one JSON object, for scripts",
+        ),
+    )
     status.add_argument("run_dir", type=Path)
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 
-    best = sub.add_parser("best", help="the best program of a run")
+    best = sub.add_parser(
+        "best",
+        help="the best program of a run",
+        **command_help(
+            "Print the code of the best node of a run (by the task's direction), or write it "
+            "to a file with -o. Reads the run database read-only.",
+            "asi-evolve best runs/circle_packing",
+            "asi-evolve best runs/circle_packing -o best.py",
+        ),
+    )
     best.add_argument("run_dir", type=Path)
     best.add_argument("-o", "--output", type=Path, help="write the code to this file")
     best.set_defaults(func=cmd_best)
 
-    tasks = sub.add_parser("tasks", help="list the built-in domains")
+    tasks = sub.add_parser(
+        "tasks",
+        help="list the built-in domains",
+        **command_help(
+            "List the built-in domains (tasks) with the first line of each problem statement. "
+            "Any of these names, or the path of a task directory, is a TASK for run.",
+            "asi-evolve tasks",
+            "asi-evolve run circle_packing --steps 60",
+        ),
+    )
     tasks.set_defaults(func=cmd_tasks)
 
+    register_steering(sub)  # stop, pause, resume
     compose.register_commands(sub)  # watch; cognition import|list|add|...|search, report
     from engine.store.backup import register as register_backup
 

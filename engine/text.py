@@ -4,10 +4,17 @@ Errors reach people as one line (the CLI's contract: one line and an exit code),
 one line each in the TUI, and a node's error is one line in the table. Exceptions from
 SQLite, the OS, HTTP clients and evaluators carry newlines, tabs and runs of spaces, and
 some carry no message at all; this is the one function that turns them into a line.
-Standard library only (the TUI uses it too).
+Beside it, ``command_help``: the one shape of every subcommand's ``--help`` (a wrapped
+description, then examples). Standard library only (the TUI uses it too).
 """
 
 from __future__ import annotations
+
+import argparse
+import textwrap
+from typing import Any
+
+HELP_WIDTH = 88
 
 
 def one_line(value: object, limit: int = 0, mark: str = "...") -> str:
@@ -20,3 +27,21 @@ def one_line(value: object, limit: int = 0, mark: str = "...") -> str:
     if limit > 0 and len(text) > limit:
         text = text[: max(0, limit - len(mark))] + mark
     return text
+
+
+def command_help(description: str, *examples: str) -> dict[str, Any]:
+    """The ``add_parser`` keywords that give a subcommand's ``--help`` its description and
+    examples. Every subcommand has both, so ``asi-evolve X --help`` alone tells a person what
+    X does and how it is called (``tests/unit/test_cli_help.py`` walks them all).
+
+    The raw formatter keeps the examples as written (argparse would re-wrap their aligned
+    comments), so the description's paragraphs (split by blank lines) are wrapped here.
+    """
+    paragraphs = [" ".join(p.split()) for p in description.split("\n\n") if p.strip()]
+    return {
+        "description": "\n\n".join(
+            textwrap.fill(p, HELP_WIDTH, break_on_hyphens=False) for p in paragraphs
+        ),
+        "epilog": "examples:\n" + "\n".join(f"  {line}" for line in examples),
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }

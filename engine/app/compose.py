@@ -39,6 +39,7 @@ from engine.store.backup import Backups
 from engine.store.reader import RunNotFound
 from engine.store.run_store import RunStore
 from engine.task import TaskSpec
+from engine.text import command_help
 
 LOG_NAME = "engine.log"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -99,8 +100,15 @@ def plan_execution(task: TaskSpec, plan: RunPlan, run_dir: Path, sandbox: Sandbo
     )
     stages = plan_stages(task, plan.config)
     if e.backend == "ray":
-        from engine.execution.ray_backend import RayEngineer
+        from engine.execution.ray_backend import NO_CLUSTER_HINT, RayEngineer, find_auto_cluster
 
+        # Refused here, before the run directory exists: Ray itself would only fail at the
+        # first stage run, in the new run's first candidate.
+        if plan.ray.address == "auto" and find_auto_cluster() is None:
+            raise ConfigError(
+                "engineer.backend: ray with ray: {address: auto}, but no Ray cluster is "
+                f"running here (RAY_ADDRESS unset, no ray_current_cluster file): {NO_CLUSTER_HINT}"
+            )
         task.stages = stages
         engineer: Engineer = RayEngineer(
             task, limits, secret_env=plan.secret_env, settings=plan.ray, sandbox=plan.sandbox
@@ -193,11 +201,12 @@ def execute(
     if retriever is not None:
         retriever.attach(engine.db)
     log_handler = start_log(run_dir)
+    interrupted: list[int] = []  # the signal that stopped the run, if one did
     try:
         # Orphans of evaluators come back to us (to be killed and reaped); our memory and
         # environment (API keys) are closed to same-user processes.
         with subreaper(), private_memory():
-            summary = asyncio.run(_run_with_signals(engine))
+            summary = asyncio.run(_run_with_signals(engine, interrupted))
     finally:
         ready.attach(store)
         stop_log(log_handler)
@@ -211,14 +220,35 @@ def execute(
         f"best {best}, {summary.elapsed:.1f}s"
     )
     print(f"best program: asi-evolve best {run_dir} -o best.py")
-    return 0
+    return exit_code(interrupted[0] if interrupted else None)
 
 
-async def _run_with_signals(engine: Engine):  # noqa: ANN202 - Summary
+def exit_code(stopped_by: int | None) -> int:
+    """The exit status of a run that ended without failing (a failure raises instead).
+
+    0 when the run finished its budget or was stopped by a ``stop`` command (``asi-evolve
+    stop``, the TUI): a person asked for that ending, so it is a success. 128 + the signal
+    when a signal stopped it (SIGINT 130, SIGTERM 143, SIGHUP 129), as a shell reports a
+    killed command: a script or scheduler then tells an interrupted run, which has steps
+    left, from a complete one. The run is still resumable either way.
+    """
+    return 0 if stopped_by is None else 128 + int(stopped_by)
+
+
+async def _run_with_signals(engine: Engine, interrupted: list[int]):  # noqa: ANN202 - Summary
+    """Run the engine with SIGINT, SIGTERM and SIGHUP as clean stops; ``interrupted`` gets
+    the signal that began the stop (not one that arrives while stopping for another reason,
+    e.g. a Ctrl-C after a ``stop`` command)."""
     loop = asyncio.get_running_loop()
-    signals = ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM"), (signal.SIGHUP, "SIGHUP"))
-    for sig, name in signals:  # SIGHUP: a dropped SSH session stops the run cleanly
-        loop.add_signal_handler(sig, engine.request_stop, f"interrupted by {name}")
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not engine.stopping:
+            interrupted.append(sig)
+        engine.request_stop(f"interrupted by {sig.name}")
+
+    # SIGHUP: a dropped SSH session stops the run cleanly
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, on_signal, sig)
     return await engine.run()
 
 
@@ -270,7 +300,17 @@ def register_commands(sub: Any) -> None:
     from cognition.cli import register as register_cognition
 
     register_cognition(sub)  # cognition import|list|add|remove|show|search|..., report
-    watch = sub.add_parser("watch", help="attach the terminal UI to a run")
+    watch = sub.add_parser(
+        "watch",
+        help="attach the terminal UI to a run",
+        **command_help(
+            "Attach the terminal UI to a run: live while an engine works on it (pause, prune, "
+            "approve knowledge from the keyboard), browse-only once it ended. Quitting the UI "
+            "never stops the engine.",
+            "asi-evolve watch runs/circle_packing",
+            "asi-evolve run circle_packing --tui   # start an engine and attach at once",
+        ),
+    )
     watch.add_argument("run_dir", type=Path)
     watch.set_defaults(func=cmd_watch)
 

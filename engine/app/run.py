@@ -85,9 +85,10 @@ def _resume(task: TaskSpec, run_dir: Path, args: argparse.Namespace, flags: dict
         if args.config:
             config = load_file(args.config, config)
         plan = make_plan(from_dict(flags, config, origin="command line"), flags.get("llm"))
+        done = store.steps_done()
+        _check_budget(run_dir, plan.config.steps, done, store.get_meta("steps_total"), flags)
         ready = compose.prepare(plan, task, run_dir, new_run=False)
         ready.attach(store)
-        done = store.steps_done()
         stored = redact_config(plan.config.to_dict())
         changes = _changed(store.get_meta("config", {}), stored)
         store.set_meta("config", stored)
@@ -101,6 +102,21 @@ def _resume(task: TaskSpec, run_dir: Path, args: argparse.Namespace, flags: dict
             f"{best_text}"
         )
         return compose.execute(store, task, run_dir, plan, ready, args.quiet)
+
+
+def _check_budget(run_dir: Path, steps: int, done: int, stored_total: object, flags: dict) -> None:
+    """Refuse (exit 2, before anything is written) a resume whose total is below the steps
+    already done: ``--steps`` is the run's total, and a smaller one would silently do
+    nothing, most likely because it was meant as a number of steps to add."""
+    if steps >= done:
+        return
+    asked = f"--steps {steps}" if "steps" in flags else f"the configuration's steps: {steps}"
+    of = f"/{stored_total}" if isinstance(stored_total, int) else ""
+    raise UsageError(
+        f"{run_dir} already has {done}{of} steps done; {asked} asks for no more: nothing to run "
+        f"(--steps is the run's total, not steps to add: give --steps {done + 1} or more "
+        "to extend it)"
+    )
 
 
 def _fresh(run_dir: Path, unstarted: bool = False) -> bool:

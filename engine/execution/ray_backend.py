@@ -24,13 +24,14 @@ an explicit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,56 @@ class RaySettings:
     address: str = "auto"
     max_retries: int = 2
     num_cpus: int | None = None
+
+
+NO_CLUSTER_HINT = (
+    "start one with 'ray start --head' (or set RAY_ADDRESS), or use ray: {address: local} "
+    "for a private cluster on this machine"
+)
+
+
+def find_auto_cluster(
+    environ: Mapping[str, str] | None = None, proc: Path = Path("/proc")
+) -> str | None:
+    """Where ``address: auto`` would join, or None when there is no cluster to join.
+
+    Found by Ray's own rule (``ray._private.services.get_ray_address_from_environment``)
+    without importing Ray (seconds) or connecting (a hang, then a traceback, long after
+    the run directory was made): ``RAY_ADDRESS`` when set; else the address file the last
+    ``ray start`` wrote, ``ray_current_cluster`` in Ray's temp dir (``$RAY_TMPDIR``, else
+    ``$TMPDIR``, else ``/tmp``, then ``ray/``); else a raylet process of this machine
+    started with ``--gcs-address`` (Ray's legacy "auto").
+    """
+    env = os.environ if environ is None else environ
+    if env.get("RAY_ADDRESS"):
+        return env["RAY_ADDRESS"]
+    temp = env.get("RAY_TMPDIR") or env.get("TMPDIR") or "/tmp"
+    address_file = Path(temp) / "ray" / "ray_current_cluster"
+    with contextlib.suppress(OSError):
+        if address := address_file.read_text().strip():
+            return address
+    return _raylet_address(proc)
+
+
+def _raylet_address(proc: Path) -> str | None:
+    """The ``--gcs-address`` of a raylet process found in ``proc`` (a ``/proc``), if any."""
+    try:
+        entries = [p for p in proc.iterdir() if p.name.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # gone, or not ours to read
+            continue
+        if not argv or "raylet" not in os.path.basename(argv[0]):
+            continue
+        for arg in " ".join(argv).split(" "):
+            if arg.startswith("--gcs-address="):
+                value = arg.split("=", 1)[1]
+                if value and value != "None":
+                    return value
+    return None
 
 
 def connect(settings: RaySettings, secret_env: Iterable[str] = ()) -> None:

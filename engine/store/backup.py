@@ -25,6 +25,7 @@ from pathlib import Path
 from engine.store import readonly
 from engine.store.run_store import DB_NAME, RunStore, StoreError
 from engine.store.schema import FINISHED
+from engine.text import command_help
 
 log = logging.getLogger(__name__)
 
@@ -180,12 +181,32 @@ def restore(run_dir: Path, source: Path | None = None) -> tuple[Path, int]:
 # ------------------------------------------------------------------ command line
 def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers type
     """``asi-evolve backup RUN_DIR DEST`` and ``asi-evolve restore RUN_DIR [--from FILE]``."""
-    backup = sub.add_parser("backup", help="a consistent single-file copy of a run's database")
+    backup = sub.add_parser(
+        "backup",
+        help="a consistent single-file copy of a run's database",
+        **command_help(
+            "Write a consistent single-file copy of the run's database (SQLite's online "
+            "backup: safe while an engine writes). DEST is a file, or a directory where "
+            "<run name>-<time>.db is written. The engine also keeps its own backups in "
+            "RUN_DIR/backups.",
+            "asi-evolve backup runs/circle_packing copy.db",
+            "asi-evolve backup runs/circle_packing /mnt/archive/",
+        ),
+    )
     backup.add_argument("run_dir", type=Path)
     backup.add_argument("dest", type=Path, help="file to write (its directory must exist)")
     backup.set_defaults(func=cmd_backup)
     restore_cmd = sub.add_parser(
-        "restore", help="bring a run back from its newest good backup (or --from FILE)"
+        "restore",
+        help="bring a run back from its newest good backup (or --from FILE)",
+        **command_help(
+            "Bring a run's database back from its newest good backup in RUN_DIR/backups, or "
+            "from --from FILE. The replaced database is kept aside, never deleted; no engine "
+            "may be running on the run. Then resume it with 'asi-evolve run TASK --run-dir "
+            "RUN_DIR'.",
+            "asi-evolve restore runs/circle_packing",
+            "asi-evolve restore runs/circle_packing --from copy.db",
+        ),
     )
     restore_cmd.add_argument("run_dir", type=Path)
     restore_cmd.add_argument("--from", dest="source", type=Path, help="a backup file to use")

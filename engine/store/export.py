@@ -84,7 +84,19 @@ def export(run_dir: Path, out_dir: Path) -> list[Path]:
 
 
 def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers type
-    cmd = sub.add_parser("export", help="a run as nodes.csv, nodes.json and report.html")
+    from engine.text import command_help  # here: the rest of this module is export itself
+
+    cmd = sub.add_parser(
+        "export",
+        help="a run as nodes.csv, nodes.json and report.html",
+        **command_help(
+            "Write a run's nodes as files to share or analyse elsewhere (nodes.csv, "
+            "nodes.json and a self-contained report.html) into a directory, RUN_DIR/export "
+            "by default. Reads the run database read-only: safe beside a live engine.",
+            "asi-evolve export runs/circle_packing",
+            "asi-evolve export runs/circle_packing -o /tmp/share",
+        ),
+    )
     cmd.add_argument("run_dir", type=Path)
     cmd.add_argument("-o", "--output", type=Path, help="directory (default: RUN_DIR/export)")
     cmd.set_defaults(func=cmd_export)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,37 @@ def test_tasks_lists_circle_packing() -> None:
     result = cli("tasks")
     assert result.returncode == 0
     assert "circle_packing" in result.stdout
+
+
+@pytest.mark.slow
+def test_resume_with_fewer_steps_than_done_is_refused(tmp_path: Path) -> None:
+    """--steps is the run's total: one below the steps done would silently do nothing."""
+    task = make_toy_task(tmp_path)
+    run_dir = tmp_path / "run"
+    first = cli("run", str(task), "--steps", "3", "--run-dir", str(run_dir), "--no-cognition")
+    assert first.returncode == 0, first.stderr
+    before = sorted((p.name, _digest(p)) for p in run_dir.iterdir() if p.is_file())
+    fewer = cli("run", str(task), "--steps", "1", "--run-dir", str(run_dir))
+    _assert_usage_error(fewer, "already has 3/3 steps done; --steps 1 asks for no more")
+    assert "nothing to run" in fewer.stderr and "--steps 4 or more" in fewer.stderr
+    assert fewer.stdout == ""
+    assert sorted((p.name, _digest(p)) for p in run_dir.iterdir() if p.is_file()) == before
+    same = cli("run", str(task), "--steps", "3", "--run-dir", str(run_dir))  # complete: fine
+    assert same.returncode == 0, same.stderr
+    assert "run finished: 3/3 steps" in same.stdout
+
+
+def test_ray_auto_without_a_cluster_is_refused_before_the_run_dir(tmp_path: Path) -> None:
+    from engine.execution.ray_backend import find_auto_cluster
+
+    env = {"RAY_TMPDIR": str(tmp_path / "raytmp"), "RAY_ADDRESS": ""}  # no address file there
+    if find_auto_cluster({**os.environ, **env}) is not None:
+        pytest.skip("a Ray cluster (a raylet process) is running on this machine")
+    task = make_toy_task(tmp_path)
+    config = tmp_path / "ray.yaml"
+    config.write_text("engineer:\n  backend: ray\nray:\n  address: auto\n")
+    run_dir = tmp_path / "runs" / "r"
+    result = cli("run", str(task), "--run-dir", str(run_dir), "--config", str(config), env=env)
+    _assert_usage_error(result, "no Ray cluster is running here")
+    assert "ray: {address: local}" in result.stderr and "ray start --head" in result.stderr
+    assert not (tmp_path / "runs").exists()

@@ -316,7 +316,7 @@ def test_sighup_stops_a_real_run_and_leaves_no_evaluator(tmp_path: Path, sandbox
     assert evaluators, "the evaluator never started"
     text = _stop(engine, signal.SIGHUP)
     assert "Traceback" not in text, text
-    assert engine.returncode == 0, text
+    assert engine.returncode == 128 + signal.SIGHUP, text  # 129: interrupted, not finished
     assert "run stopped" in text, text
     assert all(_dead(pid) for pid in evaluators), [_state(p) for p in evaluators]
     assert _carriers(run_dir) == []
@@ -343,7 +343,7 @@ def test_evaluators_of_an_engine_killed_with_sigkill_are_gone_on_resume(
     finally:
         text = _stop(second, signal.SIGTERM)
     assert "resuming" in text and "Traceback" not in text, text
-    assert second.returncode == 0, text
+    assert second.returncode == 128 + signal.SIGTERM, text  # 143: interrupted by SIGTERM
     assert sorted(p.name for p in (run_dir / "nodes").iterdir()) == ["0", "0.attempt-1"]
     assert _carriers(run_dir) == []
 
