@@ -19,10 +19,13 @@ takes seconds (importing torch dominates); the numpy MiniLM loads in about 0.3 s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +35,55 @@ from cognition.items import CognitionError
 
 _MODELS: dict[tuple[str, str | None], Any] = {}  # (model dir, device) -> loaded model
 _MODELS_LOCK = threading.Lock()
+
+
+class VectorCache:
+    """One embedding per distinct text: the vectors of the last ``size`` texts, by hash.
+
+    A run embeds the same texts again and again (a node's analysis for retrieval and for
+    the novelty check, a query repeated while nothing changed); on a busy machine each is
+    tens of milliseconds of CPU taken from the evaluations."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._vectors: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def encode(self, texts: list[str], fn: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+        keys = [
+            hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+            for t in texts
+        ]
+        with self._lock:
+            found = {k: v for k in keys if (v := self._vectors.get(k)) is not None}
+        todo = list(dict.fromkeys(k for k in keys if k not in found))
+        if todo:
+            first = {k: texts[i] for i, k in reversed(list(enumerate(keys)))}
+            fresh = fn([first[k] for k in todo])
+            found.update(zip(todo, fresh, strict=True))
+        with self._lock:
+            self.hits += len(keys) - len(todo)
+            self.misses += len(todo)
+            for k in keys:
+                self._vectors[k] = found[k]
+                self._vectors.move_to_end(k)
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+        if not keys:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """The BLAS pool limited to one thread while we embed: the engine's embeddings share
+    the CPUs with evaluations, and a pool of threads per core fighting them made one text
+    cost 168-325 ms instead of 26-37 ms on a busy 2-core machine (issue 22)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # not installed: the default pool
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 class Embedder(Protocol):
@@ -53,6 +105,7 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.name = f"sentence-transformers:{self.path.resolve()}"
         self._lock = threading.Lock()  # one encode at a time: workers share the model
+        self.cache = VectorCache()
 
     @property
     def loaded(self) -> bool:
@@ -72,6 +125,9 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
+        return self.cache.encode(list(texts), self._encode)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         model = self._model()
         with self._lock:
             vectors = model.encode(
@@ -109,6 +165,7 @@ class MiniLMEmbedder:
             else SentenceTransformerEmbedder(self.path, device=device, batch_size=batch_size)
         )
         self._lock = threading.Lock()
+        self.cache = VectorCache()
 
     @property
     def loaded(self) -> bool:
@@ -133,10 +190,13 @@ class MiniLMEmbedder:
             return self._torch.encode(texts)
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
+        return self.cache.encode(list(texts), self._encode)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         self.load()
-        with self._lock:
+        with self._lock, one_blas_thread():
             model = _MODELS[(str(self.path.resolve()), "numpy")]
-            return model.encode(list(texts), batch_size=self.batch_size)
+            return model.encode(texts, batch_size=self.batch_size)
 
 
 class OpenAIEmbedder:
@@ -157,10 +217,14 @@ class OpenAIEmbedder:
         self.timeout = timeout
         self.name = f"openai:{model}@{base_url}"
         self._client: Any = None
+        self.cache = VectorCache()
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
+        return self.cache.encode(list(texts), self._encode)  # each text is paid for once
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         if self._client is None:
             import openai
 

@@ -114,3 +114,40 @@ def test_cold_search_process_never_imports_torch(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "#1" in result.stdout and "heavy: []" in result.stdout
+
+
+def test_each_distinct_text_is_embedded_once() -> None:
+    """The cache: the same vectors as without it, and repeated texts never re-encoded."""
+    from cognition.embedder import HashEmbedder, VectorCache
+
+    calls: list[list[str]] = []
+    inner = HashEmbedder()
+
+    def encode(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        return inner.encode(texts)
+
+    cache = VectorCache(size=3)
+    texts = ["alpha beta", "gamma", "alpha beta", "delta"]
+    out = cache.encode(texts, encode)
+    assert np.array_equal(out, inner.encode(texts))
+    assert calls == [["alpha beta", "gamma", "delta"]]  # the repeat within the batch too
+    assert np.array_equal(cache.encode(["gamma"], encode), inner.encode(["gamma"]))
+    assert len(calls) == 1 and cache.hits == 2 and cache.misses == 3
+    cache.encode(["epsilon"], encode)  # size 3: the least recently used ("alpha beta") goes
+    cache.encode(["alpha beta"], encode)
+    assert calls[-1] == ["alpha beta"]
+
+
+def test_embedding_runs_on_one_blas_thread() -> None:
+    """Where threadpoolctl can see the BLAS pool, it is one thread while we embed."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from cognition.embedder import one_blas_thread
+
+    if not threadpoolctl.threadpool_info():
+        pytest.skip("no BLAS pool visible to threadpoolctl")
+    with one_blas_thread():
+        inside = [
+            i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
+        ]
+    assert inside and set(inside) == {1}
