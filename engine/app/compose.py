@@ -212,7 +212,7 @@ def execute(
         stop_log(log_handler)
     if not engine.fatal:
         store.checkpoint()  # a clean stop leaves one self-contained database file
-    best = "-" if summary.best_score is None else f"{summary.best_score:.6g} (#{summary.best_node})"
+    best = summary.best_text
     counts = store.status_counts()
     print(
         f"run {summary.state}: {summary.steps_done}/{summary.steps_total} steps, "

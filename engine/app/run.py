@@ -19,7 +19,7 @@ from engine.agents.llm.settings import redact_config
 from engine.app import compose
 from engine.app.plan import make_plan
 from engine.config import RunConfig, from_dict, load_file
-from engine.store import readonly
+from engine.store import readonly, standing
 from engine.store.lock import LOCK_NAME, RunLock
 from engine.store.run_store import BUILDING_NAME, DB_NAME, RunStore, StoreError
 from engine.task import TaskSpec, resolve_task
@@ -58,6 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.set_meta("config", redact_config(plan.config.to_dict()))
         store.set_meta("steps_total", plan.config.steps)
         store.set_meta("llm_mode", plan.mode)
+        store.set_meta(standing.META_KEY, stage_names(task).to_meta())
         store.add_event("run", f"new run of {task.name} ({plan.config.steps} steps)")
         compose.seed(store, plan, ready)  # a new run only, never on resume
 
@@ -94,14 +95,20 @@ def _resume(task: TaskSpec, run_dir: Path, args: argparse.Namespace, flags: dict
         store.set_meta("config", stored)
         store.set_meta("steps_total", plan.config.steps)
         store.set_meta("llm_mode", plan.mode)
+        store.set_meta(standing.META_KEY, stage_names(task).to_meta())
         store.add_event("run", "resumed" + (f" with changes: {changes}" if changes else ""))
-        best = store.best_node(task.maximize)
-        best_text = f", best {best.score:.6g} (#{best.id})" if best else ""
+        best = store.standings(task.maximize).best()
+        best_text = f", best {best.describe()}" if best else ""
         print(
             f"ASI-Evolve: resuming the run in {run_dir}: {done}/{plan.config.steps} steps done"
             f"{best_text}"
         )
         return compose.execute(store, task, run_dir, plan, ready, args.quiet)
+
+
+def stage_names(task: TaskSpec) -> standing.StageNames:
+    """The task's score and verify stages, recorded so that readers rank the run's best."""
+    return standing.StageNames.of_task([s.name for s in task.stages], task.score_stage)
 
 
 def _check_budget(run_dir: Path, steps: int, done: int, stored_total: object, flags: dict) -> None:

@@ -27,7 +27,7 @@ FIELDS = (
     "score",
     "explore",  # the node's standing: its score stage's score (= score)
     "verify",  # its verify stage's score, when the task has one and it ran
-    "verify_state",  # verified, skipped, failed, waiting; "" when the task has no verify stage
+    "verify_state",  # verified, skipped, failed, waiting, not reached; "" without a verify stage
     "below_baseline",  # its verify score is worse than the initial program's
     "reported_best",  # the run's reported best (the best verified node where it verifies)
     "name",
