@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cognition.base import CognitionBase
 from cognition.importer import FORMAT_NAMES, load_file
 from cognition.items import (
     ACTIVE,
@@ -27,9 +26,14 @@ from cognition.items import (
     Item,
     make_draft,
 )
-from cognition.settings import cognition_settings
 from engine.store.run_store import RunStore
 from engine.text import command_help
+
+if TYPE_CHECKING:
+    from cognition.base import CognitionBase
+
+# The base and its embedder (numpy) are imported by the commands that use them, not with
+# this module: every ``asi-evolve`` command builds the parser that registers these.
 
 R = "runs/circle_packing"  # the run directory of the examples
 # name -> (description, examples): what each subcommand's --help says beyond its usage
@@ -258,6 +262,9 @@ class _Run:
     """An opened run: read-only unless the command writes (after its checks)."""
 
     def __init__(self, run_dir: Path, write: bool = False) -> None:
+        from cognition.base import CognitionBase
+        from cognition.settings import cognition_settings
+
         self.store = RunStore.open(run_dir, readonly=not write)
         try:
             settings = cognition_settings((self.store.get_meta("config") or {}).get("cognition"))
@@ -268,6 +275,8 @@ class _Run:
 
     def writer(self) -> CognitionBase:
         """The same base, allowed to write (creates the cognition tables if missing)."""
+        from cognition.base import CognitionBase
+
         return CognitionBase(self.store.db, self.base.settings, self.base._embedder)
 
     def __enter__(self) -> _Run:

@@ -18,8 +18,6 @@ import re
 from pathlib import Path
 
 from cognition.items import CognitionError, Draft, make_draft
-from engine.yaml_input import parse_yaml as load_yaml_text
-from engine.yaml_input import read_text
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".jsonl": "jsonl", ".md": "markdown"}
 FORMAT_NAMES = ("yaml", "jsonl", "markdown")
@@ -50,6 +48,8 @@ def load_file(path: Path, fmt: str | None = None) -> list[Draft]:
     if not path.is_file():
         raise CognitionError(f"{path}: no such file")
     if fmt == "yaml":  # size, encoding, then aliases and nesting in parse_yaml
+        from engine.yaml_input import read_text  # PyYAML: only when a file is read
+
         text = read_text(path, CognitionError, "cognition file")
     else:
         try:
@@ -64,6 +64,8 @@ def load_file(path: Path, fmt: str | None = None) -> list[Draft]:
 
 
 def parse_yaml(text: str, where: str) -> list[Draft]:
+    from engine.yaml_input import parse_yaml as load_yaml_text
+
     data = load_yaml_text(text, where, CognitionError)  # the engine's guarded loader
     if isinstance(data, dict):
         if set(data) - {"items"}:

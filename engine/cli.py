@@ -7,26 +7,20 @@ a run directory holds days of GPU time and is never overwritten or deleted.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib
 import os
-import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from engine.agents.base import AgentSetupError
-from engine.app import compose
-from engine.app.run import UsageError, cmd_run
-from engine.app.status import cmd_best, cmd_status
-from engine.app.steer_cli import register as register_steering
-from engine.config import ConfigError, RunConfig, load_file
-from engine.execution.sandbox import SandboxError
-from engine.loop.engine import EngineError
-from engine.samplers import SAMPLERS
-from engine.store.lock import LockedError
-from engine.store.run_store import DiskFull, StoreError, disk_full
-from engine.task import TaskError, builtin_tasks, load_task
+from engine.app.usage import UsageError
+from engine.samplers import SAMPLER_NAMES
 from engine.text import command_help, one_line
+
+# Every command builds this parser, ``--version`` included: so it imports only what the
+# parser needs, and each command imports its own module when it runs (``_command``).
+# ``python -X importtime -m engine.cli --version`` shows what a start costs.
 
 EXIT_USAGE = 2
 
@@ -54,6 +48,17 @@ RUN_HELP = command_help(
 )
 
 
+def _command(target: str) -> Callable[[argparse.Namespace], int]:
+    """``"module:function"`` as a command function, imported when the command runs."""
+    module, name = target.split(":")
+
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module), name)(args)
+
+    run.__name__ = name
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="asi-evolve", description="AI-driven evolutionary research loop.")
     parser.add_argument("--version", action="version", version=f"asi-evolve {_version()}")
@@ -74,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "extends the run, one below the steps done is refused",
     )
     run.add_argument("--workers", type=int, help="candidates in flight at once")
-    run.add_argument("--sampler", choices=list(SAMPLERS), help="parent/context sampler")
+    run.add_argument("--sampler", choices=list(SAMPLER_NAMES), help="parent/context sampler")
     run.add_argument("--run-dir", type=Path, help="default: runs/<task name>")
     run.add_argument("--config", type=Path, help="YAML run configuration")
     run.add_argument("--llm", choices=["offline", "openai"], help="agents to use")
@@ -89,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--tui", action="store_true", help="run the engine in the background and attach the TUI"
     )
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=_command("engine.app.run:cmd_run"))
 
     check = sub.add_parser(
         "check-llm",
@@ -117,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("run_dir", type=Path)
     status.add_argument("--json", action="store_true")
-    status.set_defaults(func=cmd_status)
+    status.set_defaults(func=_command("engine.app.status:cmd_status"))
 
     best = sub.add_parser(
         "best",
@@ -131,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     best.add_argument("run_dir", type=Path)
     best.add_argument("-o", "--output", type=Path, help="write the code to this file")
-    best.set_defaults(func=cmd_best)
+    best.set_defaults(func=_command("engine.app.status:cmd_best"))
 
     tasks = sub.add_parser(
         "tasks",
@@ -145,8 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tasks.set_defaults(func=cmd_tasks)
 
+    from engine.app.commands import register_commands
+    from engine.app.steer_cli import register as register_steering
+
     register_steering(sub)  # stop, pause, resume
-    compose.register_commands(sub)  # watch; cognition import|list|add|...|search, report
+    register_commands(sub)  # watch; cognition import|list|add|...|search, report
     from engine.store.backup import register as register_backup
 
     register_backup(sub)  # backup, restore
@@ -174,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`: not an error of ours
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return 0
+    except KeyboardInterrupt:  # Ctrl-C before a run's own handler is installed
+        print("asi-evolve: interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:  # noqa: BLE001 - every failure ends as one line and an exit code
         if os.environ.get("ASI_EVOLVE_DEBUG"):
             raise
@@ -182,16 +193,31 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
 
+# Bad input (exit 2), by "module:class". Looked up only among the modules already loaded:
+# an exception of a class means its module was imported, and a failing command must not
+# import the engine to say why it failed.
 USAGE_ERRORS = (
-    UsageError,
-    TaskError,
-    ConfigError,
-    StoreError,
-    LockedError,
-    AgentSetupError,
-    *compose.INPUT_ERRORS,
-    SandboxError,
+    "engine.app.usage:UsageError",
+    "engine.task:TaskError",
+    "engine.config:ConfigError",
+    "engine.store.run_store:StoreError",
+    "engine.store.lock:LockedError",
+    "engine.agents.base:AgentSetupError",
+    "cognition.items:CognitionError",
+    "engine.store.reader:RunNotFound",
+    "engine.execution.sandbox:SandboxError",
 )
+
+
+def _loaded(names: tuple[str, ...]) -> tuple[type[BaseException], ...]:
+    """The classes named ``"module:class"`` whose modules are imported already."""
+    found = []
+    for target in names:
+        module, name = target.split(":")
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            found.append(cls)
+    return tuple(found)
 
 
 def _failure(exc: BaseException) -> tuple[str, int]:
@@ -201,15 +227,20 @@ def _failure(exc: BaseException) -> tuple[str, int]:
     the first of them that is not a cancellation; a full disk is a failed run (1), not bad
     input, whatever layer met it first.
     """
+    import asyncio
+    import sqlite3
+
+    from engine.store.run_store import DiskFull, disk_full
+
     while isinstance(exc, BaseExceptionGroup):
         leaves = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
         exc = leaves[0] if leaves else exc.exceptions[0]
     full = exc if isinstance(exc, DiskFull) else disk_full(exc, Path("the run"))
     if full is not None:
         return f"asi-evolve: {one_line(full)}", 1
-    if isinstance(exc, USAGE_ERRORS):
+    if isinstance(exc, _loaded(USAGE_ERRORS)):
         return f"asi-evolve: error: {one_line(exc)}", EXIT_USAGE
-    if isinstance(exc, EngineError):
+    if isinstance(exc, _loaded(("engine.loop.engine:EngineError",))):
         return f"asi-evolve: {one_line(exc)}", 1
     if isinstance(exc, sqlite3.DatabaseError):  # e.g. a corrupted page met while reading
         return (
@@ -230,6 +261,7 @@ def _failure(exc: BaseException) -> tuple[str, int]:
 # --------------------------------------------------------------- check-llm
 def cmd_check_llm(args: argparse.Namespace) -> int:
     from engine.agents.llm.check import check_llm
+    from engine.config import RunConfig, load_file
 
     config = load_file(args.config) if args.config else RunConfig()
     failed = False
@@ -243,6 +275,8 @@ def cmd_check_llm(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
+    from engine.task import TaskError, builtin_tasks, load_task
+
     for name, directory in builtin_tasks().items():
         try:
             task = load_task(directory)

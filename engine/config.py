@@ -157,7 +157,7 @@ class RunConfig:
 
     def _validate_sampler(self) -> None:
         s = self.sampler
-        from engine.samplers import SAMPLERS
+        from engine.samplers import SAMPLER_NAMES as SAMPLERS
 
         if s.name not in SAMPLERS:
             raise ConfigError(

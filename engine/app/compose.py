@@ -10,7 +10,6 @@ store and the execution rooms only know the small protocols their parts implemen
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -39,7 +38,6 @@ from engine.store.backup import Backups
 from engine.store.reader import RunNotFound
 from engine.store.run_store import RunStore
 from engine.task import TaskSpec
-from engine.text import command_help
 
 LOG_NAME = "engine.log"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -292,34 +290,6 @@ def stop_log(handler: logging.Handler) -> None:
     logging.getLogger().removeHandler(handler)
     with contextlib.suppress(OSError):  # a full disk refuses the last flush: said already
         handler.close()
-
-
-# ------------------------------------------------------------------ other commands
-def register_commands(sub: Any) -> None:
-    """The subcommands the cognition base and the TUI contribute to ``asi-evolve``."""
-    from cognition.cli import register as register_cognition
-
-    register_cognition(sub)  # cognition import|list|add|remove|show|search|..., report
-    watch = sub.add_parser(
-        "watch",
-        help="attach the terminal UI to a run",
-        **command_help(
-            "Attach the terminal UI to a run: live while an engine works on it (pause, prune, "
-            "approve knowledge from the keyboard), browse-only once it ended. Quitting the UI "
-            "never stops the engine.",
-            "asi-evolve watch runs/circle_packing",
-            "asi-evolve run circle_packing --tui   # start an engine and attach at once",
-        ),
-    )
-    watch.add_argument("run_dir", type=Path)
-    watch.set_defaults(func=cmd_watch)
-
-
-def cmd_watch(args: argparse.Namespace) -> int:
-    from tui.app import watch
-
-    watch(args.run_dir)  # RunNotFound is an input error: one line, exit 2
-    return 0
 
 
 def run_with_tui(argv: list[str], run_dir: Path) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 from engine.agents.llm.settings import redact_config
 from engine.app import compose
 from engine.app.plan import make_plan
+from engine.app.usage import UsageError
 from engine.config import RunConfig, from_dict, load_file
 from engine.store import readonly, standing
 from engine.store.lock import LOCK_NAME, RunLock
@@ -27,10 +28,6 @@ from engine.task import TaskSpec, resolve_task
 # What a kill -9 during the creation of a run can leave; such a directory starts afresh.
 CREATION_LEFTOVERS = {LOCK_NAME, BUILDING_NAME, f"{BUILDING_NAME}-journal", ".write-test"}
 UNSTARTED_FILES = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"}
-
-
-class UsageError(Exception):
-    """Bad input: reported as one line with exit code 2."""
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.app.run import UsageError
+from engine.app.usage import UsageError
 from engine.store import progress
 from engine.store.lock import engine_alive
 from engine.store.run_store import RunStore

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.app.run import UsageError
+from engine.app.usage import UsageError
 from engine.store.lock import engine_alive
 from engine.store.reader import RunReader
 from engine.store.schema import COMMAND_HANDLED, COMMAND_NEW
