@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -76,6 +77,7 @@ class CognitionRetriever:
         self.vectors = NodeVectors(store.db, self.base.embedder.name)
         self.index = MotivationIndex()
         self._novelty_lock = asyncio.Lock()
+        self._refresh_lock = asyncio.Lock()
         self.dropped = 0  # duplicate proposals dropped by this retriever
         self._db_thread: Any = None  # engine.store.writer.StoreThread once attached
 
@@ -157,12 +159,37 @@ class CognitionRetriever:
         return knowledge
 
     async def _refresh_items(self) -> None:
-        """Embed items stored without a current vector (seeded lazily, or a new embedder)."""
-        stale = await self._db(self.base.stale)
-        if stale:
-            vectors = await self._encode([text for _, text in stale])
-            fresh = {item_id: vectors[i] for i, (item_id, _) in enumerate(stale)}
-            await self._db(self.base.set_vectors, fresh)
+        """Embed items stored without a current vector (seeded lazily, or a new embedder);
+        one refresh at a time, so the warm-up and a round never embed the same items."""
+        async with self._refresh_lock:
+            stale = await self._db(self.base.stale)
+            if stale:
+                vectors = await self._encode([text for _, text in stale])
+                fresh = {item_id: vectors[i] for i, (item_id, _) in enumerate(stale)}
+                await self._db(self.base.set_vectors, fresh)
+
+    async def warm_up(self) -> str:
+        """Load the embedding model and embed the knowledge while the initial program is
+        evaluated (the engine runs this beside it), so the first round does not wait for
+        them. Returns the line to show; a model that cannot be loaded is reported here once
+        and retrieval goes on without knowledge, as it would anyway."""
+        if not self.retrieval and self.novelty_settings.threshold is None:
+            return ""
+        embedder = self.base.embedder
+        start = time.perf_counter()
+        try:
+            load = getattr(embedder, "load", None)
+            if load is not None and not getattr(embedder, "loaded", False):
+                await asyncio.to_thread(load)
+            if self.retrieval:
+                await self._refresh_items()
+        except Exception as exc:  # noqa: BLE001 - knowledge is optional; the run goes on
+            message = f"cannot load the embedding model: {one_line(exc, 300)}"
+            log.warning(message)
+            await self._event(message, None)
+            return f"cognition: {message}; rounds go on without knowledge"
+        took = time.perf_counter() - start
+        return f"cognition: embedding model ready, knowledge embedded ({took:.1f}s)"
 
     async def _node_vectors(self, wanted: dict[Key, str]) -> dict[Key, np.ndarray]:
         found = await self._db(self.vectors.lookup, wanted)

@@ -10,15 +10,14 @@ sections once into ``CognitionSettings`` and ``NoveltySettings``).
    for a model to load.
 3. ``retriever`` when the engine is built: the cognition retriever, when retrieval or the
    novelty check is on.
-4. ``load_model`` right after: loads the embedding model before the first round, announcing
-   it first, so a pause at startup is explained instead of looking like a hang.
+4. The retriever's ``warm_up`` then loads the embedding model and embeds the knowledge while
+   the engine evaluates the initial program (``Engine._main``): a run's first evaluation
+   never waits for a model, and the first round never waits for the seeds' embeddings.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from typing import Any
 
 from cognition.base import CognitionBase
@@ -53,30 +52,6 @@ def retriever(
     store: RunStore, settings: CognitionSettings, novelty: NoveltySettings, retrieval: bool
 ) -> CognitionRetriever:
     return CognitionRetriever(store, settings, novelty, retrieval=retrieval)
-
-
-def load_model(store: RunStore, retriever: Any, say: Callable[[str], None]) -> None:
-    """Load the retriever's embedding model now, saying so before and after.
-
-    A model that cannot be loaded does not stop the run: retrieval already degrades to "no
-    knowledge" with an event per round, so this only reports it once up front."""
-    if not isinstance(retriever, CognitionRetriever):
-        return
-    embedder = retriever.base.embedder
-    load = getattr(embedder, "load", None)
-    if load is None or getattr(embedder, "loaded", False):
-        return  # nothing to load (hash, an endpoint) or already in memory
-    say(f"cognition: loading the embedding model ({embedder.name}) ...")
-    start = time.perf_counter()
-    try:
-        load()
-    except Exception as exc:  # noqa: BLE001 - knowledge is optional; the run goes on
-        message = f"cannot load the embedding model: {' '.join(str(exc).split())[:300]}"
-        log.warning(message)
-        store.add_event("cognition", message)
-        say(f"cognition: {message}; rounds go on without knowledge")
-        return
-    say(f"cognition: embedding model loaded in {time.perf_counter() - start:.1f}s")
 
 
 def describe(

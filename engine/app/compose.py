@@ -162,8 +162,12 @@ def execute(
         )
         agents.retriever = retriever
     print(cognition_setup.describe(store, plan.cognition, plan.novelty, config.use_cognition))
-    # The model is loaded here, up front; rounds then only use it.
-    cognition_setup.load_model(store, retriever, lambda line: print(line, flush=True))
+    if retriever is not None and (retriever.retrieval or plan.novelty.threshold is not None):
+        # The engine runs retriever.warm_up() beside the initial program's evaluation.
+        print(
+            f"cognition: the embedding model ({retriever.base.embedder.name}) loads while the "
+            "initial program is evaluated"
+        )
     sampler = make_sampler(config.sampler, store, task.maximize, config.seed)
     for note in ready.execution.notes:
         print(note)

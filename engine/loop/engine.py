@@ -247,6 +247,10 @@ class Engine:
 
     # ------------------------------------------------------------------- main
     async def _main(self, poller: asyncio.Task) -> None:
+        # The retriever's model loads (and the knowledge is embedded) while the initial
+        # program is evaluated: neither waits for the other.
+        warm_up = getattr(self.agents.retriever, "warm_up", None)
+        warming = asyncio.create_task(self._warm_up(warm_up)) if warm_up is not None else None
         try:
             await self._root()
             finished = await self.db.nodes("status IN (?, ?, ?)", list(FINISHED))
@@ -265,6 +269,23 @@ class Engine:
             self.request_stop(self.fatal)
         finally:
             poller.cancel()
+            if warming is not None and not warming.done():
+                warming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await warming
+
+    async def _warm_up(self, warm_up: Callable[[], Any]) -> None:
+        """Run the retriever's warm-up and say what it reports; a failure is its own to
+        report (retrieval degrades to no knowledge), never the run's."""
+        try:
+            line = await warm_up()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001
+            log.exception("retriever warm-up failed")
+            return
+        if line:
+            self.say(line)
 
     async def _root(self) -> None:
         roots = await self.db.nodes("step = 0")

@@ -1,11 +1,16 @@
-"""``asi-evolve run`` says it is loading the embedding model before it does (issue 13).
+"""The embedding model loads while the initial program is evaluated (issue 22; issue 13
+asked that a pause at start be explained: the run says so before the load begins).
 
 The run is a real process (the engine installs signal handlers and a subreaper, not for a
-test process); a fake embedder whose ``load`` writes a marker and sleeps is injected the way
-the tests inject embedders elsewhere, by replacing ``CognitionSettings.make_embedder``."""
+test process); a fake embedder whose ``load`` sleeps is injected the way the tests inject
+embedders elsewhere, by replacing ``CognitionSettings.make_embedder``."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -16,12 +21,11 @@ from conftest import REPO
 
 from cognition.embedder import HashEmbedder
 from cognition.retriever import CognitionRetriever
-from cognition.setup import load_model
 from engine.store.run_store import RunStore
 
 RUNNER = textwrap.dedent(
     """
-    import sys, time
+    import json, sys, time
     from cognition.embedder import HashEmbedder
     from cognition.settings import CognitionSettings
 
@@ -29,9 +33,10 @@ RUNNER = textwrap.dedent(
         loaded = False
 
         def load(self):
-            print("<MODEL LOAD STARTS>", flush=True)
-            time.sleep(0.3)
+            start = time.time()
+            time.sleep(1.5)
             self.loaded = True
+            print("<MODEL LOAD>", json.dumps([start, time.time()]), flush=True)
 
     CognitionSettings.make_embedder = lambda self: SlowEmbedder()
     from engine.cli import main
@@ -40,11 +45,15 @@ RUNNER = textwrap.dedent(
 )
 
 
-def test_run_announces_the_model_load_before_it(tmp_path: Path, toy_task: Path) -> None:
+@pytest.mark.slow
+def test_the_model_loads_while_the_initial_program_is_evaluated(
+    tmp_path: Path, toy_task: Path
+) -> None:
+    run = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-c", RUNNER, "run", str(toy_task), "--steps", "1"]
-        + ["--run-dir", str(tmp_path / "run")],
+        [sys.executable, "-c", RUNNER, "run", str(toy_task), "--steps", "1", "--run-dir", str(run)],
         cwd=REPO,
+        env={**os.environ, "TOY_DELAY": "2.0"},  # the initial program's evaluation: 2 s
         capture_output=True,
         text=True,
         timeout=120,
@@ -57,9 +66,14 @@ def test_run_announces_the_model_load_before_it(tmp_path: Path, toy_task: Path) 
         assert found, f"{fragment!r} not in:\n{result.stdout}"
         return found[0]
 
-    announced = index("cognition: loading the embedding model (hash:256) ...")
-    assert announced < index("<MODEL LOAD STARTS>") < index("embedding model loaded in")
-    assert index("embedding model loaded in") < index("step    0")
+    assert index("loads while the initial program is evaluated") < index("<MODEL LOAD>")
+    # Ready during the initial program's evaluation, before its result.
+    assert index("<MODEL LOAD>") < index("embedding model ready") < index("step    0")
+    load_start, load_end = json.loads(lines[index("<MODEL LOAD>")].split(" ", 2)[-1])
+    db = sqlite3.connect(run / "evolve.db")
+    root_started = db.execute("SELECT started_at FROM nodes WHERE step = 0").fetchone()[0]
+    db.close()
+    assert root_started < load_end  # the evaluation did not wait for the model
 
 
 class _Broken(HashEmbedder):
@@ -87,24 +101,19 @@ def _retriever(tmp_path: Path, embedder: HashEmbedder) -> tuple[RunStore, Cognit
 
 def test_a_broken_model_is_reported_once_and_the_run_goes_on(tmp_path: Path) -> None:
     store, retriever = _retriever(tmp_path, _Broken())
-    said: list[str] = []
-    load_model(store, retriever, said.append)  # no exception: knowledge is optional
-    assert said[0].startswith("cognition: loading the embedding model")
-    assert "truncated" in said[1] and "without knowledge" in said[1]
+    line = asyncio.run(retriever.warm_up())  # no exception: knowledge is optional
+    assert "truncated" in line and "without knowledge" in line
     events = [e["message"] for e in store.db.query("SELECT message FROM events")]
     assert any("cannot load the embedding model" in m for m in events)
     store.close()
 
 
 @pytest.mark.parametrize("already", [False, True])
-def test_loads_once_and_is_silent_when_nothing_to_load(tmp_path: Path, already: bool) -> None:
+def test_loads_once(tmp_path: Path, already: bool) -> None:
     embedder = _Counting()
     embedder.loaded = already
     store, retriever = _retriever(tmp_path, embedder)
-    said: list[str] = []
-    load_model(store, retriever, said.append)
+    assert asyncio.run(retriever.warm_up()).startswith("cognition: embedding model ready")
+    asyncio.run(retriever.warm_up())
     assert embedder.loads == (0 if already else 1)
-    assert len(said) == (0 if already else 2)
-    load_model(store, object(), said.append)  # not a cognition retriever: nothing to do
-    assert len(said) == (0 if already else 2)
     store.close()
