@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from textual.screen import Screen
-from textual.widgets import TabbedContent
 
 from engine.store.reader import EngineState, RunReader
 from engine.store.schema import COMMAND_HANDLED, COMMAND_NEW
@@ -48,11 +47,13 @@ class Host(Protocol):
     def exit(self, result: Any = None) -> None: ...
     def refresh_now(self) -> None: ...
     def selected_node(self) -> int | None: ...
+    def show_pane(self, name: str, focus: bool = True) -> None: ...
     def from_thread(self, fn: Callable, *args: object, **kwargs: object) -> bool: ...
     def run_worker(self, work: Callable[[], None], **kwargs: Any) -> Any: ...
 
 
 COMMAND_WAIT_S = 15.0
+MARKED_LISTED = 12  # marked proposals the question lists by title
 STOP_WAIT_S = 5.0
 
 
@@ -165,11 +166,15 @@ class Steering:
         if not self.app.has_cognition:
             self.app.notify("This run has no cognition base.", severity="warning")
             return
-        proposal = self.app.main.query_one(CognitionPane).selected_proposal
+        pane = self.app.main.query_one(CognitionPane)
+        if pane.marked_proposals:
+            self.decide_marked(decision)
+            return
+        proposal = pane.selected_proposal
         if proposal is None:
             self.app.notify("No pending cognition proposal.", severity="warning")
             return
-        self.app.main.query_one(TabbedContent).active = "tab-cognition"
+        self.app.show_pane("cognition", focus=False)
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -179,6 +184,52 @@ class Steering:
 
         # Never decide on a proposal the user has not read: the full text, then y / n.
         self.app.push_screen(DecideProposal(proposal, decision), answered)
+
+    def decide_marked(self, decision: str) -> None:
+        """One question for every marked proposal (each was read in the pane when marked),
+        then each decision written as a single one is."""
+        pane = self.app.main.query_one(CognitionPane)
+        marked = pane.marked_proposals
+        self.app.show_pane("cognition", focus=False)
+        verb = "Approve" if decision == "approve" else "Reject"
+        lines = [f"#{p.id} {fmt.one_line(p.title, 60) or '(untitled)'}" for p in marked]
+        if len(lines) > MARKED_LISTED:
+            lines[MARKED_LISTED:] = [f"… and {len(lines) - MARKED_LISTED} more"]
+        effect = (
+            "They become retrievable: later candidates of this run are shown them."
+            if decision == "approve"
+            else "They are never retrieved; they stay in the database as rejected."
+        )
+        question = f"{verb} the {len(marked)} marked proposals?"
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.app.notify(f"{len(marked)} marked proposals left pending.", timeout=2)
+                return
+            pane.clear_marks()
+            items = [(p.id, p.title) for p in marked]
+            self.app.run_worker(
+                lambda: self._write_decisions(items, decision), thread=True, group="decide"
+            )
+
+        self.app.push_screen(Confirm(question, "\n".join([*lines, "", effect]), verb), answered)
+
+    def _write_decisions(self, items: list[tuple[int, str]], decision: str) -> None:
+        done, failed = 0, []
+        for item_id, _title in items:
+            try:
+                result = decide_item(self.app.run_dir, item_id, decision)
+            except SteerError as exc:
+                failed.append(str(exc))
+                continue
+            done += "already" not in result
+        word = "approved (now retrievable)" if decision == "approve" else "rejected"
+        note = f"{done} of {len(items)} proposals {word}"
+        if failed:
+            note += f"; {len(failed)} failed: {failed[0]}"
+        self.app.from_thread(self.app.notify, note, severity="error" if failed else "information")
+        self.app.poller.forget_detail()
+        self.app.refresh_now()
 
     def _decide(self, item_id: int, decision: str, title: str) -> None:
         self.app.run_worker(

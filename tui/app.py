@@ -4,6 +4,12 @@ The app meets the engine only through the run database: a background thread poll
 (``Poller``) about once a second, and actions write a row to ``commands`` and then watch
 that row until the engine marks it handled, so every key gives visible feedback. Quitting
 never stops the engine, unless this TUI started it (``run --tui``) and the user says so.
+
+The screen has four panes (``tui/widgets/panes.py``): the population table, the report,
+the cognition pane, the curve with the events. ``1``-``4`` go to each, ``tab`` /
+``shift+tab`` round them; at 140 columns and more all four are on screen, below that the
+table keeps the top and the other three take turns at the bottom. The focused pane's title
+line is drawn heavy in the accent colour.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
+from textual.widget import Widget
+from textual.widgets import DataTable, Footer, Input
 from textual.worker import get_current_worker
 
 from engine.store.reader import EngineState, RunNotFound, RunReader
@@ -33,10 +40,16 @@ from tui.widgets.curve import ScoreCurve
 from tui.widgets.events import EventLog
 from tui.widgets.filter import FILTER_HINT, FilterBox
 from tui.widgets.header import RunHeader
+from tui.widgets.panes import BOTTOM, COGNITION, PANES, REPORT, WIDE, BarState, PaneBar, label
 from tui.widgets.population import PopulationTable
 from tui.widgets.report import ReportPane
 
 POLL_SECONDS = 1.0
+# 1-4: the panes, shown in the footer as one item ("1234 panes")
+PANE_KEYS = Binding.Group("panes", compact=True)
+PANE_BINDINGS = [
+    Binding(str(i), f"pane('{name}')", name, group=PANE_KEYS) for i, name in enumerate(PANES, 1)
+]
 
 __all__ = ["EvolveApp", "RunNotFound", "watch"]
 
@@ -46,7 +59,7 @@ class EvolveApp(App[str | None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "ASI-Evolve"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE, "-wide")]
     BINDINGS = [
         Binding("p", "pause", "pause"),
         Binding("p", "resume", "resume"),  # only one of the two is active: see check_action
@@ -58,11 +71,13 @@ class EvolveApp(App[str | None]):
         Binding("c", "details('code')", "code", show=False),  # details screen shows m / c / d
         Binding("l", "lineage", "lineage"),
         Binding("s", "sort", "sort"),
-        Binding("f", "follow", "follow"),
+        Binding("f", "follow", "follow", show=False),  # the table's title says "following"
         Binding("slash", "filter", "filter"),
+        *PANE_BINDINGS,
         Binding("q", "quit_app", "quit"),
         Binding("escape", "clear_filter", "clear filter"),  # shown with a filter (last: 80 cols)
-        Binding("tab", "focus_next", "next pane", show=False),
+        Binding("tab", "cycle_pane(1)", "next pane", show=False, priority=True),
+        Binding("shift+tab", "cycle_pane(-1)", "previous pane", show=False, priority=True),
     ]
 
     def __init__(
@@ -89,21 +104,22 @@ class EvolveApp(App[str | None]):
         self._read_error = ""
         self._display_error = ""
         self._view_shown: View | None = None  # the view the table shows (a new one: top)
+        self.pane = REPORT  # the pane at the bottom of a narrow screen
+        self._pending_count = 0
 
     # ---------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
         yield RunHeader(id="header")
-        with Horizontal(id="main"):
+        with Horizontal(id="main", classes=f"-show-{REPORT}"):
             with Vertical(id="left"):
-                yield PopulationTable(id="population")
+                yield PopulationTable(id="population", classes="pane")
+                yield PaneBar(id="panebar")
                 with Horizontal(id="band"):
                     yield ScoreCurve(id="curve")
-                    yield EventLog(id="events")
-            with TabbedContent(id="side"):
-                with TabPane("Report", id="tab-report"):
-                    yield ReportPane(id="report")
-                with TabPane("Cognition", id="tab-cognition"):
-                    yield CognitionPane(id="cognition")
+                    yield EventLog(id="events", classes="pane")
+            with Vertical(id="side"):
+                yield ReportPane(id="report", classes="pane")
+                yield CognitionPane(id="cognition", classes="pane")
         yield FilterBox(placeholder=FILTER_HINT, id="filter")
         yield Footer(compact=True, show_command_palette=False)
 
@@ -115,9 +131,12 @@ class EvolveApp(App[str | None]):
     def on_mount(self) -> None:
         if self.console.color_system in ("standard", "windows"):
             self.theme = "ansi-dark"  # 16 colours: use the terminal's own palette
-        self.main.query_one("#population").border_title = "population"
-        self.main.query_one("#events").border_title = "events"
+        self.main.query_one("#population").border_title = label("population")
+        self.main.query_one("#events").border_title = label("events")
+        self.main.query_one("#report").border_title = label("report")
+        self.main.query_one("#cognition").border_title = label("cognition")
         self.main.query_one("#population", PopulationTable).focus()
+        self.watch(self.main, "focused", self._focus_moved, init=False)
         self._poll_loop()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -128,6 +147,8 @@ class EvolveApp(App[str | None]):
             return self.engine.state == "paused"
         if action == "clear_filter":
             return bool(self.poller.view.filter)
+        if action in ("pane", "cycle_pane"):  # the main screen's panes, not a dialog's
+            return self.screen is self.main
         return True
 
     def on_unmount(self) -> None:
@@ -182,6 +203,7 @@ class EvolveApp(App[str | None]):
         self.maximize = tick.maximize
         self.main.query_one(RunHeader).show(tick.summary)
         table = self.main.query_one(PopulationTable)
+        table.set_stages(tick.stages.score, tick.stages.verify)
         table.apply(tick.order, tick.cells, top=tick.view != self._view_shown)
         self._view_shown = tick.view
         table.set_title(self._table_title(tick))
@@ -193,9 +215,9 @@ class EvolveApp(App[str | None]):
         if tick.pending_changed:
             pane = self.main.query_one(CognitionPane)
             pane.show_pending(tick.pending)
-            count = len(tick.pending) if tick.pending else 0
-            tab = self.main.query_one(TabbedContent).get_tab("tab-cognition")
-            tab.label = f"Cognition ({count})" if count else "Cognition"
+            self._pending_count = len(tick.pending) if tick.pending else 0
+            pane.border_title = label(COGNITION, self._pending_count)
+            self._show_bar()
         if tick.detail is not None and tick.detail.node_id == self.poller.selected:
             d = tick.detail
             self.main.query_one(ReportPane).show(d.node, d.parent_score, tick.maximize)
@@ -215,6 +237,51 @@ class EvolveApp(App[str | None]):
 
     def refresh_now(self) -> None:
         self._wake.set()
+
+    # ----------------------------------------------------------------- panes
+    def pane_widget(self, name: str) -> Widget:
+        """The widget that takes the focus for a pane."""
+        if name == COGNITION:
+            return self.main.query_one(CognitionPane).query_one("#pending")
+        return self.main.query_one(f"#{name}")
+
+    def focused_pane(self) -> str | None:
+        """The pane that holds the focus (None: the filter box, or nothing)."""
+        node = self.main.focused
+        while node is not None and not isinstance(node, Screen):
+            if node.id in PANES:
+                return node.id
+            node = node.parent
+        return None
+
+    def show_pane(self, name: str, focus: bool = True) -> None:
+        """Bring a pane into view (on a narrow screen the bottom pane changes) and focus it."""
+        if name in BOTTOM and name != self.pane:
+            main = self.main.query_one("#main")
+            main.remove_class(f"-show-{self.pane}")
+            self.pane = name
+            main.add_class(f"-show-{name}")
+            self._show_bar()
+        if focus:
+            widget = self.pane_widget(name)
+            self.call_after_refresh(widget.focus)
+
+    def _focus_moved(self) -> None:
+        pane = self.focused_pane()
+        if pane in BOTTOM and pane != self.pane:  # e.g. a click into a wide screen's pane
+            self.show_pane(pane, focus=False)
+        self._show_bar()
+
+    def _show_bar(self) -> None:
+        state = BarState(self.pane, self.focused_pane(), self._pending_count)
+        self.main.query_one(PaneBar).show(state)
+
+    def action_pane(self, name: str) -> None:
+        self.show_pane(name)
+
+    def action_cycle_pane(self, step: int) -> None:
+        current = self.focused_pane() or PANES[0]
+        self.show_pane(PANES[(PANES.index(current) + step) % len(PANES)])
 
     async def synced(self, timeout: float = 10.0) -> None:
         """Wait until a refresh that started after this call has reached the screen."""

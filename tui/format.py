@@ -83,6 +83,24 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
+def short_clock(seconds: float) -> str:
+    """``m:ss`` below an hour (as ``engine.store.running.clock``), ``1h03m`` above."""
+    s = int(max(0.0, seconds))
+    if s < 3600:
+        return f"{s // 60}:{s % 60:02d}"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def stage_clock(elapsed: float, timeout: float | None) -> str:
+    """A stage's elapsed time over its limit: ``3:05/10:00``, ``1h03m/2h00m``, ``0:42``."""
+    if not math.isfinite(elapsed):
+        return "-"
+    text = short_clock(elapsed)
+    if timeout is not None and math.isfinite(timeout) and timeout > 0:
+        text += "/" + short_clock(timeout)
+    return text
+
+
 def status(value: str) -> Text:
     return Text(value, style=STATUS_STYLE.get(value, ""))
 

@@ -5,6 +5,10 @@ changed (nodes by ``updated_at``, events and LLM calls by id), keeps the populat
 up to date, and hands the UI thread a ``Tick``: the header summary, the table window with
 cells only for rows that need redrawing, new events, and the selected node's details when
 they changed. The UI thread never queries the database for the main screen.
+
+Unfinished rows are redrawn on every tick, read or not: their stage clocks tick. The run's
+reported best is ``engine/store/standing.Standings.best()`` (the best verified node where
+the task verifies), computed over the window and the model's few best rows.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any
 
 from engine.store.progress import Progress, measure
 from engine.store.reader import Cursor, LlmTotals, RunReader
+from engine.store.schema import PENDING, RUNNING
+from engine.store.standing import META_KEY, StageNames, Standings
 from tui.knowledge import KnowledgeReader, Proposal, Retrieved
 from tui.model import Population, View
 from tui.widgets.header import RunSummary
@@ -52,6 +58,7 @@ class Tick:
     pending_changed: bool = False
     detail: Detail | None = None  # None: unchanged
     meta: dict[str, Any] = field(default_factory=dict)
+    stages: StageNames = field(default_factory=StageNames)  # the score and verify stages
 
 
 class Poller:
@@ -67,13 +74,16 @@ class Poller:
         self.view = View()
         self.selected: int | None = None
         self.seq = 0
+        self.stages = StageNames()
         self._start_over()
 
     def _start_over(self) -> None:
         """Forget what was read: the next tick reads the whole run again."""
         self._generation = self.reader.generation
         self.cursor = Cursor()
-        self.pop = Population()
+        self.pop = Population(names=self.stages)
+        self._baseline: float | None = None
+        self._standings: Standings | None = None
         self._shown: set[int] = set()
         self._last_view: View | None = None
         self._order: list[int] = []
@@ -90,23 +100,37 @@ class Poller:
         self.seq += 1
         now = self.clock()
         meta = self.reader.meta()
-        if self.reader.generation != self._generation:  # restored from a backup meanwhile
+        stages = StageNames.from_meta(meta.get(META_KEY))
+        if self.reader.generation != self._generation or stages != self.stages:
+            self.stages = stages  # restored from a backup, or the stages recorded meanwhile
             self._start_over()
         self.pop.maximize = meta.get("direction", "maximize") != "minimize"
-        changed = self.pop.apply(self.reader.changed_nodes(self.cursor))
-        best_id = self.pop.best.id if self.pop.best else None
+        changed = self.pop.apply(self.reader.changed_nodes(self.cursor, stages.verify))
+        view = self.view
+        unranked = stages.verify is not None and self._standings is None
+        if changed or view != self._last_view or unranked:
+            self._order, self._matched = self.pop.window(view, self.window)
+            self._last_view = view
+            if stages.verify is not None:  # re-ranked only when something changed
+                self._standings = self.pop.standings(self._order)
+        standings = self._standings if stages.verify is not None else None
+        best = standings.best() if standings is not None else None
+        if standings is None:
+            best_id = self.pop.best.id if self.pop.best else None
+        else:
+            best_id = best.node_id if best else None
         if best_id != self._best_id:  # the best marker moves: redraw both rows
             changed |= {i for i in (best_id, self._best_id) if i is not None}
             self._best_id = best_id
-        view = self.view
-        if changed or view != self._last_view:
-            self._order, self._matched = self.pop.window(view, self.window)
-            self._last_view = view
+        baseline = standings.baseline if standings is not None else None
+        if baseline != self._baseline:  # every flag may change
+            self._baseline, self._shown = baseline, set()
         cells: dict[int, Cells] = {}
         for node_id in self._order:
             row = self.pop.rows[node_id]
-            if node_id not in self._shown or node_id in changed or row.status == "running":
-                cells[node_id] = row_cells(row, self.pop, now)
+            in_flight = row.status in (PENDING, RUNNING)  # its clock ticks
+            if node_id not in self._shown or node_id in changed or in_flight:
+                cells[node_id] = row_cells(row, self.pop, now, standings, best)
         self._shown = set(self._order)
         tick = Tick(
             seq=self.seq,
@@ -118,6 +142,7 @@ class Poller:
             cells=cells,
             events=self.reader.events(self.cursor),
             meta=meta,
+            stages=stages,
         )
         if self.pop.version != self._curve_version:
             self._curve_version = self.pop.version
@@ -129,6 +154,10 @@ class Poller:
         else:
             tick.pending = pending
         tick.summary.pending_items = None if pending is None else len(pending)
+        if standings is not None:
+            tick.summary.verify_stage = stages.verify
+            tick.summary.reported = best
+            tick.summary.flagged = self.pop.flagged()
         tick.detail = self._detail()
         return tick
 

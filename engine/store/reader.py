@@ -21,7 +21,9 @@ from typing import Any
 
 from engine.store import schema
 from engine.store.readonly import connect_readonly, engine_alive
-from engine.store.schema import DB_NAME
+from engine.store.running import RUNNING_STAGE, Running, running_of
+from engine.store.schema import DB_NAME, PENDING, RUNNING
+from engine.store.standing import Row, StageNames
 
 HEARTBEAT_STALE_S = 5.0
 # Re-read nodes changed within this window of the newest change seen: a commit whose
@@ -29,6 +31,17 @@ HEARTBEAT_STALE_S = 5.0
 OVERLAP_S = 1.0
 NODE_FIELDS = (
     "id, step, name, parent_id, score, status, runtime, island, started_at, updated_at, finished_at"
+)
+# What runs now (engine/store/running.py): the stage record of an unfinished node only.
+STAGE_FIELDS = (
+    "created_at, CASE WHEN status IN ('pending', 'running') AND json_valid(metadata)"
+    " THEN json_extract(metadata, '$.running_stage') END"
+)
+# A node's verify stage (engine/store/standing.py): whether its record exists, then its ok,
+# score and skipped fields, never the rest of it (its results and error may be large).
+VERIFY_FIELDS = (
+    "CASE WHEN json_valid(results) THEN json_type(results, ?) END,"
+    " CASE WHEN json_valid(results) THEN json_extract(results, ?, ?, ?) END"
 )
 
 
@@ -51,6 +64,27 @@ class NodeRow:
     started_at: float | None
     updated_at: float
     finished_at: float | None = None  # the speed and ETA are measured on it
+    created_at: float | None = None
+    stage: dict[str, Any] | None = None  # metadata["running_stage"] while a stage runs
+    # (ok, score, skipped) of the run's verify stage; None: no such record (or not read)
+    verify: tuple[Any, Any, Any] | None = None
+
+    def running(self, now: float) -> Running | None:
+        """Its stage, elapsed time and limit while unfinished (``engine/store/running.py``);
+        a running node without a stage record counts from when it started running."""
+        if self.status not in (PENDING, RUNNING):
+            return None
+        since = (self.started_at or self.created_at) if self.status == RUNNING else self.created_at
+        metadata = {RUNNING_STAGE: self.stage} if self.stage is not None else None
+        return running_of(self.id, self.step, self.status, since, metadata, now)
+
+    def standing_row(self, names: StageNames) -> Row:
+        """What ``engine/store/standing.Standings`` needs of it."""
+        stages = None
+        if names.verify is not None and self.verify is not None:
+            ok, score, skipped = self.verify
+            stages = {names.verify: {"ok": ok, "score": score, "skipped": skipped}}
+        return Row(self.id, self.step, self.status, self.score, stages)
 
 
 LIVE_STATES = ("starting", "running", "paused")  # an engine is at work on the run
@@ -183,19 +217,25 @@ class RunReader:
         )
 
     # ----------------------------------------------------------------- nodes
-    def changed_nodes(self, cursor: Cursor) -> list[NodeRow]:
+    def changed_nodes(self, cursor: Cursor, verify: str | None = None) -> list[NodeRow]:
         """Nodes updated since the cursor (oldest first); advances the cursor.
 
         The first call reads every node (light columns only); later calls use the
         ``updated_at`` index and return only what changed (plus the overlap window).
+        ``verify`` names the run's verify stage: its outcome is read too (``NodeRow.verify``).
         """
+        path = _stage_path(verify)
+        fields, params = f"{NODE_FIELDS}, {STAGE_FIELDS}", []
+        if path is not None:
+            fields += f", {VERIFY_FIELDS}"
+            params = [path, f"{path}.ok", f"{path}.score", f"{path}.skipped"]
         if cursor.updated_at:
             rows = self.query(
-                f"SELECT {NODE_FIELDS} FROM nodes WHERE updated_at > ? ORDER BY updated_at",
-                (cursor.updated_at - OVERLAP_S,),
+                f"SELECT {fields} FROM nodes WHERE updated_at > ? ORDER BY updated_at",
+                (*params, cursor.updated_at - OVERLAP_S),
             )
         else:
-            rows = self.query(f"SELECT {NODE_FIELDS} FROM nodes ORDER BY updated_at")
+            rows = self.query(f"SELECT {fields} FROM nodes ORDER BY updated_at", params)
         out = [_node_row(r) for r in rows]
         if out:
             cursor.updated_at = max(cursor.updated_at, out[-1].updated_at)
@@ -323,7 +363,31 @@ def _num(value: Any) -> float | None:
     return None
 
 
+def _stage_path(name: str | None) -> str | None:
+    """The JSON path of a stage's record in a node's results (stage names are
+    ``[a-z][a-z0-9_-]*``: anything else is not looked up)."""
+    if not name or not all(c.isalnum() or c in "_-" for c in name):
+        return None
+    return f'$.stages."{name}"'
+
+
+def _json(value: Any) -> Any:
+    if not isinstance(value, str):
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
+
+
 def _node_row(r: tuple) -> NodeRow:
+    stage = verify = None
+    if len(r) > 12 and r[12] is not None:
+        stage = _json(r[12])
+    if len(r) > 14 and r[13] == "object":
+        fields = _json(r[14])
+        if isinstance(fields, list) and len(fields) == 3:
+            verify = (fields[0], fields[1], fields[2])
     return NodeRow(
         id=int(r[0]),
         step=int(r[1] if r[1] is not None else -1),
@@ -336,4 +400,7 @@ def _node_row(r: tuple) -> NodeRow:
         started_at=float(r[8]) if isinstance(r[8], int | float) else None,
         updated_at=float(r[9]) if isinstance(r[9], int | float) else 0.0,
         finished_at=float(r[10]) if isinstance(r[10], int | float) else None,
+        created_at=float(r[11]) if len(r) > 11 and isinstance(r[11], int | float) else None,
+        stage=stage if isinstance(stage, dict) else None,
+        verify=verify,
     )

@@ -8,7 +8,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from textual.widgets import RichLog, Static, TabbedContent, TextArea
+from textual.widgets import RichLog, Static, TextArea
 from tui_support import T0, build_run, commands, item_status, make_app
 
 from engine.store.lock import RunLock
@@ -78,8 +78,8 @@ async def test_population_table_and_header(tmp_path: Path) -> None:
         assert "toy" in text and "not running" in text  # no engine holds the lock
         assert "steps 6/40" in text and "best 0.97 (#6)" in text
         assert "1500 tok" in text and "$0.01" in text
-        running = table.get_row("8")
-        assert running[6].plain == "running" and running[7].plain == "42s…"
+        running = table.get_row("8")  # running for 42 s, no stage recorded yet
+        assert running[6].plain == "starting" and running[7].plain == "0:42"
 
 
 async def test_table_updates_in_place_while_rows_are_added(tmp_path: Path) -> None:
@@ -199,7 +199,7 @@ async def test_approve_and_reject_move_proposals(tmp_path: Path) -> None:
         pane = app.query_one(CognitionPane)
         assert [p.id for p in pane._pending] == [3, 4]
         await pilot.press("a")  # every press shows the whole proposal and asks
-        assert app.query_one(TabbedContent).active == "tab-cognition"
+        assert app.pane == "cognition"  # the cognition pane comes into view
         assert isinstance(app.screen, DecideProposal)
         full = str(app.screen.query_one("#proposal-full", Static).render())
         assert "Large X steps overshoot the peak." in full and "from node #6" in full

@@ -70,6 +70,16 @@ def test_wide_screen_with_cognition(tmp_path: Path, snap_compare, monkeypatch) -
     assert snap_compare(app, terminal_size=(140, 40), run_before=keys("down", "down", "down", "a"))
 
 
+def test_verifying_run(tmp_path: Path, snap_compare, monkeypatch) -> None:  # noqa: ANN001
+    """Explore and verify side by side, a flag, the reported best, stages in flight."""
+    from tui_stages import add_stages
+
+    monkeypatch.chdir(tmp_path)
+    app = app_for(tmp_path)
+    add_stages(tmp_path / "run")
+    assert snap_compare(app, terminal_size=(100, 30), run_before=keys("3"))
+
+
 @pytest.mark.slow
 def test_diff_screen(tmp_path: Path, snap_compare, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.chdir(tmp_path)

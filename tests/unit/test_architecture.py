@@ -27,7 +27,9 @@ TUI_MAY_IMPORT = {
     "engine.store.progress",
     "engine.store.reader",
     "engine.store.readonly",
+    "engine.store.running",
     "engine.store.schema",
+    "engine.store.standing",
     "engine.store.steer",
 }
 

@@ -4,6 +4,11 @@ Progress is what a person checks first on a long run: the speed (candidates per 
 when the budget will be spent (ETA, while an engine works), and how many candidates have
 finished since the best was found, turned into a visible warning once the search stalls.
 
+Where the task verifies its promising nodes, the best shown is the run's *reported* best
+(``engine/store/standing.py``): the best verified node, naming the stage its score comes
+from (``best 0.6117 (#3, verify; explore 0.9)``), and the nodes whose verify score fell
+below the initial program's are counted as a warning.
+
 Facts are short segments packed greedily into as many lines as the width needs, so a fact
 is never split across lines at 80 columns and the header stays two lines on wide screens.
 """
@@ -18,6 +23,7 @@ from textual.widget import Widget
 
 from engine.store.progress import Progress, format_eta
 from engine.store.reader import EngineState, LlmTotals, NodeRow
+from engine.store.standing import Best
 from tui import format as fmt
 
 SEP = "  "
@@ -40,6 +46,9 @@ class RunSummary:
     elapsed: float | None = None
     pending_items: int | None = None  # None: the run has no cognition base
     progress: Progress | None = None
+    verify_stage: str | None = None  # the task's verify stage: ``reported`` is the best
+    reported: Best | None = None  # the run's reported best (Standings.best())
+    flagged: int = 0  # verified nodes below the baseline's verify score
 
 
 def segments(s: RunSummary) -> list[Text]:
@@ -59,8 +68,14 @@ def segments(s: RunSummary) -> list[Text]:
         out.append(Text(f"workers {s.engine.busy}/{s.engine.workers} busy"))
         if slots := slot_use(s.engine.slots):
             out.append(Text(slots))
-    best = "-" if s.best is None else f"{fmt.score(s.best.score)} (#{s.best.id})"
+    if s.verify_stage is not None:
+        best = "-" if s.reported is None else s.reported.describe()
+    else:
+        best = "-" if s.best is None else f"{fmt.score(s.best.score)} (#{s.best.id})"
     out.append(Text.assemble("best ", (best, "bold green")))
+    if s.flagged:
+        below = f"⚠ {s.flagged} {s.verify_stage} below baseline"
+        out.append(Text(below, style="bold red"))
     if p is not None and p.stalled:
         out.append(Text(f"⚠ stalled: {p.since_improvement} since best", style="bold yellow"))
     elif p is not None and p.best_step is not None:
