@@ -190,6 +190,8 @@ async def run_command(
     argv = ["/bin/sh", "-c", command]
     preexec = _rlimit_setter(limits)
     supervised = sandbox is not None and sandbox.supervised
+    if sandbox is not None and sandbox.contains_all:
+        reaper = None  # bubblewrap's PID namespace ends everything (6 ms of /proc sweeps less)
     if sandbox is not None:
         argv = sandbox.wrap(argv, cwd, _rlimits(limits))
         env = {**(os.environ if env is None else env), **sandbox.env(cwd)}

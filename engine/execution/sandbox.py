@@ -123,6 +123,14 @@ class Sandbox:
         )
 
     @property
+    def contains_all(self) -> bool:
+        """Whether nothing the evaluator starts can outlive it, by the kernel's rules: under
+        bubblewrap it runs in a PID namespace whose init ends with it (every process in it
+        is killed then) and dies with the engine (``--die-with-parent``), so neither a
+        ``setsid`` nor a double fork escapes and no reaper sweep or marker is needed."""
+        return self.kind == "bwrap"
+
+    @property
     def supervised(self) -> bool:
         """Whether ``wrap`` always puts the supervisor in front (bubblewrap's own PID
         namespace and --die-with-parent already end everything with the evaluation)."""

@@ -349,11 +349,13 @@ def test_evaluators_of_an_engine_killed_with_sigkill_are_gone_on_resume(
 
 
 def _carriers(run_dir: Path) -> list[int]:
-    """Live processes of evaluations in ``run_dir`` (other tests may run beside us)."""
+    """Live processes of evaluations in ``run_dir`` (other tests may run beside us), by
+    their work dir: under bubblewrap they carry no reaper token (its PID namespace ends
+    them; ``Sandbox.contains_all``)."""
     found = []
     needle = f"ASI_EVOLVE_WORKDIR={run_dir.resolve()}".encode()
     for pid, proc in reaper.snapshot().items():
-        if not reaper.alive(proc) or reaper.token_of(pid) is None:
+        if not reaper.alive(proc):
             continue
         try:
             environ = Path(f"/proc/{pid}/environ").read_bytes()
