@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.store.progress import Progress, measure
+from engine.store.progress import IDLE_KEY, Progress, measure
 from engine.store.reader import Cursor, LlmTotals, RunReader
 from engine.store.schema import PENDING, RUNNING
 from engine.store.standing import META_KEY, StageNames, Standings
@@ -181,18 +181,22 @@ class Poller:
             llm_mode=str(meta.get("llm_mode") or "?"),
             llm=LlmTotals(totals.calls, totals.tokens, totals.cost, totals.last_id),
             elapsed=elapsed,
-            progress=self._measure(steps_total if isinstance(steps_total, int) else None),
+            progress=self._measure(
+                steps_total if isinstance(steps_total, int) else None,
+                meta.get(IDLE_KEY),  # paused and down time leave the rate alone
+                engine.live and engine.state == "running",  # no ETA otherwise
+            ),
         )
 
-    def _measure(self, steps_total: int | None) -> Progress | None:
+    def _measure(self, steps_total: int | None, idle: Any, working: bool) -> Progress | None:
         """Speed, ETA and stall (``engine.store.progress``, as ``status`` has them), when
         changed."""
-        key = (self.pop.version, steps_total, self.pop.maximize)
+        key = (self.pop.version, steps_total, self.pop.maximize, repr(idle), working)
         if key == self._progress_key or time.monotonic() < self._progress_next:
             return self._progress
         started = time.monotonic()
         rows = [(r.step, r.finished_at, r.score, r.status) for r in self.pop.rows.values()]
-        self._progress = measure(rows, steps_total, self.pop.maximize)
+        self._progress = measure(rows, steps_total, self.pop.maximize, idle, working)
         self._progress_key = key
         cost = time.monotonic() - started
         self._progress_next = time.monotonic() + cost / PROGRESS_SHARE
