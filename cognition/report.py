@@ -219,8 +219,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"run:    {report['run_dir']}  (task {report['task']}, {report['direction']})",
         f"nodes:  {report['nodes']}  done {report['done']}  failed {report['failed']}  "
-        f"pruned {report['pruned']}   best "
-        + ("-" if best is None else str(report["best"])),
+        f"pruned {report['pruned']}   best " + ("-" if best is None else str(report["best"])),
         "",
     ]
     prov = report["provenance"]
