@@ -2,10 +2,18 @@
 
 It speaks just enough of the API for the real ``openai`` client: ``POST
 /v1/chat/completions`` and ``GET /v1/models``. Each chat request is answered, in this
-order, by a fault planned for that request number (``fault_at``), by the next queued
-reply (``push``), or by the ``handler`` callable, which computes a reply from the
-request (e.g. reads the parent program from the prompt and returns a SEARCH/REPLACE
-diff). Every request is recorded so tests can assert on prompts and headers.
+order, by a refusal of a parameter the model does not take (``refuse``), by a fault
+planned for that request number (``fault_at``), by the next queued reply (``push``), or by
+the ``handler`` callable, which computes a reply from the request (e.g. reads the parent
+program from the prompt and returns a SEARCH/REPLACE diff). Every request is recorded so
+tests can assert on prompts and headers.
+
+Real models it can behave like: a reasoning model (``refuse=REASONING_REFUSALS``: HTTP 400
+"Unsupported parameter" for ``max_tokens``, "Unsupported value" for ``temperature`` and
+``top_p``, as OpenAI's o-series and gpt-5 answer); thinking shown in ``reasoning_content``
+(``Reply.reasoning``) or inline (``with_thinking``); streamed answers (``"stream": true``:
+server-sent events, ``Reply.chunks`` pieces ``Reply.chunk_delay`` seconds apart, usage last
+when ``stream_options.include_usage`` asks); slow ones (``Reply.delay``).
 """
 
 from __future__ import annotations
@@ -34,6 +42,10 @@ class Reply:
     raw: bytes | None = None  # sent as-is (garbage); content and status are then ignored
     empty_choices: bool = False
     drop_connection: bool = False  # close the socket without an answer
+    reasoning: str | None = None  # sent as the message's reasoning_content
+    error_fields: dict[str, str] = field(default_factory=dict)  # beside an error's message
+    chunks: int = 3  # pieces of a streamed answer
+    chunk_delay: float = 0.0  # seconds between streamed pieces
 
 
 def error(status: int, message: str = "scripted fault", **headers: str) -> Reply:
@@ -41,6 +53,30 @@ def error(status: int, message: str = "scripted fault", **headers: str) -> Reply
 
 
 GARBAGE = Reply(raw=b"<html>502 bad gateway, not JSON at all")
+
+# What a reasoning model refuses, and how OpenAI says so.
+REASONING_REFUSALS = {"max_tokens": "parameter", "temperature": "value", "top_p": "value"}
+
+
+def refusal(name: str, value: Any, kind: str = "parameter") -> Reply:
+    """HTTP 400 for a parameter the model does not take. ``parameter`` and ``value``: as
+    OpenAI (``param`` and ``code`` beside the message); ``plain``: a message only, naming
+    the parameter without quotes, as some other servers do."""
+    if kind == "plain":
+        return Reply(status=400, content=f"{name} is not supported by this model")
+    if kind == "value":
+        message = (
+            f"Unsupported value: '{name}' does not support {value} with this model. Only the "
+            "default (1) value is supported."
+        )
+    else:
+        message = f"Unsupported parameter: '{name}' is not supported with this model."
+        if name == "max_tokens":
+            message += " Use 'max_completion_tokens' instead."
+    code = "unsupported_value" if kind == "value" else "unsupported_parameter"
+    fields = {"param": name, "code": code, "type": "invalid_request_error"}
+    return Reply(status=400, content=message, error_fields=fields)
+
 
 Handler = Callable[[dict[str, Any]], "Reply | str"]
 
@@ -68,9 +104,18 @@ class Recorded:
 class ScriptedServer:
     """Start with ``with ScriptedServer(handler) as server:``; ``server.base_url`` ends in /v1."""
 
-    def __init__(self, handler: Handler | None = None, model: str = MODEL) -> None:
+    def __init__(
+        self,
+        handler: Handler | None = None,
+        model: str = MODEL,
+        refuse: dict[str, str] | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.handler: Handler = handler or _default_handler
         self.model = model
+        self.api_key = api_key  # when set, a chat request with another key gets HTTP 401
+        # parameter -> how it is refused (see ``refusal``): any request naming it gets a 400
+        self.refuse = dict(refuse or {})
         self.requests: list[Recorded] = []
         self._queue: list[Reply | str] = []
         self._faults: dict[int, Reply] = {}
@@ -118,6 +163,16 @@ class ScriptedServer:
             number = self._chat_count
             recorded = Recorded(path, headers, body, number)
             self.requests.append(recorded)
+            given = headers.get("authorization", "").removeprefix("Bearer ")
+            if self.api_key is not None and given != self.api_key:
+                return Reply(
+                    status=401,
+                    content=f"Incorrect API key provided: {given}.",
+                    error_fields={"code": "invalid_api_key", "type": "invalid_request_error"},
+                )
+            refused = next((name for name in self.refuse if name in body), None)
+            if refused is not None:
+                return refusal(refused, body[refused], self.refuse[refused])
             reply = self._faults.pop(number, None)
             if reply is None and self._queue:
                 reply = self._queue.pop(0)
@@ -126,26 +181,55 @@ class ScriptedServer:
         return Reply(content=reply) if isinstance(reply, str) else reply
 
     def _completion(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
-        prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
-        choices = [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": reply.content},
-                "finish_reason": reply.finish_reason,
-            }
-        ]
+        message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+        if reply.reasoning is not None:
+            message["reasoning_content"] = reply.reasoning
+        choices = [{"index": 0, "message": message, "finish_reason": reply.finish_reason}]
         return {
             "id": f"chatcmpl-{self._chat_count}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model") or self.model,
             "choices": [] if reply.empty_choices else choices,
-            "usage": {
-                "prompt_tokens": max(1, prompt_chars // 4),
-                "completion_tokens": max(1, len(reply.content) // 4),
-                "total_tokens": max(1, prompt_chars // 4) + max(1, len(reply.content) // 4),
-            },
+            "usage": self._usage(body, reply),
         }
+
+    def _usage(self, body: dict[str, Any], reply: Reply) -> dict[str, int]:
+        prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+        prompt = max(1, prompt_chars // 4)
+        completion = max(1, (len(reply.content) + len(reply.reasoning or "")) // 4)
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+    def _stream_events(self, body: dict[str, Any], reply: Reply) -> list[dict[str, Any]]:
+        """The chunks of a streamed answer: thinking deltas, content deltas, the finish,
+        and the usage when the request asks for it."""
+        base = {
+            "id": f"chatcmpl-{self._chat_count}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model") or self.model,
+        }
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            return {**base, "choices": [] if reply.empty_choices else [choice]}
+
+        events = [chunk({"role": "assistant", "content": ""})]
+        for name, text in (
+            ("reasoning_content", reply.reasoning or ""),
+            ("content", reply.content),
+        ):
+            n = max(1, reply.chunks)
+            size = -(-len(text) // n) or 1
+            events += [chunk({name: text[i : i + size]}) for i in range(0, len(text), size)]
+        events.append(chunk({}, reply.finish_reason))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append({**base, "choices": [], "usage": self._usage(body, reply)})
+        return events
 
 
 def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
@@ -186,10 +270,27 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             if reply.raw is not None:
                 self._send(200, reply.raw, reply.headers)
             elif reply.status != 200:
-                payload = {"error": {"message": reply.content, "type": "scripted"}}
-                self._send(reply.status, json.dumps(payload).encode(), reply.headers)
+                error = {"message": reply.content, "type": "scripted", **reply.error_fields}
+                self._send(reply.status, json.dumps({"error": error}).encode(), reply.headers)
+            elif body.get("stream"):
+                self._stream(server._stream_events(body, reply), reply.chunk_delay)
             else:
                 self._send(200, json.dumps(server._completion(body, reply)).encode())
+
+        def _stream(self, events: list[dict[str, Any]], delay: float) -> None:
+            """Server-sent events in chunked transfer encoding, ``delay`` s apart."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            datas = [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events]
+            with contextlib.suppress(OSError):
+                for i, data in enumerate([*datas, b"data: [DONE]\n\n"]):
+                    if i and delay:
+                        time.sleep(delay)
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
 
         def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
@@ -288,6 +389,27 @@ def analysis_reply(request: dict[str, Any]) -> Reply:
         "<knowledge><title>Scripted lesson</title><content>Single-constant edits are cheap "
         "probes.</content></knowledge>"
     )
+
+
+def with_thinking(handler: Handler, thought: str, style: str = "tag") -> Handler:
+    """``handler``'s answers as a reasoning model shows them: after a ``<think>`` block
+    (``tag``), after thinking whose ``<think>`` the chat template opened (``open``: only the
+    closing tag), or with the thinking in ``reasoning_content`` (``field``)."""
+
+    def handle(request: dict[str, Any]) -> Reply:
+        reply = handler(request)
+        reply = Reply(content=reply) if isinstance(reply, str) else reply
+        if reply.status != 200 or reply.raw is not None:
+            return reply
+        if style == "field":
+            reply.reasoning = thought
+        elif style == "open":
+            reply.content = f"{thought}\n</think>\n\n{reply.content}"
+        else:
+            reply.content = f"<think>\n{thought}\n</think>\n\n{reply.content}"
+        return reply
+
+    return handle
 
 
 def agents_script(

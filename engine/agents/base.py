@@ -23,6 +23,22 @@ class AgentError(Exception):
     """An agent could not produce its output; the node fails with this reason."""
 
 
+class EndpointError(AgentError):
+    """A failure of the model endpoint that every call meets again: a refused key (401),
+    no access (403), no such model (404), a parameter the model refuses that cannot be left
+    out. Failing node after node for it would spend the whole step budget in seconds, so
+    the loop does not count the step and stops the run after a few in a row.
+
+    ``role``: whose calls fail; ``repeated``: how many of that role's calls failed so in a
+    row (a successful call of the role starts the count again).
+    """
+
+    def __init__(self, message: str, role: str = "", repeated: int = 1) -> None:
+        super().__init__(message)
+        self.role = role
+        self.repeated = repeated
+
+
 @dataclass
 class Knowledge:
     """One retrieved cognition item, with the similarity that brought it."""

@@ -60,17 +60,20 @@ class Prepared:
     """What a run is built from, checked before anything is written.
 
     agents: the run's agents; attach: gives them the run store (LLM call records) once it
-    exists; seeds: the task's knowledge for a new run; execution: Engineer and slots.
+    exists; seeds: the task's knowledge for a new run; execution: Engineer and slots;
+    recorder: the LLM agents' ``CallRecorder`` (None offline), told where console lines go.
     """
 
     agents: Agents
     attach: Callable[[Any], None]
     seeds: list[KnowledgeDraft]
     execution: Execution
+    recorder: Any = None
 
 
 def prepare(plan: RunPlan, task: TaskSpec, run_dir: Path, new_run: bool) -> Prepared:
     """Agents, knowledge seeds and execution, each refused in one line (exit 2) if unusable."""
+    recorder = None
     if plan.mode == "openai":
         agents, recorder = agent_setup.build_llm_agents(plan, task)
         attach = recorder.attach
@@ -82,7 +85,7 @@ def prepare(plan: RunPlan, task: TaskSpec, run_dir: Path, new_run: bool) -> Prep
     sandbox = make_sandbox(plan.sandbox, run_dir, task.directory)
     execution = plan_execution(task, plan, run_dir, sandbox)
     execution.notes.insert(0, sandbox.describe())
-    return Prepared(agents, attach, seeds, execution)
+    return Prepared(agents, attach, seeds, execution, recorder)
 
 
 def seed(store: RunStore, plan: RunPlan, prepared: Prepared) -> None:
@@ -200,6 +203,8 @@ def execute(
     # During the run LLM calls are recorded through the engine's db thread, queued in order
     # and never awaited by the loop; before and after it, on this thread's store.
     ready.attach(engine.db.deferred())
+    if ready.recorder is not None:  # what a model refuses is said on the console too
+        ready.recorder.say = engine.say
     if retriever is not None:
         retriever.attach(engine.db)
     log_handler = start_log(run_dir)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import direction
-from engine.agents.base import AgentError, Agents
+from engine.agents.base import AgentError, Agents, EndpointError
 from engine.execution.engineer import Engineer, EvaluationLost
 from engine.loop.heartbeat import Heartbeat
 from engine.loop.ledger import MAX_LOSSES, Ledger
@@ -46,6 +46,10 @@ from engine.task import TaskSpec
 log = logging.getLogger(__name__)
 
 __all__ = ["Engine", "EngineError", "Rejected", "Summary"]
+
+# A role's calls failing in a row in a way every call would (a refused key, no such model:
+# ``EndpointError``) stop the run at this many: a few, in case it was a passing fault.
+ENDPOINT_STOP_AFTER = 3
 
 
 class EngineError(Exception):
@@ -416,6 +420,8 @@ class Engine:
             await self._fail(node, str(exc))
         except EvaluationLost as exc:
             await self._lost(node, str(exc))
+        except EndpointError as exc:
+            await self._endpoint_down(node, exc)
         except AgentError as exc:
             await self._fail(node, f"researcher: {exc}")
         except StoreError as exc:  # the disk is full: nothing can be recorded, stop the run
@@ -444,8 +450,46 @@ class Engine:
 
     async def _post_only(self, node: Node) -> None:
         parent, best, _ = await self._relatives(node)
-        await self.pipeline.post(node, parent, best)
+        try:
+            await self.pipeline.post(node, parent, best)
+        except EndpointError as exc:  # still owed: the next resume tries again
+            await self._endpoint_down(node, exc, counted=True)
+            return
         await self.db.call(lambda store: self.sampler.observe(node))
+
+    async def _endpoint_down(self, node: Node, exc: EndpointError, counted: bool = False) -> None:
+        """An LLM call failed in a way every call would (``EndpointError``). A node not yet
+        evaluated goes back to pending, uncounted, and runs again: a spent budget of failed
+        steps would leave nothing for the resume after the configuration is fixed. A node
+        already evaluated keeps its evaluation; what it owes (judge, analysis) stays owed.
+        After ENDPOINT_STOP_AFTER such failures of one role in a row the run stops (exit 1).
+        """
+        reason = str(exc).splitlines()[0][:500] if str(exc) else "the endpoint failed"
+        if node.status in FINISHED:
+            owed = ", ".join(node.metadata.get(POST_PENDING) or []) or "nothing"
+            await self.db.add_event("endpoint", f"{reason}; owed for a resume: {owed}", node.id)
+            if not counted:
+                await self._finished(node)
+        else:
+            node.status, node.started_at = PENDING, None
+
+            def requeue(store: RunStore) -> None:
+                store.update_node(node.id, status=PENDING, started_at=None)
+                store.add_event("endpoint", f"{reason}; step {node.step} not counted", node.id)
+
+            await self.db.call(requeue)
+            self.say(f"step {node.step:>4}  #{node.id:<5} not counted: {reason}"[:300])
+            if exc.repeated < ENDPOINT_STOP_AFTER:
+                self.steps.again(node)
+        if exc.repeated >= ENDPOINT_STOP_AFTER and not self.fatal:
+            # Last: request_stop cancels the tasks in flight, this one included.
+            self.fatal = (
+                f"{exc.role or 'LLM'} calls failed {exc.repeated} times in a row, as every call "
+                f"would: {reason} (the steps they failed are not counted: run again with the "
+                "configuration fixed to resume them)"
+            )
+            log.error("%s", self.fatal)
+            self.request_stop(self.fatal)
 
     async def _pruned_in_flight(self, node: Node) -> None:
         """A node pruned while it ran: pruned for good, counted once. (Its status was

@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine import direction
-from engine.agents.base import AgentError, Agents, AnalysisInput, Proposal, Report, ResearchContext
+from engine.agents.base import (
+    AgentError,
+    Agents,
+    AnalysisInput,
+    EndpointError,
+    Proposal,
+    Report,
+    ResearchContext,
+)
 from engine.execution import workdirs
 from engine.execution.engineer import Engineer, Evaluation, run_stages, stage_record
 from engine.store.records import DONE, FAILED, PRUNED, RUNNING, Node
@@ -268,7 +276,7 @@ class Pipeline:
         )
         try:
             fix = await debugger.fix(inp)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, EndpointError):  # the endpoint is down: the loop stops
             raise
         except Exception as exc:  # noqa: BLE001 - a broken debugger leaves the failure as it is
             fix, why = None, f"{type(exc).__name__}: {exc}"
@@ -331,7 +339,7 @@ class Pipeline:
         """final = (1 - ratio) * evaluation + ratio * judge; both kept in the results."""
         try:
             verdict = await self.agents.judge.judge(self.analysis_input(node, parent, best))
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, EndpointError):  # owed still: a resume judges it
             raise
         except Exception as exc:  # noqa: BLE001 - a judge failure fails this node only
             # Its evaluation stays in the results, but without the judge there is no score
@@ -359,7 +367,7 @@ class Pipeline:
     async def _analyze(self, node: Node, parent: Node | None, best: Node | None) -> Report:
         try:
             return await self.agents.analyzer.analyze(self.analysis_input(node, parent, best))
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, EndpointError):  # owed still: a resume analyzes it
             raise
         except Exception as exc:  # noqa: BLE001 - a failed report must not lose the evaluation
             log.warning("analyzer failed for node %s: %s", node.id, exc)

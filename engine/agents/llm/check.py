@@ -30,6 +30,7 @@ class CheckResult:
     completion_tokens: int
     reply: str
     error: str = ""
+    notes: list[str] = dataclasses.field(default_factory=list)  # parameters the model refused
 
     def line(self) -> str:
         who = ", ".join(self.roles)
@@ -38,7 +39,7 @@ class CheckResult:
         return (
             f"ok {who}: model {self.model} at {self.base_url}, latency {self.latency:.2f}s, "
             f"tokens {self.prompt_tokens} prompt + {self.completion_tokens} completion, "
-            f"reply {self.reply!r}"
+            f"reply {self.reply!r}" + "".join(f"; {note}" for note in self.notes)
         )
 
 
@@ -57,7 +58,10 @@ async def _check(roles: list[str], settings: LLMSettings) -> CheckResult:
     quick = dataclasses.replace(
         settings, retries=min(settings.retries, 1), backoff_base=min(settings.backoff_base, 1.0)
     )
-    client = LLMClient(quick, "check", CallRecorder())
+    recorder = CallRecorder()
+    notes: list[str] = []
+    recorder.say = notes.append  # what the model refused, said on the check's line
+    client = LLMClient(quick, "check", recorder)
     started = time.monotonic()
     try:
         done = await client.complete(PROMPT)
@@ -73,6 +77,7 @@ async def _check(roles: list[str], settings: LLMSettings) -> CheckResult:
         done.prompt_tokens,
         done.completion_tokens,
         " ".join(done.text.split())[:40],
+        notes=notes,
     )
 
 

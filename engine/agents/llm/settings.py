@@ -19,6 +19,10 @@ from engine.agents.base import AgentSetupError
 
 ROLES = ("researcher", "analyzer", "judge", "debugger", "static_check")
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+# How the output token limit is named in a request. Reasoning models (o1, o3, gpt-5, ...)
+# refuse ``max_tokens`` and want ``max_completion_tokens``; older servers know only the
+# former. ``auto`` sends ``max_tokens`` and switches once a model refuses it.
+TOKEN_PARAMETERS = ("auto", "max_tokens", "max_completion_tokens")
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,11 @@ class LLMSettings:
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
+    token_parameter: str = "auto"  # auto | max_tokens | max_completion_tokens
+    reasoning_effort: str | None = None  # sent only when set (e.g. low, medium, high)
     seed: int | None = None
-    timeout: float = 300.0
+    timeout: float = 300.0  # seconds without an answer (streamed: without a new token)
+    stream: bool = False  # stream answers: a long generation is then not cut by the timeout
     retries: int = 4
     backoff_base: float = 1.0  # seconds; doubled per attempt, with jitter
     backoff_max: float = 60.0
@@ -119,6 +126,13 @@ def resolve_settings(
         if key in merged:
             values[key] = _typed(merged[key], getattr(defaults, key), key)
     settings = LLMSettings(**values)
+    if settings.token_parameter not in TOKEN_PARAMETERS:
+        raise AgentSetupError(
+            f"api.token_parameter must be one of {', '.join(TOKEN_PARAMETERS)}, "
+            f"got {settings.token_parameter!r}"
+        )
+    if settings.reasoning_effort is not None and not settings.reasoning_effort.strip():
+        raise AgentSetupError("api.reasoning_effort must be a word such as low or high, or unset")
     if settings.retries < 0 or settings.timeout <= 0 or settings.backoff_base < 0:
         raise AgentSetupError("api: retries must be >= 0, timeout > 0 and backoff_base >= 0")
     return settings
@@ -202,13 +216,18 @@ def _check_prices(prices: Any) -> None:
 
 _OPTIONAL_FLOAT = {"temperature", "top_p"}
 _OPTIONAL_INT = {"max_tokens", "seed"}
+_OPTIONAL_STR = {"reasoning_effort"}
 
 
 def _typed(value: Any, default: Any, origin: str) -> Any:
     """Check ``value`` against the type of the default it replaces."""
     key = origin.rsplit(".", 1)[-1]
-    if value is None and key in _OPTIONAL_FLOAT | _OPTIONAL_INT:
+    if value is None and key in _OPTIONAL_FLOAT | _OPTIONAL_INT | _OPTIONAL_STR:
         return None
+    if key in _OPTIONAL_STR:
+        if isinstance(value, str):
+            return value
+        raise AgentSetupError(f"{origin} must be a string, got {value!r}")
     if key in _OPTIONAL_FLOAT or isinstance(default, float):
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
