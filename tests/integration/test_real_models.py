@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,8 @@ from scripted_server import (
     error,
     with_thinking,
 )
+from test_llm_cli import rows
+from test_llm_client import FakeStore
 
 from engine.agents.base import AgentError, AgentSetupError, EndpointError
 from engine.agents.llm.client import CallRecorder, Completion, LLMClient
@@ -35,18 +36,6 @@ from engine.agents.llm.thinking import split_thinking
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 LONG_KEY = "sk-proj-Zq81kLmN0pQrStUvWxYz"
-
-
-class FakeStore:
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.events: list[str] = []
-
-    def add_llm_call(self, **fields: Any) -> None:
-        self.calls.append(fields)
-
-    def add_event(self, kind: str, message: str, node_id: int | None = None) -> None:
-        self.events.append(message)
 
 
 def settings(server: ScriptedServer, **overrides: Any) -> LLMSettings:
@@ -328,15 +317,6 @@ def env_for(server: ScriptedServer, key: str = "x") -> dict[str, str]:
 def write_config(path: Path, **api: Any) -> Path:
     path.write_text(json.dumps({"api": {"backoff_base": 0.01, "retries": 2, **api}}))
     return path
-
-
-def rows(run_dir: Path, sql: str) -> list[sqlite3.Row]:
-    db = sqlite3.connect(run_dir / "evolve.db")
-    db.row_factory = sqlite3.Row
-    try:
-        return list(db.execute(sql))
-    finally:
-        db.close()
 
 
 def events(run_dir: Path) -> list[str]:
