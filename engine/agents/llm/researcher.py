@@ -23,6 +23,7 @@ from engine.agents.diff import (
     strip_fences,
 )
 from engine.agents.evolve_block import frozen_violation, has_markers
+from engine.agents.llm.budget import Fitted, answer_reserve, fit, prompt_budget
 from engine.agents.llm.client import Completion, LLMClient
 from engine.agents.llm.prompts import Templates, lang_for, node_view
 from engine.agents.llm.settings import ResearcherSettings
@@ -47,6 +48,7 @@ class Attempt:
     repairs: int = 0
     fallback: bool = False
     blocks: int = 0
+    trimmed: dict | None = None  # what the prompt budget cut (budget.fit), if anything
 
 
 class LLMResearcher:
@@ -65,17 +67,12 @@ class LLMResearcher:
         self.program_name = program_name
         self.lang = lang_for(program_name)
         self.label = f"LLM researcher ({client.label}, {settings.mode} mode)"
+        self._said_over_budget = False
 
     async def propose(self, ctx: ResearchContext) -> Proposal:
-        variables = self._variables(ctx)
-        messages = [
-            {
-                "role": "system",
-                "content": self.templates.render("researcher_system.j2", **variables),
-            },
-            {"role": "user", "content": self.templates.render("researcher.j2", **variables)},
-        ]
-        attempt = Attempt(mode=self.settings.mode)
+        fitted = self.prompt(ctx)
+        messages = fitted.messages
+        attempt = Attempt(mode=self.settings.mode, trimmed=fitted.trimmed)
         while True:
             completion = await self.client.complete(messages, node_id=ctx.node_id)
             attempt.answers += 1
@@ -100,6 +97,36 @@ class LLMResearcher:
                     f"no usable program after {attempt.answers} answers: {_first_line(problem)}"
                 )
             messages.append({"role": "user", "content": follow_up})
+
+    def prompt(self, ctx: ResearchContext) -> Fitted:
+        """The first turn's messages, fitted to the prompt budget (see budget.py)."""
+        api = self.client.settings
+        context_tokens = api.context_tokens
+        budget = prompt_budget(context_tokens, api.max_tokens)
+        fitted = fit(self._messages, self._variables(ctx), budget)
+        if fitted.over_budget and context_tokens is not None:
+            reserve = answer_reserve(context_tokens, api.max_tokens)
+            message = (
+                f"researcher prompt over budget: about {fitted.estimated_tokens} tokens "
+                f"(estimated) with every context node and knowledge item dropped, over the "
+                f"{budget} that api.context_tokens {context_tokens} leaves after {reserve} for "
+                "the answer; sending the task and the parent program anyway"
+            )
+            if self._said_over_budget:
+                self.client.recorder.event(message, ctx.node_id)
+            else:  # the console hears it once a run, the events every time
+                self._said_over_budget = True
+                self.client.recorder.note(message, ctx.node_id)
+        return fitted
+
+    def _messages(self, variables: dict) -> list[dict[str, str]]:
+        return [
+            {
+                "role": "system",
+                "content": self.templates.render("researcher_system.j2", **variables),
+            },
+            {"role": "user", "content": self.templates.render("researcher.j2", **variables)},
+        ]
 
     def _variables(self, ctx: ResearchContext) -> dict:
         s = self.settings
@@ -164,6 +191,7 @@ class LLMResearcher:
                     "blocks": attempt.blocks,
                     "model": completion.model,
                 }
+                | ({"prompt_trimmed": attempt.trimmed} if attempt.trimmed else {})
             },
         )
 

@@ -35,6 +35,9 @@ class LLMSettings:
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
+    # The model's context, in estimated tokens: the researcher's prompt is trimmed to it
+    # less max_tokens (engine/agents/llm/budget.py); None: no limit.
+    context_tokens: int | None = 32_000
     token_parameter: str = "auto"  # auto | max_tokens | max_completion_tokens
     reasoning_effort: str | None = None  # sent only when set (e.g. low, medium, high)
     seed: int | None = None
@@ -133,6 +136,14 @@ def resolve_settings(
         )
     if settings.reasoning_effort is not None and not settings.reasoning_effort.strip():
         raise AgentSetupError("api.reasoning_effort must be a word such as low or high, or unset")
+    if settings.context_tokens is not None and (
+        settings.context_tokens < 1
+        or (settings.max_tokens is not None and settings.max_tokens >= settings.context_tokens)
+    ):
+        raise AgentSetupError(
+            f"api.context_tokens ({settings.context_tokens}) must be larger than api.max_tokens "
+            f"({settings.max_tokens}), or null for no limit on the prompt"
+        )
     if settings.retries < 0 or settings.timeout <= 0 or settings.backoff_base < 0:
         raise AgentSetupError("api: retries must be >= 0, timeout > 0 and backoff_base >= 0")
     return settings
@@ -215,7 +226,7 @@ def _check_prices(prices: Any) -> None:
 
 
 _OPTIONAL_FLOAT = {"temperature", "top_p"}
-_OPTIONAL_INT = {"max_tokens", "seed"}
+_OPTIONAL_INT = {"max_tokens", "seed", "context_tokens"}
 _OPTIONAL_STR = {"reasoning_effort"}
 
 
