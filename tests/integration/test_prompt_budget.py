@@ -47,6 +47,9 @@ def test_the_setting_per_role_null_and_checked() -> None:
     assert resolve_settings(api, "researcher", env).context_tokens == 128_000
     assert resolve_settings(api, "analyzer", env).context_tokens == 32_000  # the default
     assert resolve_settings({**api, "context_tokens": None}, "judge", env).context_tokens is None
+    # Not configured and a long answer (a reasoning model's config): the default grows.
+    big = resolve_settings({"base_url": "x", "max_tokens": 40_000}, None, env)
+    assert big.context_tokens == 40_000 + 16_000
     with pytest.raises(AgentSetupError, match=r"api.context_tokens \(8000\) must be larger"):
         resolve_settings({"base_url": "x", "context_tokens": 8000, "max_tokens": 8000}, None, env)
     with pytest.raises(AgentSetupError, match="must be an integer"):

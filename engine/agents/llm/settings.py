@@ -25,6 +25,9 @@ DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 TOKEN_PARAMETERS = ("auto", "max_tokens", "max_completion_tokens")
 
 
+DEFAULT_PROMPT_ROOM = 16_000  # prompt tokens the default budget leaves beside a large max_tokens
+
+
 @dataclass(frozen=True)
 class LLMSettings:
     """Where and how one role calls its model. ``model=None``: the endpoint's first model."""
@@ -37,6 +40,7 @@ class LLMSettings:
     max_tokens: int | None = None
     # The model's context, in estimated tokens: the researcher's prompt is trimmed to it
     # less max_tokens (engine/agents/llm/budget.py); None: no limit.
+    # Not configured: 32000, or max_tokens + DEFAULT_PROMPT_ROOM when that is larger.
     context_tokens: int | None = 32_000
     token_parameter: str = "auto"  # auto | max_tokens | max_completion_tokens
     reasoning_effort: str | None = None  # sent only when set (e.g. low, medium, high)
@@ -128,6 +132,12 @@ def resolve_settings(
     for key in _ROLE_KEYS - set(values) - {"api_key"}:
         if key in merged:
             values[key] = _typed(merged[key], getattr(defaults, key), key)
+    if "context_tokens" not in merged and isinstance(values.get("max_tokens"), int):
+        # Not configured: the default budget, grown for a config written for a model with
+        # long answers (a reasoning model's max_tokens of 32000 must not stop its run).
+        values["context_tokens"] = max(
+            defaults.context_tokens or 0, values["max_tokens"] + DEFAULT_PROMPT_ROOM
+        )
     settings = LLMSettings(**values)
     if settings.token_parameter not in TOKEN_PARAMETERS:
         raise AgentSetupError(
