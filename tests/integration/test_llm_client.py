@@ -209,3 +209,27 @@ def test_redact_config_strips_keys() -> None:
     redacted = redact_config(config)
     assert KEY not in repr(redacted) and redacted["api"]["model"] == "m"
     assert config["api"]["api_key"] == KEY  # the original is untouched
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"timeout": float("nan")},
+        {"timeout": 0},
+        {"max_tokens": -5},
+        {"max_tokens": 0},
+        {"temperature": float("inf")},
+        {"top_p": 1.5},
+        {"retries": -1},
+        {"backoff_base": float("nan")},
+    ],
+)
+def test_out_of_range_settings_are_one_line_before_any_call(bad: dict) -> None:
+    """A NaN timeout, a negative max_tokens ... would fail every call (or never time out)
+    hours into a run: refused when the settings are read, naming the setting."""
+    from engine.agents.base import AgentSetupError
+    from engine.agents.llm.settings import resolve_settings
+
+    name = next(iter(bad))
+    with pytest.raises(AgentSetupError, match=rf"api\.{name} must be between"):
+        resolve_settings({"base_url": "http://127.0.0.1:9/v1", **bad}, None, {})

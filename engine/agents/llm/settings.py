@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -154,9 +155,35 @@ def resolve_settings(
             f"api.context_tokens ({settings.context_tokens}) must be larger than api.max_tokens "
             f"({settings.max_tokens}), or null for no limit on the prompt"
         )
-    if settings.retries < 0 or settings.timeout <= 0 or settings.backoff_base < 0:
-        raise AgentSetupError("api: retries must be >= 0, timeout > 0 and backoff_base >= 0")
+    _check_ranges(settings)
     return settings
+
+
+# (setting, lowest, highest): a NaN, an infinity or a negative count would otherwise reach
+# the HTTP client or the retry loop and fail every call (or never time out) hours later.
+_RANGES = (
+    ("retries", 0, 100),
+    ("timeout", 1e-3, 86_400.0),
+    ("backoff_base", 0.0, 3_600.0),
+    ("backoff_max", 0.0, 86_400.0),
+    ("retry_after_max", 0.0, 86_400.0),
+    ("max_tokens", 1, 10_000_000),
+    ("context_tokens", 1, 100_000_000),
+    ("temperature", 0.0, 10.0),
+    ("top_p", 0.0, 1.0),
+)
+
+
+def _check_ranges(settings: LLMSettings) -> None:
+    """Every numeric setting finite and within its range, or one line naming it."""
+    for name, low, high in _RANGES:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise AgentSetupError(f"api.{name} must be a number, got {value!r}")
+        if not (math.isfinite(value) and low <= value <= high):
+            raise AgentSetupError(f"api.{name} must be between {low:g} and {high:g}, got {value!r}")
 
 
 def check_api_keys(api: Mapping[str, Any]) -> None:
