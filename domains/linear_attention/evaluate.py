@@ -345,6 +345,9 @@ def evaluate(program: str, stage: str | None) -> dict[str, Any]:
     started = time.monotonic()
     use_cuda = os.environ.get("CUDA_VISIBLE_DEVICES", "x") != "" and _cuda_available()
     settings = load_settings(use_cuda)
+    problem = settings_problem(settings, use_cuda)
+    if problem:
+        raise ValueError(problem)
     metrics: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="linear_attention_") as tmp:
         scratch = Path(tmp)
@@ -365,6 +368,18 @@ def evaluate(program: str, stage: str | None) -> dict[str, Any]:
     if score is not None:
         result["score"] = round(score, 4)
     return result
+
+
+def settings_problem(settings: dict[str, Any], use_cuda: bool) -> str | None:
+    """Inconsistent shapes, or (on CUDA) an estimated peak beyond 90% of the card: one line."""
+    import memory
+
+    capacity = None
+    if use_cuda:
+        import torch
+
+        capacity = torch.cuda.get_device_properties(0).total_memory
+    return memory.refusal(settings, capacity)
 
 
 def _cuda_available() -> bool:
