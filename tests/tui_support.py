@@ -6,7 +6,9 @@ the app's injected clock, so SVG snapshots are byte-for-byte stable.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -153,3 +155,12 @@ def make_app(run_dir: Path, clock=lambda: NOW) -> tuple[EvolveApp, list[str]]:  
 
     app.notify = notify  # type: ignore[method-assign]
     return app, notes
+
+
+async def wait_for(predicate, timeout: float = 10.0) -> None:  # noqa: ANN001
+    """Until ``predicate()`` holds (a pilot's app catching up with the database)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import RichLog, Static, TextArea
-from tui_support import T0, build_run, commands, item_status, make_app
+from tui_support import T0, build_run, commands, item_status, make_app, wait_for
 
 from engine.store.lock import RunLock
 from engine.store.records import Node
@@ -29,16 +29,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def wait_for(predicate, timeout: float = 10.0) -> None:  # noqa: ANN001
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 def header_text(app: EvolveApp) -> str:

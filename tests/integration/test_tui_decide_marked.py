@@ -4,15 +4,13 @@ written as a single decision is (``engine/store/steer.decide_item``)."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Static
-from tui_support import T0, build_run, item_status, make_app
+from tui_support import T0, build_run, item_status, make_app, wait_for
 
 from tui.screens.confirm import Confirm
 from tui.screens.proposal import DecideProposal
@@ -25,14 +23,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def wait_for(predicate, timeout: float = 10.0) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 def run_with_three_proposals(tmp_path: Path) -> Path:

@@ -9,16 +9,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 from tui_stages import EXPLORE_STARTED, VERIFY_S, add_stages
-from tui_support import NOW, build_run, make_app
+from tui_support import NOW, build_run, make_app, wait_for
 
 from engine.store.reader import Cursor, RunReader
 from engine.store.run_store import RunStore
@@ -47,14 +45,6 @@ def cell(table: PopulationTable, node_id: int, column: str) -> str:
 
 def label(table: PopulationTable, column: str) -> str:
     return str(table.columns[column].label)  # type: ignore[index]
-
-
-async def wait_for(predicate, timeout: float = 10.0) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 def finish(run_dir: Path, node_id: int, explore: float, verify: float | None) -> None:
