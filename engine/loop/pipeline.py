@@ -40,7 +40,7 @@ from engine.execution import workdirs
 from engine.execution.engineer import Engineer, Evaluation, run_stages, stage_record
 from engine.store.records import DONE, FAILED, PRUNED, RUNNING, Node
 from engine.store.run_store import RunStore
-from engine.store.running import RUNNING_STAGE, clock
+from engine.store.running import RUNNING_STAGE, WAITING, clock
 from engine.store.running import stage_record as running_record
 from engine.store.writer import StoreThread
 from engine.task import Resources, Stage, TaskSpec
@@ -197,7 +197,8 @@ class Pipeline:
 
         async def ran(stage: Stage, evaluation: Evaluation) -> None:
             records[stage.name] = {**stage_record(evaluation), "code": code_hash}
-            node.metadata.pop(RUNNING_STAGE, None)
+            # Until the next stage has its slot (or the evaluation is committed): waiting.
+            node.metadata[RUNNING_STAGE] = running_record(WAITING, time.time(), None)
             await self.db.update_node(node.id, metadata=node.metadata)
             took = clock(evaluation.runtime)
             if evaluation.ok:

@@ -21,6 +21,7 @@ from engine.store.schema import PENDING, RUNNING
 
 RUNNING_STAGE = "running_stage"  # node metadata: {"name", "started_at", "timeout"}
 RESEARCH = "research"  # the stage of a pending node: the Researcher is writing it
+WAITING = "waiting"  # between two stages: a gate's decision, or a slot for the next stage
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class Running:
 
 
 def stage_record(name: str, started_at: float, timeout: float | None) -> dict[str, Any]:
-    """The metadata value the pipeline commits when a stage starts."""
+    """The metadata value the pipeline commits when a stage starts (and, named
+    ``WAITING`` without a limit, when one ends: the next may wait for a GPU for hours)."""
     return {"name": name, "started_at": started_at, "timeout": timeout}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from engine.store.running import RESEARCH, clock, running_of, stage_record
+from engine.store.running import RESEARCH, WAITING, clock, running_of, stage_record
 
 
 def test_a_running_stage_reads_its_record() -> None:
@@ -25,3 +25,12 @@ def test_pending_is_research_and_finished_is_nothing() -> None:
 
 def test_clock() -> None:
     assert clock(5) == "0:05" and clock(3725) == "1:02:05" and clock(None) == "-"
+
+
+def test_between_stages_a_candidate_is_waiting_without_a_limit() -> None:
+    """After explore, a gated verify may wait hours for a GPU slot: shown as waiting since
+    explore ended, not as "starting" since the node began."""
+    meta = {"running_stage": stage_record(WAITING, 1000.0, None)}
+    item = running_of(7, 3, "running", 100.0, meta, now=1060.0)
+    assert (item.stage, item.elapsed, item.timeout) == ("waiting", 60.0, None)
+    assert item.describe() == "#7 waiting 1:00"
