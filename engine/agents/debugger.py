@@ -56,6 +56,7 @@ class DebugInput:
     error: str
     stderr_tail: str
     attempt: int
+    node_id: int | None = None  # the node the debug call is recorded under
 
 
 def is_runtime_error(evaluation: Any) -> bool:
@@ -149,7 +150,7 @@ class LLMDebugger:
             {"role": "system", "content": self.templates.render("debug_system.j2", **variables)},
             {"role": "user", "content": self.templates.render("debug.j2", **variables)},
         ]
-        completion = await self.client.complete(messages)
+        completion = await self.client.complete(messages, node_id=inp.node_id)
         try:
             code = apply_blocks(inp.code, parse_blocks(completion.text))
         except DiffError as exc:

@@ -152,7 +152,7 @@ class Pipeline:
         checker = getattr(self.agents, "static_checker", None)
         if checker is None or node.step == 0 or node.metadata.get("static_check") == "passed":
             return
-        reason = await checker.check(node.code, self.task)
+        reason = await checker.check(node.code, self.task, node_id=node.id)
         if reason:
             node.metadata["static_check"] = reason
             await self.db.update_node(node.id, metadata=node.metadata)
@@ -274,6 +274,7 @@ class Pipeline:
             error=evaluation.error,
             stderr_tail=str(evaluation.results.get("stderr_tail", "")),
             attempt=len(attempts) + 1,
+            node_id=node.id,
         )
         try:
             fix = await debugger.fix(inp)

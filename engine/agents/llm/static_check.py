@@ -35,8 +35,9 @@ class LLMStaticChecker:
         self.lang = lang_for(program_name)
         self.label = f"LLM static check ({client.label})"
 
-    async def check(self, code: str, task: Any) -> str | None:
-        """None when the candidate passes; else the one-line reason for refusing it."""
+    async def check(self, code: str, task: Any, node_id: int | None = None) -> str | None:
+        """None when the candidate passes; else the one-line reason for refusing it.
+        ``node_id``: the node the call is recorded under (its cost and prompt in the run)."""
         variables = {
             "task_name": task.name,
             "task_description": task.description,
@@ -48,7 +49,7 @@ class LLMStaticChecker:
             {"role": "system", "content": self.templates.render("static_check_system.j2")},
             {"role": "user", "content": self.templates.render(TEMPLATE, **variables)},
         ]
-        completion = await self.client.complete(messages)
+        completion = await self.client.complete(messages, node_id=node_id)
         verdict = (extract_tag(completion.text, "verdict") or "").strip().lower()
         reason = " ".join((extract_tag(completion.text, "reason") or "").split())[:300]
         if verdict == "pass":

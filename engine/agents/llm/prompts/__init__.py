@@ -116,7 +116,7 @@ def node_view(
         "samples": results.get("samples") or [],
         # Staged evaluation: each stage's outcome, without its bulky results.
         "stages": {
-            name: {k: v for k, v in record.items() if k != "results"}
+            name: stage_view(record)
             for name, record in (results.get("stages") or {}).items()
             if isinstance(record, dict)
         },
@@ -124,6 +124,15 @@ def node_view(
         "code_omitted": omitted,
         "lang": lang,
     }
+
+
+def stage_view(record: dict[str, Any]) -> dict[str, Any]:
+    """One stage's outcome with every field a template may test. A stage that ran has no
+    ``skipped`` and a skipped one no ``ok``/``score``/``error``; under StrictUndefined a
+    template reading a missing one fails, and with it every analysis of a staged task."""
+    view = {"skipped": "", "ok": False, "score": None, "error": "", "runtime": None}
+    view.update({k: v for k, v in record.items() if k not in ("results", "code")})
+    return view
 
 
 def analysis_variables(inp: Any, view: Any) -> dict[str, Any]:
