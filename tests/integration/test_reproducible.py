@@ -98,6 +98,7 @@ def test_same_seed_same_run_whatever_the_timing(tmp_path: Path, monkeypatch) -> 
     (order_a, *nodes_a), (order_b, *nodes_b) = runs
     reader = RunStore.open(tmp_path / "run-a", readonly=True)
     ids_by_step = {n.step: n.id for n in reader.nodes()}
+    score_by_step = {n.step: n.score for n in reader.nodes()}  # unrounded: 1e-15 apart is apart
     reader.close()
     assert order_a != order_b, "the delays did not change the finishing order: no test"
     assert [n[:3] for n in nodes_a] == [n[:3] for n in nodes_b]  # step, parent, context
@@ -106,7 +107,7 @@ def test_same_seed_same_run_whatever_the_timing(tmp_path: Path, monkeypatch) -> 
     # The elite handed to step s: the ELITE_SIZE fittest done nodes of steps <= max(0, s - 3).
     for step, *_, elite, _ in nodes_a[1:]:
         visible = [n for n in nodes_a if n[0] <= max(0, step - 3) and n[4] == "done"]
-        best = sorted(visible, key=lambda n: (-n[5], n[0]))[:ELITE_SIZE]  # a node per step
+        best = sorted(visible, key=lambda n: (-score_by_step[n[0]], n[0]))[:ELITE_SIZE]
         assert [ids_by_step[n[0]] for n in best] == elite
     # The pipeline hands the elite to the Researcher: its model move fits it.
     assert "model" in {n[-1] for n in nodes_a}

@@ -16,19 +16,23 @@ def texts(a: float, b: float, n: int = 16, tol: float = 1e-9, s: float = 0.2) ->
     return [repr(a), repr(b), str(n), repr(tol), repr(s), "0.7"]
 
 
-def test_only_floats_that_vary_with_one_sign_move() -> None:
+def test_only_floats_that_vary_move_and_a_mixed_sign_one_may_cross_zero() -> None:
     literals, _ = find_literals(PROGRAM)
     points = [
         (2.0, texts(0.5, 0.3)),
-        (1.9, texts(0.52, 0.31, n=17, tol=1e-10, s=-0.2)),  # S changes sign: left alone
+        (1.9, texts(0.52, 0.31, n=17, tol=1e-10, s=-0.2)),  # S changes sign: linear space
         (1.8, texts(0.47, 0.29, n=15, tol=2e-9)),
     ]
+    signs = set()
     for seed in range(50):
         moves = model_move(literals, points, True, random.Random(seed), 2.0)
-        # A and B move; N (an int), TOL (a tolerance), S (mixed signs), C (equal) do not.
-        assert set(moves) <= {0, 1} and moves
-        for text in moves.values():
-            assert float(text) > 0 and ("." in text or "e" in text)  # still a float literal
+        # A, B and S move; N (an int), TOL (a tolerance) and C (equal) do not.
+        assert set(moves) <= {0, 1, 4} and moves
+        for k, text in moves.items():
+            assert "." in text or "e" in text  # still a float literal
+            assert k == 4 or float(text) > 0  # A and B agree on a sign: log space keeps it
+        signs |= {math.copysign(1.0, float(moves[4]))} if 4 in moves else set()
+    assert signs == {-1.0, 1.0}
 
 
 def test_steps_follow_the_spread_of_the_elite() -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
-import io
-import tokenize
 from pathlib import Path
 
 import pytest
@@ -52,10 +51,25 @@ def propose(researcher: OfflineResearcher, parent: Node, *others: Node, maximize
     return asyncio.run(researcher.propose(ctx))
 
 
-def masked(code: str) -> list[tuple[int, str]]:
-    """The token stream with every NUMBER masked (comments and strings kept verbatim)."""
-    tokens = tokenize.generate_tokens(io.StringIO(code).readline)
-    return [(t.type, "#" if t.type == tokenize.NUMBER else t.string) for t in tokens]
+def masked(code: str) -> str:
+    """The syntax tree with every real number masked, a negated one included (a literal may
+    change sign); strings, complex numbers and everything else kept verbatim."""
+
+    class Mask(ast.NodeTransformer):
+        def visit_UnaryOp(self, op: ast.UnaryOp) -> ast.AST:
+            if isinstance(op.op, ast.USub) and _real(op.operand):
+                return ast.Name("NUMBER")
+            return self.generic_visit(op)
+
+        def visit_Constant(self, const: ast.Constant) -> ast.AST:
+            return ast.Name("NUMBER") if _real(const) else const
+
+    return ast.dump(Mask().visit(ast.parse(code)))
+
+
+def _real(node: ast.AST) -> bool:
+    value = getattr(node, "value", None)
+    return isinstance(node, ast.Constant) and type(value) in (int, float)
 
 
 def non_literal_text(code: str) -> str:
@@ -127,10 +141,11 @@ def test_new_float_literals_stay_floats() -> None:
     assert format_float(3.0) == "3.0" and format_float(0.30000001) == "0.3"
     assert isinstance(eval(format_float(1e-12)), float)
     researcher = OfflineResearcher(seed=3)
-    parent = node("A = 1.0\nB = 2.0\nC = 0.0\n", 1)
+    parent = node("A = 1.0\nB = 2.0\nC = 0.0\nN = 3\n", 1)
     for _ in range(100):
-        for lit in find_literals(propose(researcher, parent).code)[0]:
-            assert isinstance(eval(lit.text), float) and eval(lit.text) >= 0
+        *floats, count = find_literals(propose(researcher, parent).code)[0]
+        assert all(isinstance(eval(lit.text), float) for lit in floats)
+        assert isinstance(eval(count.text), int) and eval(count.text) >= 0  # a count stays >= 0
 
 
 def test_a_small_constant_can_reach_the_scale_of_its_siblings() -> None:

@@ -460,7 +460,7 @@ def test_default_sampler_climbs_and_spreads_parents() -> None:
     from engine.agents.offline.researcher import OfflineResearcher
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    import search_quality
+    import circle_packing_quality as search_quality
 
     warnings.simplefilter("ignore", RuntimeWarning)
     runs = [

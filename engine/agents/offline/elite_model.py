@@ -11,8 +11,10 @@ methods do, and draws the child's float constants from it around the parent:
   sampler: ``ResearchContext.elite``) with the parent's skeleton, so literal k means the
   same constant in every point (the Researcher picks them: the parent's own ints once
   enough nodes share them, else any; ``elite_points.spread_points``);
-* constants are modelled in log space (relative moves, signs kept); a constant whose sign
-  differs among the points, or one below ``TINY`` (a tolerance), is left alone;
+* a constant is modelled in log space (relative moves) while every point has it with one
+  sign and away from zero, else in linear space, where a draw may cross zero (a literal
+  that must keep its sign, ``Literal.signed``, keeps it); a tolerance (below ``TINY`` in
+  every point) and a constant that does not vary among the points are left alone;
 * the covariance is the rank-weighted spread of the points around their weighted mean
   (CMA-ES's log weights), so its size shrinks as the elite converges: steps become fine
   exactly when the optimum is near, and stay wide while the elite disagrees;
@@ -35,7 +37,13 @@ import numpy as np
 from engine import direction
 from engine.agents.offline.literal_moves import TINY  # smaller floats are tolerances
 from engine.agents.offline.literals import Literal, format_float, parse
-from engine.agents.offline.surrogate import fit_quadratic
+from engine.agents.offline.surrogate import fit_model
+
+# The surrogate picks among draws of several widths (scale times WIDEN ** 0..3): the elite's
+# spread says how far apart good settings are, not how far the optimum is, and a model that
+# knows which way is up can take a longer step than the spread. The first draw (used when
+# there is no surrogate) has the plain scale.
+WIDEN, WIDEN_STEPS = 2.0, (0, 1, 2, 3)
 
 
 def model_move(
@@ -57,57 +65,96 @@ def model_move(
     floats = [k for k, lit in enumerate(literals) if not lit.is_int]
     if len(points) < 2 or not floats:
         return {}
-    values = np.array([[parse(texts[k]) or 0.0 for k in floats] for _, texts in points])
-    signs = np.sign(values)
-    columns = [
+    values = _values(points, floats)
+    every = np.vstack([values, _values(fit_points, floats)]) if fit_points else values
+    columns = [  # varying among the spread points or the fit points (the peak's)
         j
         for j in range(len(floats))
-        if np.all(np.abs(values[:, j]) >= TINY)
-        and np.all(signs[:, j] == signs[0, j])
-        and np.ptp(values[:, j]) > 0
+        if np.ptp(every[:, j]) > 0 and np.max(np.abs(every[:, j])) >= TINY
     ]
     if not columns:
         return {}
-    logs = np.log(np.abs(values[:, columns]))
+    logs = np.array(  # per column: log space (True) or linear
+        [
+            bool(np.all(np.abs(every[:, j]) >= TINY) and np.ptp(np.sign(every[:, j])) == 0)
+            for j in columns
+        ]
+    )
+    x = _forward(values[:, columns], logs)
     scores = np.array([score for score, _ in points], dtype=float)
     order = np.argsort(-direction.fitness(scores, maximize), kind="stable")
     weights = np.log(len(points) + 0.5) - np.log(np.arange(1, len(points) + 1))
     weights /= weights.sum()
-    ranked = logs[order]
+    ranked = x[order]
     spread = ranked - weights @ ranked
     covariance = (spread.T * weights) @ spread + np.eye(len(columns)) * 1e-8
-    candidates = logs[0] + scale * np.random.default_rng(rng.getrandbits(64)).multivariate_normal(
-        np.zeros(len(columns)), covariance, size=max(1, draws)
+    widths = scale * WIDEN ** np.array(WIDEN_STEPS)[np.arange(max(1, draws)) % len(WIDEN_STEPS)]
+    candidates = x[0] + widths[:, None] * np.random.default_rng(
+        rng.getrandbits(64)
+    ).multivariate_normal(np.zeros(len(columns)), covariance, size=max(1, draws))
+    raw = _backward(candidates, logs, values[0, columns])
+    fit = (
+        (_values(fit_points, floats)[:, columns], [s for s, _ in fit_points])
+        if fit_points
+        else None
     )
-    new = candidates[_pick(candidates, floats, columns, signs[0], fit_points, maximize)]
+    keep = np.array([not literals[floats[j]].signed for j in columns])
+    new = _pick(raw, fit, maximize, keep, values[0, columns])
     moves = {}
     for i, j in enumerate(columns):
         k = floats[j]
-        value = math.copysign(math.exp(new[i]), values[0, j])
+        value = float(new[i])
+        if not literals[k].signed and values[0, j] != 0:
+            value = math.copysign(abs(value), values[0, j])
         text = format_float(value) if math.isfinite(value) else literals[k].text
         if text != literals[k].text:
             moves[k] = text
     return moves
 
 
+def _values(points: Sequence[tuple[float, Sequence[str]]], floats: list[int]) -> np.ndarray:
+    return np.array([[parse(texts[k]) or 0.0 for k in floats] for _, texts in points])
+
+
+def _backward(x: np.ndarray, logs: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """Rows of the model's space as raw values: log columns with the parent's sign."""
+    out = x.astype(float).copy()
+    with np.errstate(over="ignore"):
+        out[:, logs] = np.sign(parent[logs]) * np.exp(x[:, logs])
+    return out
+
+
+def _forward(values: np.ndarray, logs: np.ndarray) -> np.ndarray:
+    """Columns in log space (``logs``) as log magnitudes, the others as they are."""
+    out = values.astype(float).copy()
+    out[:, logs] = np.log(np.abs(values[:, logs]))
+    return out
+
+
 def _pick(
     candidates: np.ndarray,
-    floats: list[int],
-    columns: list[int],
-    signs: np.ndarray,
-    fit_points: Sequence[tuple[float, Sequence[str]]],
+    fit: tuple[np.ndarray, list[float]] | None,
     maximize: bool,
-) -> int:
-    """Index of the candidate the surrogate rates best (0 without a usable surrogate)."""
-    if len(candidates) == 1 or not fit_points:
-        return 0
-    values = np.array(
-        [[parse(texts[floats[j]]) or 0.0 for j in columns] for _, texts in fit_points]
-    )
-    if not np.all(values * signs[columns] > 0):  # a sign differs: log space is meaningless
-        return 0
-    scores = np.array([score for score, _ in fit_points], dtype=float)
-    model = fit_quadratic(np.log(np.abs(values)), direction.fitness(scores, maximize))
+    keep: np.ndarray,
+    parent: np.ndarray,
+) -> np.ndarray:
+    """The raw candidate the surrogate rates best, the model's own peak among them (the
+    first candidate without a usable surrogate).
+
+    ``fit`` holds the fit points (raw values) and their scores: the surrogate works on the
+    constants as the program uses them, where a quadratic score is a quadratic. The peak is
+    a candidate only where it keeps the sign of the columns in ``keep`` (literals that may
+    not change sign); elsewhere it may cross zero, which the log-space draws never do.
+    """
+    if len(candidates) == 1 or fit is None:
+        return candidates[0]
+    x, scores = fit
+    model = fit_model(x, direction.fitness(np.array(scores, dtype=float), maximize))
     if model is None:
-        return 0
-    return int(np.argmax(model.predict(candidates)))
+        return candidates[0]
+    peak = model.peak(parent)
+    if peak is not None and np.all(np.sign(peak[keep]) == np.sign(parent[keep])):
+        candidates = np.vstack([candidates, peak])
+    predicted = model.predict(candidates)
+    predicted[~np.all(np.isfinite(candidates), axis=1)] = -np.inf
+    return candidates[int(np.argmax(predicted))]

@@ -32,6 +32,9 @@ INT_STEPS = {1: 0.7, 2: 0.2, 3: 0.1}  # size of an int move
 SIGMA, WIDE_SIGMA, ADD_SCALE = 0.25, 0.8, 0.3  # log-space, log-space, relative additive
 COMMON_SHARE = 0.3  # an additive step is at least this share of the program's common scale
 P_SMALL, P_WIDE = 0.6, 0.15  # chances of the small and of the wide multiplicative step
+P_FLIP = 0.05  # chance that a signed non-zero float flips its sign (else the moves above)
+ZERO_RANGE = (-3.0, 2.5)  # log10 range of the additive step that takes a 0.0 away from zero
+JUMP, P_JUMP = (1.0, 2.0), 0.2  # log10 widening of a heavy-tailed additive step, its chance
 
 
 def draw(rng: random.Random, weights: dict[int, float]) -> int:
@@ -39,36 +42,51 @@ def draw(rng: random.Random, weights: dict[int, float]) -> int:
     return rng.choices(list(weights), weights=list(weights.values()))[0]
 
 
-def perturb(text: str, is_int: bool, common: float, rng: random.Random) -> str:
-    """A new literal text: different from ``text``, same sign.
+def perturb(literal: Literal, text: str, common: float, rng: random.Random) -> str:
+    """A new text for ``literal`` (now written ``text``): different from it.
 
-    ``common`` is the program's common scale (see ``common_scale``).
+    ``common`` is the program's common scale (see ``common_scale``). The sign may change
+    only where ``literal.signed`` allows it and, for ints, only from a negative value.
     """
     value = parse(text) or 0.0
     for _ in range(20):
-        new = _perturb_int(value, rng) if is_int else _perturb_float(value, common, rng)
+        if literal.is_int:
+            new = _perturb_int(value, rng)
+        else:
+            new = _perturb_float(value, common, rng, literal.signed)
         if new != text:
             return new
-    return str(int(value) + 1) if is_int else format_float(value * 1.5 + 0.1)
+    return str(int(value) + 1) if literal.is_int else format_float(value * 1.5 + 0.1)
 
 
 def _perturb_int(value: float, rng: random.Random) -> str:
     step = draw(rng, INT_STEPS) * rng.choice((-1, 1))
-    return str(max(0, int(value) + step))
+    new = int(value) + step
+    return str(new if value < 0 else max(0, new))
 
 
-def _perturb_float(value: float, common: float, rng: random.Random) -> str:
+def _perturb_float(value: float, common: float, rng: random.Random, signed: bool) -> str:
     roll = rng.random()
-    if value != 0 and roll < P_SMALL:  # the common case: a moderate relative step
+    if value != 0 and signed and rng.random() < P_FLIP:
+        new = -value
+    elif value != 0 and roll < P_SMALL:  # the common case: a moderate relative step
         new = value * math.exp(rng.gauss(0.0, SIGMA))
     elif value != 0 and roll < P_SMALL + P_WIDE:  # heavy tail: jump across magnitudes
         new = value * math.exp(rng.gauss(0.0, WIDE_SIGMA))
-    else:  # additive: on the literal's own size or the program's scale (moves zeros too)
-        if abs(value) >= TINY:
+    elif 0 < abs(value) < TINY:  # a tolerance keeps its own magnitude and sign
+        new = math.copysign(abs(value + rng.gauss(0.0, ADD_SCALE * abs(value))), value)
+    else:  # additive: on the literal's own size or the program's scale; may cross zero
+        if value == 0:
+            scale = 10 ** rng.uniform(*ZERO_RANGE) / ADD_SCALE
+        else:
             scale = max(abs(value), COMMON_SHARE * common)
-        else:  # a tolerance (or zero) keeps its own magnitude
-            scale = abs(value) if value != 0 else 0.1
-        new = math.copysign(abs(value + rng.gauss(0.0, ADD_SCALE * scale)), value)
+        if rng.random() < P_JUMP:
+            scale *= 10 ** rng.uniform(*JUMP)
+        new = value + rng.gauss(0.0, ADD_SCALE * scale)
+        if not signed and value != 0:
+            new = math.copysign(abs(new), value)
+        elif not signed:
+            new = abs(new)
     return format_float(new if math.isfinite(new) else value)
 
 
@@ -100,20 +118,26 @@ def common_scale(texts: list[str], literals: list[Literal]) -> float:
 
 
 def step_value(
-    old: float | None, new: float | None, stretch: float, is_int: bool, forward: bool
+    old: float | None,
+    new: float | None,
+    stretch: float,
+    literal: Literal,
+    forward: bool,
 ) -> str | None:
     """One more step ``old -> new`` from ``new`` (forward) or from ``old`` the other way.
 
-    Geometric for same-sign floats (so the sign is kept), linear otherwise.
+    Geometric for same-sign floats, linear otherwise; the result keeps ``new``'s sign
+    unless ``literal`` may change sign (``Literal.signed``; ints: only negative ones).
     """
     if old is None or new is None:
         return None
     try:
-        if is_int or old * new <= 0:
+        if literal.is_int or old * new <= 0:
             value = new + (new - old) * stretch if forward else old - (new - old) * stretch
-            if is_int:
-                return str(max(0, round(value)))
-            value = math.copysign(value, new or old)
+            if literal.is_int:
+                return str(round(value) if min(old, new) < 0 else max(0, round(value)))
+            if not literal.signed:
+                value = math.copysign(value, new or old)
         else:
             value = new * (new / old) ** stretch if forward else old * (old / new) ** stretch
     except (OverflowError, ZeroDivisionError):

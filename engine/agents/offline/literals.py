@@ -6,14 +6,16 @@ strings, docstrings and comments are never touched) and replaced in place, keepi
 rest of the source byte-identical. The *skeleton* (the token stream with numbers masked)
 tells whether two programs differ only in their constants.
 
-Signs are not part of a literal: a NUMBER token carries no sign, and writing ``-x`` in
-its place could change how the expression parses (``-x ** 2``), so new values keep the
-sign of the old ones.
+A unary minus is part of its literal (``x = -1.2`` has the literal ``-1.2``), so a
+constant can change sign and cross zero, and ``x = 1.2`` and ``x = -1.2`` share a skeleton.
+Writing ``-v`` where ``v`` stood is safe in every position but one: before ``**`` (``-v ** 2``
+is ``-(v ** 2)``), so a literal followed by ``**`` keeps its sign (``Literal.signed``).
 """
 
 from __future__ import annotations
 
 import io
+import keyword
 import math
 import re
 import tokenize
@@ -25,6 +27,7 @@ from engine.agents.evolve_block import MarkerError, layout
 
 DIGITS = 4  # significant digits of a new float literal
 _SKIP = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER}
+_TRIVIA = {tokenize.COMMENT, tokenize.NL}
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Literal:
     text: str
     value: float
     is_int: bool
+    signed: bool = True  # whether a new value may have the other sign (not before ``**``)
 
 
 def find_literals(code: str) -> tuple[list[Literal], tuple]:
@@ -56,19 +60,63 @@ def find_literals(code: str) -> tuple[list[Literal], tuple]:
         tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
     except (tokenize.TokenError, SyntaxError) as exc:
         raise AgentError(f"cannot tokenize the parent program: {exc}") from None
-    for tok in tokens:
-        if tok.type in _SKIP:
+    absorbed = {
+        i + 1
+        for i in range(len(tokens))
+        if _unary_minus(tokens, i) and not (regions and not regions.editable(tokens[i].start[0]))
+    }  # index of a NUMBER whose minus is part of it
+    for i, tok in enumerate(tokens):
+        if tok.type in _SKIP or i + 1 in absorbed:
             continue
         if tok.type != tokenize.NUMBER or (regions and not regions.editable(tok.start[0])):
             skeleton.append((tok.type, "" if tok.type == tokenize.INDENT else tok.string))
             continue
         skeleton.append((tok.type, "#"))
-        value = parse(tok.string)
+        first = tokens[i - 1] if i in absorbed else tok
+        (row, col), (end_row, end_col) = first.start, tok.end
+        start, end = line_starts[row - 1] + col, line_starts[end_row - 1] + end_col
+        text = code[start:end]
+        value = parse(text)
         if value is not None:
-            (row, col), (end_row, end_col) = tok.start, tok.end
-            start, end = line_starts[row - 1] + col, line_starts[end_row - 1] + end_col
-            literals.append(Literal(start, end, row, tok.string, value, is_int(tok.string)))
+            signed = _next_string(tokens, i) != "**"
+            literals.append(Literal(start, end, row, text, value, is_int(text), signed))
     return literals, tuple(skeleton)
+
+
+def _unary_minus(tokens: list[tokenize.TokenInfo], i: int) -> bool:
+    """Whether token ``i`` is a ``-`` written against the number after it (``x = -1.2``).
+
+    A minus is unary at the start of a statement, after an operator other than a closing
+    bracket and after a keyword such as ``return``. It is not taken into the literal before
+    ``**``, where it applies to the power, nor when a space separates it from the number.
+    """
+    tok = tokens[i]
+    if tok.type != tokenize.OP or tok.string != "-" or i + 1 >= len(tokens):
+        return False
+    after = tokens[i + 1]
+    if (
+        after.type != tokenize.NUMBER
+        or after.start != tok.end
+        or _next_string(tokens, i + 1) == "**"
+    ):
+        return False
+    if after.string[-1] in "jJ":  # a complex literal is never a parameter
+        return False
+    before = next((t for t in reversed(tokens[:i]) if t.type not in _TRIVIA), None)
+    if before is None or before.type in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
+        return True
+    if before.type == tokenize.OP:
+        return before.string not in (")", "]", "}")
+    return (
+        before.type == tokenize.NAME
+        and keyword.iskeyword(before.string)
+        and before.string not in ("True", "False", "None")
+    )
+
+
+def _next_string(tokens: list[tokenize.TokenInfo], i: int) -> str:
+    """The text of the first significant token after ``i`` ('' at the end)."""
+    return next((t.string for t in tokens[i + 1 :] if t.type not in _SKIP), "")
 
 
 def replace_literals(code: str, literals: list[Literal], new_texts: dict[int, str]) -> str:

@@ -68,17 +68,19 @@ from engine.store.records import DONE, Node
 __all__ = ["OfflineResearcher", "find_literals", "format_float"]
 
 STRUCT_BOOST = 4.0  # int weights times this when the parent is the fittest of its context
-TIE_RATE, INT_TIE_RATE = 0.5, 0.8  # chance that all occurrences of a value move together
+INT_TIE_RATE = 0.8  # chance that all occurrences of an int value move together
 COUNT_WEIGHTS = {1: 0.6, 2: 0.3, 3: 0.1}  # how many parameters one mutation moves
 STEP_RATE = 0.5  # after a gain: chance to repeat the move
 MIRROR_RATE = 0.5  # after undoing: chance to try the opposite move (else a fresh mutation)
 CROSSOVER_RATE, FITTER_CROSSOVER_RATE = 0.15, 0.35  # the latter when a partner is fitter
 FITTER_BIAS = 0.7  # chance to take a differing literal from the fitter node
-STRETCH = (0.5, 1.5)  # a repeated or mirrored move is this many times the last one
+STRETCH = (0.5, 1.5)  # a mirrored move is this many times the last one
+GROW = (1.0, 3.0)  # a repeated move: longer, as a line search doubles a step that paid off
 PROBE_RATE = 0.2  # chance of a structural probe from a parent fittest of its context
 MODEL_RATE, MODEL_POINTS, MODEL_SCALE = 0.3, 4, 2.0  # model move: chance, least points, scale
 MODEL_DRAWS = 100  # candidates the surrogate chooses from (50-200 measured alike)
-ELITE_SIZE = 30  # fittest nodes the sampler hands over: the Gaussian's and the surrogate's
+REDRAWS = 10  # fresh mutations tried when a draw repeats a program the step can see
+ELITE_SIZE = 60  # fittest nodes the sampler hands over: the surrogate fits them all
 
 
 @dataclass
@@ -140,8 +142,16 @@ class OfflineResearcher:
         if not literals:
             raise AgentError(f"parent #{parent.id} has no numeric literal to change")
         plan = self._plan(ctx, literals, skeleton)
-        if plan.final == [lit.text for lit in literals]:  # e.g. a mirror back onto the parent
-            plan = Plan(plan.final, list(plan.final), parent.id, parent.score, [parent.id])
+        seen = {parent.code} | {n.code for n in (*ctx.context, *ctx.elite) if n.code}
+        for _ in range(REDRAWS):
+            if replace_literals(parent.code, literals, _diff(plan.final, literals)) not in seen:
+                break
+            # A program the run already has (a mirror back onto the parent, a crossover that
+            # rebuilds a context node, a count probed back): its score is known, so a fresh
+            # mutation of the parent is worth more.
+            texts = [lit.text for lit in literals]
+            plan = Plan(texts, list(texts), parent.id, parent.score, [parent.id])
+            plan.note = f"Mutated #{parent.id} (a first draw repeated a program the run has)"
             plan.apply(self._mutate(plan.final, literals, _int_scale(parent, ctx)))
         return plan.proposal(parent, literals)
 
@@ -223,21 +233,24 @@ class OfflineResearcher:
     def _mutate(
         self, texts: list[str], literals: list[Literal], int_scale: float = 1.0
     ) -> dict[int, str]:
-        # Pick distinct values, not occurrences, or a value repeated six times would soak
-        # up most mutations.
-        by_value = groups(texts)
+        """Move 1-3 parameters: a float occurrence alone, an int value everywhere (mostly).
+
+        Each float occurrence is its own parameter: six ``0.0`` are six constants that
+        happen to start alike. An int written several times is mostly one count (``range(16)``
+        and ``/ 16``), so ints are picked by value, or one occurrence would soak up the rest.
+        """
+        pool = _parameters(texts, literals)
+        weights = [weight(literals[members[0]], int_scale) for members in pool]
         common = common_scale(texts, literals)
-        pool = list(by_value)
-        weights = [weight(literals[by_value[t][0]], int_scale) for t in pool]
         count = draw(self.rng, COUNT_WEIGHTS)
         moves: dict[int, str] = {}
         for _ in range(min(count, len(pool))):
             i = self.rng.choices(range(len(pool)), weights=weights)[0]
-            text, members = pool[i], by_value[pool.pop(i)]
+            members = pool.pop(i)
             weights.pop(i)
-            is_int = literals[members[0]].is_int
-            new = perturb(text, is_int, common, self.rng)
-            tied = self.rng.random() < (INT_TIE_RATE if is_int else TIE_RATE)
+            lit = literals[members[0]]
+            new = perturb(lit, texts[members[0]], common, self.rng)
+            tied = lit.is_int and self.rng.random() < INT_TIE_RATE
             for k in members if tied else [self.rng.choice(members)]:
                 moves[k] = new
         return moves
@@ -250,12 +263,10 @@ class OfflineResearcher:
         forward: bool,
     ) -> dict[int, str]:
         """Each of the ``last`` moves (old, new) again from ``new``, or mirrored around ``old``."""
-        stretch = self.rng.uniform(*STRETCH)
+        stretch = self.rng.uniform(*(GROW if forward else STRETCH))
         moves = {}
         for k, (old_text, new_text) in last.items():
-            text = step_value(
-                parse(old_text), parse(new_text), stretch, literals[k].is_int, forward
-            )
+            text = step_value(parse(old_text), parse(new_text), stretch, literals[k], forward)
             if text is not None and text != texts[k]:
                 moves[k] = text
         return moves
@@ -285,6 +296,18 @@ class OfflineResearcher:
         if len(taken) == len(differing):
             taken.remove(self.rng.choice(taken))
         return {k: other[k] for k in taken}
+
+
+def _diff(texts: list[str], literals: list[Literal]) -> dict[int, str]:
+    return {k: t for k, t in enumerate(texts) if t != literals[k].text}
+
+
+def _parameters(texts: list[str], literals: list[Literal]) -> list[list[int]]:
+    """The literal indices that move as one: each float alone, each int value together."""
+    ints = groups([t for t, lit in zip(texts, literals, strict=True) if lit.is_int])
+    index = [k for k, lit in enumerate(literals) if lit.is_int]
+    by_int = [[index[j] for j in members] for members in ints.values()]
+    return [[k] for k, lit in enumerate(literals) if not lit.is_int] + by_int
 
 
 def _int_scale(parent: Node, ctx: ResearchContext) -> float:

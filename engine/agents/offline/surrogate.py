@@ -27,6 +27,7 @@ import numpy as np
 
 RIDGE = 1e-6  # keeps the normal equations solvable when points are nearly collinear
 SPARE = 2  # points beyond the coefficient count before a model is trusted
+PEAK_RADIUS = 4.0  # how far (in spreads of the fit points) the model's peak may lie
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,37 @@ class Quadratic:
     used: np.ndarray  # indices of the inputs that varied among the points
     full: bool  # whether cross terms are included
     coef: np.ndarray
+    linear: bool = False  # a plane only (``fit_linear``): too few points for curvature
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted scores of the rows of ``x`` (higher is better if fitted so)."""
         z = (np.atleast_2d(x)[:, self.used] - self.mean) / self.scale
-        return _features(z, self.full) @ self.coef
+        return _features(z, self.full, self.linear) @ self.coef
+
+    def peak(self, base: np.ndarray, radius: float = PEAK_RADIUS) -> np.ndarray | None:
+        """The model's maximum as a full input row (``base`` where an input is unused), or
+        None when the model has no maximum (a plane, or curvature up in some direction).
+
+        It is pulled back to ``radius`` fit-point spreads from the points' centre: a
+        quadratic fitted to a curved ridge is trustworthy near its points only.
+        """
+        if self.linear:
+            return None
+        d = len(self.used)
+        gradient = self.coef[1 : 1 + d]
+        hessian = np.diag(2.0 * self.coef[1 + d : 1 + 2 * d])
+        if self.full:
+            pairs = [(i, j) for i in range(d) for j in range(i + 1, d)]
+            for (i, j), c in zip(pairs, self.coef[1 + 2 * d :], strict=True):
+                hessian[i, j] = hessian[j, i] = c
+        if np.max(np.linalg.eigvalsh(hessian)) >= 0:
+            return None
+        z = np.linalg.solve(hessian, -gradient)
+        if (norm := float(np.linalg.norm(z))) > radius:
+            z *= radius / norm
+        out = np.array(base, dtype=float)
+        out[self.used] = self.mean + self.scale * z
+        return out
 
 
 def min_points(d: int, full: bool = False) -> int:
@@ -72,9 +99,35 @@ def fit_quadratic(x: np.ndarray, y: np.ndarray) -> Quadratic | None:
     return Quadratic(mean, scale, used, full, coef)
 
 
-def _features(z: np.ndarray, full: bool) -> np.ndarray:
+def fit_model(x: np.ndarray, y: np.ndarray) -> Quadratic | None:
+    """A quadratic when the points allow one, else a plane (``fit_linear``), else None."""
+    return fit_quadratic(x, y) or fit_linear(x, y)
+
+
+def fit_linear(x: np.ndarray, y: np.ndarray) -> Quadratic | None:
+    """A least-squares plane through (x, y): with many constants (24 coordinates) a
+    quadratic needs more points than the elite has, but a slope already says which way is
+    up. None with fewer than 1 + d + ``SPARE`` points."""
+    x = np.atleast_2d(np.asarray(x, dtype=float))
+    y = np.asarray(y, dtype=float)
+    if len(x) != len(y) or not np.all(np.isfinite(x)) or not np.all(np.isfinite(y)):
+        return None
+    spread = x.std(axis=0)
+    used = np.flatnonzero(spread > 1e-12 * np.maximum(1.0, np.abs(x).max(axis=0)))
+    if len(used) == 0 or len(x) < 1 + len(used) + SPARE:
+        return None
+    mean, scale = x[:, used].mean(axis=0), spread[used]
+    a = _features((x[:, used] - mean) / scale, False, True)
+    coef = np.linalg.lstsq(a.T @ a + RIDGE * np.eye(a.shape[1]), a.T @ y, rcond=None)[0]
+    return Quadratic(mean, scale, used, False, coef, linear=True)
+
+
+def _features(z: np.ndarray, full: bool, linear: bool = False) -> np.ndarray:
     n, d = z.shape
-    columns = [np.ones(n), *(z[:, j] for j in range(d)), *(z[:, j] ** 2 for j in range(d))]
+    columns = [np.ones(n), *(z[:, j] for j in range(d))]
+    if linear:
+        return np.stack(columns, axis=1)
+    columns += [z[:, j] ** 2 for j in range(d)]
     if full:
         columns += [z[:, i] * z[:, j] for i in range(d) for j in range(i + 1, d)]
     return np.stack(columns, axis=1)
