@@ -89,7 +89,14 @@ RUNNER = textwrap.dedent(
     timed(Engineer, "run_stage", "stage")
     timed(StoreThread, "call", "db")
     timed(Pipeline, "post", "post")
-    atexit.register(lambda: open(os.environ["TIMINGS"], "w").write(json.dumps(timings)))
+    def write_timings():
+        import resource
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        timings["cpu"] = [own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime]
+        open(os.environ["TIMINGS"], "w").write(json.dumps(timings))
+
+    atexit.register(write_timings)
     from engine.cli import main
     code = main(sys.argv[1:])
     sys.exit(code)
@@ -177,6 +184,11 @@ def main() -> int:
     print(f"evaluator's own time (direct, median of {args.runs}): {1000 * own:7.1f} ms")
     print(f"per candidate per worker (loop wall x workers / n):  {1000 * per_candidate:7.1f} ms")
     print(f"COST PER CANDIDATE beyond the evaluator:           {1000 * cost:7.1f} ms")
+    cpu_self, cpu_children = timings["cpu"]
+    print(
+        f"CPU, whole process: engine {1000 * cpu_self / n:.1f} ms per candidate, "
+        f"its children (sandbox and evaluators) {1000 * cpu_children / n:.1f} ms"
+    )
     print("breakdown (median per call, calls):")
     rows = [
         ("retrieval", timings.get("retrieval", [])),

@@ -235,6 +235,10 @@ class ScriptedServer:
 def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out as separate writes; with Nagle on, the body waits for the
+        # client's delayed ACK (~40 ms) on a kept-alive connection. Real servers (uvicorn,
+        # vLLM) set TCP_NODELAY too.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
             return None
