@@ -171,7 +171,7 @@ def test_no_process_opens_the_database_by_a_descriptor_of_its_own(
     repairing command: none of them opens evolve.db, -wal or -shm itself."""
     run = tmp_path / "run"
     config = tmp_path / "c.yaml"
-    config.write_text("backup_every: 2\n")
+    config.write_text("backup_every: 2\nbackup_seconds: 0\n")
     reports = {name: tmp_path / f"{name}.audit" for name in ("engine", "tui", "cli")}
     engine = _engine(
         toy_task, run, "--steps", "12", "--workers", "2", "--config", str(config),

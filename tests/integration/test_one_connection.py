@@ -46,7 +46,7 @@ def test_a_run_opens_one_read_write_connection(toy_task: Path, tmp_path: Path) -
     script, report = tmp_path / "count.py", tmp_path / "connects.txt"
     script.write_text(COUNT_CONNECTS)
     config = tmp_path / "c.yaml"
-    config.write_text("backup_every: 2\ncognition:\n  embedder: hash\n")
+    config.write_text("backup_every: 2\nbackup_seconds: 0\ncognition:\n  embedder: hash\n")
     env = {**os.environ, "TOY_DELAY": "0"}
     env.pop("OPENAI_BASE_URL", None)
     for _ in range(2):  # a new run, then a resume

@@ -54,7 +54,7 @@ def test_lost_database_stops_the_engine_and_restore_brings_it_back(
 ) -> None:
     run = tmp_path / "run"
     config = tmp_path / "c.yaml"
-    config.write_text("backup_every: 2\n")
+    config.write_text("backup_every: 2\nbackup_seconds: 0\n")
     engine = _start(toy_task, run, "--steps", "200", "--workers", "1", "--config", str(config))
     _wait_steps(run, 5)
     if damage == "delete":
@@ -155,6 +155,26 @@ def test_backup_command_and_rotation(toy_task: Path, tmp_path: Path) -> None:
     assert len(backups.list()) == 2
     with pytest.raises(StoreError, match="no backup found"):
         restore(tmp_path / "empty-run")
+
+
+def test_backups_wait_for_both_the_node_count_and_the_time_floor(
+    toy_task: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    assert cli("run", str(toy_task), "--run-dir", str(run), "--steps", "1").returncode == 0
+    store = RunStore.open(run)
+    now = [1000.0]
+    (run / "b").mkdir()
+    backups = Backups(run / "b", every=2, keep=10, seconds=60.0, clock=lambda: now[0])
+    assert backups.maybe(store, 1) is None  # counts from 0
+    assert backups.maybe(store, 2) is None  # two nodes, but no time has passed
+    now[0] += 61
+    assert backups.maybe(store, 3) is not None  # both: 2+ nodes and 60+ s
+    now[0] += 120
+    assert backups.maybe(store, 4) is None  # time enough, one node only
+    assert backups.maybe(store, 5) is not None
+    assert backups.maybe(store, 7) is None  # nodes enough, no time
+    assert len(backups.list()) == 2
 
 
 @pytest.mark.slow

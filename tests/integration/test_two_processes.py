@@ -80,7 +80,7 @@ def test_a_failed_restore_leaves_the_run_its_database(toy_task: Path, tmp_path: 
 def test_a_tui_reader_follows_a_restore(toy_task: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     config = tmp_path / "c.yaml"
-    config.write_text("backup_every: 2\n")
+    config.write_text("backup_every: 2\nbackup_seconds: 0\n")
     _run(toy_task, run, "--steps", "2", "--config", str(config))
     backups = sorted((run / "backups").glob("evolve-000002-*.db"))
     assert backups, sorted(p.name for p in (run / "backups").iterdir())
@@ -107,7 +107,7 @@ def test_a_reader_holding_a_long_transaction_does_not_stall_the_engine(
     heartbeat's writes, so engine.log gets no "database is locked" tracebacks."""
     run = tmp_path / "run"
     config = tmp_path / "c.yaml"
-    config.write_text("backup_every: 1\n")
+    config.write_text("backup_every: 1\nbackup_seconds: 0\n")
     env = {**os.environ, "TOY_DELAY": "0.2"}
     env.pop("OPENAI_BASE_URL", None)
     engine = subprocess.Popen(
@@ -209,7 +209,8 @@ def test_decisions_from_the_tui_while_the_engine_retrieves(toy_task: Path, tmp_p
     run = tmp_path / "run"
     config = tmp_path / "c.yaml"
     config.write_text(  # backups after every node: the TUI writes while the engine copies
-        "backup_every: 1\ncognition:\n  embedder: hash\n  score_threshold: -1.0\n"
+        "backup_every: 1\nbackup_seconds: 0\n"
+        "cognition:\n  embedder: hash\n  score_threshold: -1.0\n"
         "  top_k: 20\n  max_derived: null\n"
     )
     _run(toy_task, run, "--steps", "1", "--config", str(config))
