@@ -39,6 +39,9 @@ class EngineerSettings:
     resources: per-stage overrides of the task's requests on this machine, e.g.
       ``{explore: {gpus: 1, cpus: 4}}``.
     debug_attempts: fixes the debug agent may try after a candidate crashes (0: off).
+    reuse_evaluations: a program whose text was evaluated earlier in the run takes that
+      evaluation instead of running again (false: evaluate every candidate, e.g. to draw a
+      noisy score again).
     """
 
     timeout: float | None = None
@@ -53,6 +56,7 @@ class EngineerSettings:
     cpus: int | None = None
     resources: dict[str, Any] = field(default_factory=dict)
     debug_attempts: int = 2
+    reuse_evaluations: bool = True
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,9 @@ class RunConfig:
     use_analyzer: bool = True
     use_cognition: bool = True
     backup_every: int = 10  # online backup of the run database every N finished nodes (0: off)
+    # ... and at most one backup per this many seconds (0: no floor). A copy of a large
+    # database takes seconds of the db thread; cheap candidates must not pay it every 10.
+    backup_seconds: float = 60.0
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     engineer: EngineerSettings = field(default_factory=EngineerSettings)
     # Sections owned by the agents and the cognition base; kept as plain mappings here.
@@ -86,6 +93,7 @@ class RunConfig:
         _integer(self.workers, "workers", 1, MAX_WORKERS)
         _integer(self.seed, "seed", 0, MAX_SEED, optional=True)
         _integer(self.backup_every, "backup_every", 0, MAX_STEPS)
+        _number(self.backup_seconds, "backup_seconds", 0, MAX_TIMEOUT_S)
         for name in ("use_analyzer", "use_cognition"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(

@@ -37,7 +37,7 @@ from engine.loop.steering import Steering
 from engine.loop.step_queue import StepQueue
 from engine.samplers.barrier import StepBarrier
 from engine.samplers.base import Sampler
-from engine.store import progress
+from engine.store import progress, twins
 from engine.store.records import DONE, FAILED, FINISHED, PENDING, PRUNED, Node
 from engine.store.run_store import RunStore, StoreError
 from engine.store.writer import StoreThread
@@ -85,6 +85,7 @@ class Engine:
         pool: SlotPool | None = None,
         debug_attempts: int = 2,
         backups: Any | None = None,
+        reuse_evaluations: bool = True,
     ) -> None:
         # The engine's one connection: the caller's store, which the caller uses before and
         # after run() and the loop only through the db thread, while run() runs. An Engine
@@ -113,7 +114,7 @@ class Engine:
             run_dir,
             agents,
             engineer,
-            PipelineSettings(use_analyzer, novelty_retries, debug_attempts),
+            PipelineSettings(use_analyzer, novelty_retries, debug_attempts, reuse_evaluations),
             pool=pool,
             is_pruned=lambda node_id: node_id in self._pruned,
             say=log,
@@ -188,6 +189,8 @@ class Engine:
     def _load(self, store: RunStore) -> tuple[list[Node], set[int], int, Node | None]:
         """(db thread) What a (re)started engine needs: interrupted nodes, used steps, best."""
         store.add_event("engine", f"engine started (pid {os.getpid()})")
+        if self.pipeline.settings.reuse_evaluations:
+            twins.index(store)  # once per run: a run from before the index gets one
         requeue = [n for n in store.interrupted_nodes() if n.step >= 1]
         for node in requeue:
             store.add_event("resume", f"re-running node #{node.id} (step {node.step})", node.id)
@@ -400,6 +403,9 @@ class Engine:
                 if parent is None:
                     raise AgentError("the node has no parent to work from")
                 await self.pipeline.research(node, parent, context)
+            if await self.pipeline.reuse_twin(node):  # an earlier node ran this program
+                await self._finished(node)
+                return
             await self.pipeline.static_check(node)
             await self.pipeline.evaluate(node)  # committed from here on
             await self.pipeline.post(node, parent, best)

@@ -20,6 +20,7 @@ from typing import Any
 from engine import direction
 from engine.store.records import DONE, Node
 from engine.store.run_store import RunStore
+from engine.store.twins import TWIN_KEY
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ class Ledger:
             outcome = f"score {node.score:.6g}"
         else:
             outcome = f"{node.status.upper()}: {node.error}"
+        twin = node.metadata.get(TWIN_KEY)
+        if twin is not None and node.status == DONE:
+            outcome += f" (same program as #{twin}: not run again)"
         line = f"step {node.step:>4}  #{node.id:<5} <- {parent:<6} {outcome}  | best {best}"
         return line, f"step {node.step} #{node.id} {outcome}"
 

@@ -38,6 +38,7 @@ from engine.agents.base import (
 )
 from engine.execution import workdirs
 from engine.execution.engineer import Engineer, Evaluation, run_stages, stage_record
+from engine.store import twins
 from engine.store.records import DONE, FAILED, PRUNED, RUNNING, Node
 from engine.store.run_store import RunStore
 from engine.store.running import RUNNING_STAGE, WAITING, clock
@@ -68,11 +69,14 @@ class PipelineSettings:
     use_analyzer: run the Analyzer after each evaluation (``--no-analyzer`` turns it off).
     novelty_retries: how often the Researcher may retry after a duplicate-idea refusal.
     debug_attempts: fixes the debug agent may try within one node after a runtime error.
+    reuse_evaluations: a program evaluated earlier in the run takes that evaluation instead
+      of running again (``engine/store/twins.py``).
     """
 
     use_analyzer: bool = True
     novelty_retries: int = 3
     debug_attempts: int = 2
+    reuse_evaluations: bool = True
 
 
 class Pipeline:
@@ -161,6 +165,34 @@ class Pipeline:
         await self.db.update_node(node.id, metadata=node.metadata)
 
     # -------------------------------------------------------------- experiment
+    async def reuse_twin(self, node: Node) -> bool:
+        """Commit the evaluation of an earlier node with the same program, if there is one:
+        nothing runs, nothing is owed (no judge, no analysis), and the console says so."""
+        if not self.settings.reuse_evaluations:
+            return False
+        twin = await self.db.call(twins.find, node.code, node.id)
+        if twin is None:
+            return False
+        fields = twins.reuse(node, twin)
+        for key, value in fields.items():
+            setattr(node, key, value)
+        node.metadata[twins.TWIN_KEY] = twin.id
+        node.metadata.pop(POST_PENDING, None)
+        node.metadata.pop(RUNNING_STAGE, None)
+        node.started_at = node.finished_at = time.time()
+        if self.is_pruned(node.id):
+            node.status = PRUNED
+        outcome = f"score {twin.score:.6g}" if twin.status == DONE else "failed"
+        message = f"same program as #{twin.id} ({outcome}): its evaluation reused, not run again"
+
+        def commit(store: RunStore) -> None:
+            store.save_node(node)
+            store.add_event("duplicate", message, node.id)
+
+        await self.db.call(commit)
+        self.say(f"{_who(node)} {message}")
+        return True
+
     async def evaluate(self, node: Node) -> None:
         """Run the stages (with debug attempts) and commit the outcome at once."""
         node.status, node.started_at = RUNNING, time.time()
@@ -249,9 +281,11 @@ class Pipeline:
         score, maximize = scored.score, self.task.maximize
         if rule.beat_baseline:
             root = next(iter(await self.db.nodes("step = 0")), None)
-            known = root is not None and root.score is not None
-            if known and not direction.better(score, root.score, maximize):
-                return f"does not beat the initial program ({root.score:.6g})"
+            # Like with like: the root's evaluation score, not a judge's blend of it (the
+            # candidate's own judge, if any, comes after all its stages).
+            baseline = None if root is None else root.results.get("eval_score", root.score)
+            if baseline is not None and not direction.better(score, baseline, maximize):
+                return f"does not beat the initial program ({baseline:.6g})"
         if rule.top_k is not None:
             better = await self.db.count_better(score, maximize)
             if better >= rule.top_k:
@@ -316,7 +350,13 @@ class Pipeline:
         node.metadata.pop("stages", None)  # kept in the results now
         node.metadata.pop(RUNNING_STAGE, None)
         node.finished_at = time.time()
-        await self.db.save_node(node)
+
+        def commit(store: RunStore) -> None:
+            store.save_node(node)
+            if self.settings.reuse_evaluations:
+                twins.remember(store, node)  # after the commit: at worst a reuse missed
+
+        await self.db.call(commit)
 
     # ------------------------------------------------------------ after commit
     async def post(self, node: Node, parent: Node | None, best: Node | None) -> None:

@@ -23,9 +23,9 @@ both marks at 1; a run database with neither (``nodes`` and ``meta`` tables only
   drop: readers already treat missing optional tables as empty, so an older run stays
   readable as it is.
 
-The cognition tables and ``node_diversity`` are optional parts of v1: created on first use
-(``IF NOT EXISTS``), never at run creation, so a run without a cognition base stays without
-its tables (the TUI shows "no cognition base" from their absence).
+The cognition tables, ``node_diversity`` and ``program_hashes`` are optional parts of v1:
+created on first use (``IF NOT EXISTS``), never at run creation, so a run without a cognition
+base stays without its tables (the TUI shows "no cognition base" from their absence).
 """
 
 from __future__ import annotations
@@ -189,7 +189,11 @@ COGNITION_TABLES = (COGNITION_ITEMS, RETRIEVALS, NODE_VECTORS)
 NODE_DIVERSITY = Table(
     "node_diversity", _columns("node_id INTEGER, value REAL NOT NULL"), primary_key=("node_id",)
 )
-OPTIONAL_TABLES = (*COGNITION_TABLES, NODE_DIVERSITY)
+# The first node that evaluated each program text (``engine/store/twins.py``; recomputable).
+PROGRAM_HASHES = Table(
+    "program_hashes", _columns("hash TEXT, node_id INTEGER"), primary_key=("hash",)
+)
+OPTIONAL_TABLES = (*COGNITION_TABLES, NODE_DIVERSITY, PROGRAM_HASHES)
 
 Migration = Callable[[sqlite3.Connection], None]
 # Migration to version N, keyed by N; each runs inside the upgrade's transaction, so it uses

@@ -341,6 +341,7 @@ def test_upper_bounds_are_accepted_and_one_more_is_not() -> None:
         "workers": c.MAX_WORKERS,
         "seed": c.MAX_SEED,
         "backup_every": c.MAX_STEPS,
+        "backup_seconds": c.MAX_TIMEOUT_S,
         "engineer": {
             "timeout": c.MAX_TIMEOUT_S,
             "cpu_seconds": c.MAX_CPU_SECONDS,
