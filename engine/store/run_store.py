@@ -336,9 +336,20 @@ class RunStore:
         return [r for r in found if r is not None]
 
     def count_better(self, score: float, maximize: bool) -> int:
-        """Done nodes whose score is strictly better than ``score``."""
+        """Done nodes whose *evaluation* score is strictly better than ``score``.
+
+        A judged node's score is the judge's blend; its evaluation's own score is kept as
+        ``results.eval_score``. A promotion gate compares a candidate's score-stage score,
+        known before any judge has seen it, so it must be compared with evaluation scores:
+        against the blends, a judge rating above the evaluation would keep every candidate
+        out of the top k, and one below would let worse candidates in."""
         op = ">" if maximize else "<"
-        sql = f"SELECT count(*) FROM nodes WHERE status = ? AND score {op} ?"
+        # results may hold NaN (json.dumps writes it; SQLite's JSON does not read it)
+        evaluated = (
+            "COALESCE(CASE WHEN results LIKE '%\"eval_score\"%' AND json_valid(results) "
+            "THEN json_extract(results, '$.eval_score') END, score)"
+        )
+        sql = f"SELECT count(*) FROM nodes WHERE status = ? AND {evaluated} {op} ?"
         return self.db.execute(sql, [DONE, score]).fetchone()[0]
 
     def node_place(self, node_id: int) -> tuple[int, int | None, int] | None:

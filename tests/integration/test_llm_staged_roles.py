@@ -5,23 +5,33 @@
   "(analyzer failed ...)" and no knowledge was ever proposed.
 - The static-check and debugger calls were recorded without their node, so a node's LLM
   cost and prompts missed them.
+- With a judge, a promotion gate compared a candidate's evaluation score with the judge's
+  blends of the other nodes' scores (the root's included).
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from scripted_server import Reply, ScriptedServer, search_replace
 
-from engine.agents.base import AnalysisInput
+from engine.agents.base import AnalysisInput, Proposal
 from engine.agents.debugger import DebugInput, LLMDebugger
 from engine.agents.llm.analyzer import LLMAnalyzer
 from engine.agents.llm.client import CallRecorder, LLMClient
 from engine.agents.llm.prompts import Templates
 from engine.agents.llm.settings import LLMSettings
 from engine.agents.llm.static_check import LLMStaticChecker
+from engine.agents.setup import build_offline_agents
+from engine.execution.engineer import Engineer, Limits
+from engine.loop.engine import Engine
+from engine.samplers import make_sampler
+from engine.samplers.settings import SamplerSettings
 from engine.store.records import DONE, Node
+from engine.store.run_store import RunStore
+from engine.task import load_task
 
 STAGED = {
     "metrics": {"bpb": 2.8},
@@ -101,3 +111,69 @@ def _template():  # noqa: ANN202 - a Path
     path = Path(tempfile.mkdtemp()) / "static_check.j2"
     path.write_text("Check {{ task_name }}:\n```{{ lang }}\n{{ code }}\n```\n")
     return path
+
+
+# ------------------------------------------------- promotion with a judge (bug 3)
+STAGED_EVALUATOR = """
+import json, os, runpy, sys
+stage, program = sys.argv[1], sys.argv[2]
+x = float(runpy.run_path(program)["X"])
+score = -abs(x - 3.0) * (2 if stage == "verify" else 1)
+with open(os.environ["ASI_EVOLVE_RESULTS"], "w") as f:
+    json.dump({"score": score, "metrics": {"x": x}} if stage != "check" else {"valid": True}, f)
+"""
+
+
+class _Researcher:
+    label = "fixed researcher"
+
+    async def propose(self, ctx: Any) -> Proposal:
+        return Proposal(code="X = 2.0\n", name="closer", motivation="X closer to 3.")
+
+
+class _GenerousJudge:
+    label = "judge rating everything 1.0"
+
+    async def judge(self, inp: Any) -> float:
+        return 1.0
+
+
+def test_promotion_compares_evaluation_scores_not_judge_blends(tmp_path: Path) -> None:
+    """With a judge, the root's score is a blend (here -2 -> -0.5); the candidate's explore
+    score (-1, better than the root's evaluation) was compared with that blend, so no
+    candidate was ever promoted while the judge rated above the evaluation."""
+    task = tmp_path / "task"
+    task.mkdir()
+    stage = '{name: %s, command: "{python} {evaluator} %s {program}", timeout: 20}'
+    stages = [stage % (s, s) for s in ("check", "explore")]
+    stages.append(stage[:-1] % ("verify", "verify") + ", promote: {beat_baseline: true, top_k: 1}}")
+    (task / "task.yaml").write_text(
+        "name: staged\ndescription: task.md\ninitial_program: initial.py\n"
+        "evaluator: evaluate.py\ndirection: maximize\nscore_stage: explore\nstages:\n"
+        + "".join(f"  - {s}\n" for s in stages)
+    )
+    (task / "task.md").write_text("Set X near 3.\n")
+    (task / "initial.py").write_text("X = 1.0\n")
+    (task / "evaluate.py").write_text(STAGED_EVALUATOR)
+    spec = load_task(task)
+    agents = build_offline_agents(0)
+    agents.researcher = _Researcher()
+    agents.judge, agents.judge_ratio = _GenerousJudge(), 0.5
+    store = RunStore.create(tmp_path / "run")
+    store.set_meta("task", spec.name)
+    engine = Engine(
+        store=store,
+        task=spec,
+        run_dir=tmp_path / "run",
+        agents=agents,
+        sampler=make_sampler(SamplerSettings(), store, True, 0),
+        engineer=Engineer(spec, Limits()),
+        steps_total=1,
+        workers=1,
+    )
+    asyncio.run(engine.run())
+    root, child = list(engine.store.nodes())
+    assert root.results["eval_score"] == -2.0 and root.score == -0.5
+    verify = child.results["stages"]["verify"]
+    assert verify.get("ok") and verify["score"] == -2.0, verify
+    assert engine.store.count_better(-1.5, maximize=True) == 1  # the child's -1, not -0.5
