@@ -190,7 +190,7 @@ REVIEW = (
     ),
 )
 
-SCRIPT = DomainScript(designs=DESIGNS, review=REVIEW)
+SCRIPT = DomainScript(designs=DESIGNS, review=REVIEW, judge_scale=(0.0, 100.0))
 
 # Test-size settings (as tests/integration/test_linear_attention.py): seconds per design.
 TINY = {

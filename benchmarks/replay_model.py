@@ -63,6 +63,7 @@ class Design:
 class DomainScript:
     designs: tuple[Design, ...]
     review: tuple[tuple[str, str], ...] = ()  # (code marker, refusal reason) the reviewer sees
+    judge_scale: tuple[float, float] = (0.0, 1.0)  # the evaluation's score range, for a judge
 
 
 def edits_between(parent: str, child: str, context: int = 1) -> str:

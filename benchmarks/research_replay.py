@@ -90,8 +90,10 @@ def run_replay(
     workers: int = 1,
     seed: int = 0,
     timeout: float = 24 * 3600,
+    judge: float = 0.0,
 ) -> Replay:
-    """One replay in ``root`` (task copy, cache when tiny, config, run directory)."""
+    """One replay in ``root`` (task copy, cache when tiny, config, run directory);
+    ``judge`` > 0: the LLM Judge is on with that ratio (its rating on the domain's scale)."""
     script = importlib.import_module(f"replay_{domain}").SCRIPT
     task, cache = prepare_task(domain, tiny, verify, root)
     model = ReplayModel(script, (task / "initial.py").read_text(encoding="utf-8"))
@@ -100,7 +102,10 @@ def run_replay(
     with ScriptedServer(model) as server:
         api = {"base_url": server.base_url, "retries": 1, "backoff_base": 0.05, "timeout": 120}
         engineer = {"sandbox_writable": [str(cache)]}
-        config.write_text(json.dumps({"api": api, "engineer": engineer}), encoding="utf-8")
+        raw: dict = {"api": api, "engineer": engineer}
+        if judge:
+            raw["judge"] = {"enabled": True, "ratio": judge, "scale": list(script.judge_scale)}
+        config.write_text(json.dumps(raw), encoding="utf-8")
         env = {**os.environ, "OPENAI_API_KEY": "sk-replay", "ASI_EVOLVE_CACHE": str(cache)}
         env.pop("OPENAI_BASE_URL", None)
         argv = [sys.executable, "-m", "engine.cli", "run", str(task), "--llm", "openai"]
@@ -154,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-verify", action="store_true", help="drop the verify stage")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--judge", type=float, default=0.0, help="LLM Judge ratio (0: off)")
     parser.add_argument("--keep", type=Path, help="keep the task copy and run here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -161,7 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         replay = run_replay(
-            args.domain, root, args.tiny, not args.no_verify, args.workers, args.seed
+            args.domain,
+            root,
+            args.tiny,
+            not args.no_verify,
+            args.workers,
+            args.seed,
+            judge=args.judge,
         )
         show(replay, args.domain, "tiny settings" if args.tiny else "the domain's CPU settings")
     return replay.returncode
