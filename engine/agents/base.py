@@ -162,6 +162,10 @@ class Agents:
     # Releases what the agents hold (HTTP connection pools), inside the event loop that
     # used them: a pool closed later, by the garbage collector, finds its loop gone.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Run beside the initial program's evaluation: slow imports and model loads (the LLM
+    # SDK) that would otherwise delay the first evaluation. Each returns a line to print,
+    # or "".
+    warmers: list[Callable[[], Awaitable[str]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
         for close in self.closers:

@@ -86,6 +86,9 @@ def build_llm_agents(plan: Any, task: Any) -> tuple[Agents, Any]:
             client("static_check"), templates, program_name=task.program_name
         )
     agents.closers = [c.close for c in clients]
+    from engine.agents.llm.client import warm_up
+
+    agents.warmers.append(warm_up)
     return agents, recorder
 
 

@@ -254,10 +254,10 @@ class Engine:
 
     # ------------------------------------------------------------------- main
     async def _main(self, poller: asyncio.Task) -> None:
-        # The retriever's model loads (and the knowledge is embedded) while the initial
-        # program is evaluated: neither waits for the other.
-        warm_up = getattr(self.agents.retriever, "warm_up", None)
-        warming = asyncio.create_task(self._warm_up(warm_up)) if warm_up is not None else None
+        # The retriever's model loads (and the knowledge is embedded), and the LLM SDK is
+        # imported, while the initial program is evaluated: neither waits for the other.
+        warm_ups = [getattr(self.agents.retriever, "warm_up", None), *self.agents.warmers]
+        warming = [asyncio.create_task(self._warm_up(w)) for w in warm_ups if w is not None]
         try:
             await self._root()
             finished = await self.db.nodes("status IN (?, ?, ?)", list(FINISHED))
@@ -276,10 +276,11 @@ class Engine:
             self.request_stop(self.fatal)
         finally:
             poller.cancel()
-            if warming is not None and not warming.done():
-                warming.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await warming
+            for task in warming:
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def _warm_up(self, warm_up: Callable[[], Any]) -> None:
         """Run the retriever's warm-up and say what it reports; a failure is its own to

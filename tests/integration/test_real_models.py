@@ -355,7 +355,9 @@ def test_thinking_never_reaches_the_diff_or_the_analysis(tmp_path: Path) -> None
     task = make_toy_task(tmp_path)
     run_dir = tmp_path / "run"
     decoy_knowledge = "<knowledge><title>Decoy</title><content>from thinking</content></knowledge>"
-    researcher = with_thinking(ConstantEditor([("X = 1.0", "X = 2.0")]), DECOY, "tag")
+    # Two rules: two different programs (a copy of an evaluated one would owe no analysis).
+    editor = ConstantEditor([("X = 1.0", "X = 2.0"), ("Y = 0.5", "Y = 0.9")])
+    researcher = with_thinking(editor, DECOY, "tag")
     analyzer = with_thinking(analysis_reply, f"{decoy_knowledge}\n<analysis>draft", "field")
     config = write_config(tmp_path / "c.yaml", stream=True)
     with ScriptedServer(agents_script(researcher, analyzer)) as server:

@@ -30,15 +30,16 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import openai
-from openai import AsyncOpenAI
+from typing import TYPE_CHECKING, Any
 
 from engine.agents.base import AgentError, EndpointError
 from engine.agents.llm.settings import ROLES, LLMSettings
 from engine.agents.llm.thinking import split_thinking
 from engine.text import one_line
+
+if TYPE_CHECKING:
+    import openai
+    from openai import AsyncOpenAI
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ class LLMClient:
     def _sdk(self) -> AsyncOpenAI:
         # Created lazily, inside the event loop that will use its connections.
         if self._client is None:
-            self._client = AsyncOpenAI(
+            self._client = _openai().AsyncOpenAI(
                 api_key=self.settings.api_key or "no-key",
                 base_url=self.settings.base_url,
                 timeout=self.settings.timeout,
@@ -327,7 +328,7 @@ class LLMClient:
                 reason, server_wait = str(exc), exc.wait
             except Exception as exc:  # noqa: BLE001 - classified below
                 reason, server_wait, fatal = _classify(exc)
-                if isinstance(exc, openai.APITimeoutError):
+                if isinstance(exc, _openai().APITimeoutError):
                     reason = self._timed_out(model, learned)
                 reason = self.recorder.redact(reason)
                 self._record(node_id, model, prompt_text, started, error=reason)
@@ -363,7 +364,7 @@ class LLMClient:
             except Exception as exc:
                 refused = _refused_parameter(exc, kwargs)
                 if refused is None:
-                    learned.settled = learned.settled or isinstance(exc, openai.APIStatusError)
+                    learned.settled = learned.settled or isinstance(exc, _openai().APIStatusError)
                     raise
                 self._learn(learned, model, kwargs, *refused, node_id)  # raises
             learned.settled = True
@@ -559,21 +560,35 @@ class LLMClient:
             self._client = None
 
 
+def _openai() -> Any:
+    """The SDK, imported on first use: its import takes most of a second, which a run pays
+    while its initial program is evaluated (``warm_up``), not before."""
+    import openai
+
+    return openai
+
+
+async def warm_up() -> str:
+    """Import the SDK in a thread (the engine runs this beside the initial evaluation)."""
+    await asyncio.to_thread(_openai)
+    return ""
+
+
 def _classify(exc: Exception) -> tuple[str, float | None, bool]:
     """(reason, server-given wait, fatal?) for an exception raised by the SDK."""
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, _openai().APITimeoutError):
         return "timed out", None, False
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, _openai().APIConnectionError):
         return f"connection error: {one_line(exc.__cause__ or exc)}", None, False
-    if isinstance(exc, openai.APIStatusError):
+    if isinstance(exc, _openai().APIStatusError):
         status = exc.status_code
         message = _status_message(exc)
         reason = f"HTTP {status}: {message}" if message else f"HTTP {status}"
         fatal = status < 500 and status not in RETRYABLE_STATUS
         return reason, retry_after(exc.response.headers), fatal
-    if isinstance(exc, openai.APIResponseValidationError | ValueError):
+    if isinstance(exc, _openai().APIResponseValidationError | ValueError):
         return f"malformed response: {one_line(exc)}", None, False
-    if isinstance(exc, openai.APIError):
+    if isinstance(exc, _openai().APIError):
         return one_line(exc), None, False
     return f"{type(exc).__name__}: {one_line(exc)}", None, True
 
@@ -600,7 +615,7 @@ def _refused_parameter(exc: Exception, kwargs: dict[str, Any]) -> tuple[str, str
     supported"), so a parameter the request sent is looked for there. The parameter is ""
     when the error says a refusal but names nothing the request sent.
     """
-    if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (400, 422):
+    if not isinstance(exc, _openai().APIStatusError) or exc.status_code not in (400, 422):
         return None
     body = _error_body(exc)
     message = str(body.get("message") or "")
