@@ -5,8 +5,10 @@ checked against the real baseline when loaded) and is sent to the engine as SEAR
 edits of whichever parent the sampler picked. They cover what a real run meets: designs
 of the kind the paper found (a gated delta rule, an output gate, another short
 convolution, a multi-path mixer with sigmoid gates and floors), an edit that crashes at run
-time and needs the debug agent, a non-causal and a quadratic design that must be stopped
-before training, and malformed answers.
+time and needs the debug agent, a non-causal design the LLM reviewer refuses and a quadratic
+one it hedges on (no verdict) so that the task's check stage must stop it, and malformed
+answers: edits forgotten, a SEARCH retyped, an edit of the frozen import above the EVOLVE
+block, an answer cut at the token limit, and one that never yields a program.
 """
 
 from __future__ import annotations
@@ -126,6 +128,11 @@ DESIGNS = (
         "pure delta rule can only overwrite key by key.",
         GATED_DELTA,
         expect="explored",
+        malformed="frozen",
+        frozen=(
+            "from fla_ref import delta_rule_chunkwise\n",
+            "from fla_ref import delta_rule_chunkwise, gated_delta_rule_chunkwise\n",
+        ),
     ),
     Design(
         "output-gate",
@@ -179,10 +186,12 @@ DESIGNS = (
         "of 0.05, as the paper's winning multi-path mixers do.",
         MULTI_PATH,
         expect="explored",
+        malformed="truncated",
     ),
 )
 
 REVIEW = (
+    ("(q @ k.transpose(-1, -2))", ""),  # the reviewer hedges: the check stage must decide
     (
         ".flip(",
         "Requirement 1 (causal): a reversed scan (flip + cumsum) over the time axis gives "

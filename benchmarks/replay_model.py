@@ -30,9 +30,11 @@ class Design:
     ``expect``: explored (trained and scored), static-check / check-stage (stopped before
     training, by the LLM reviewer / by the task's check stage), repaired (crashes, the debug
     agent fixes it, then it is trained), malformed (no usable program: the node fails).
-    ``malformed``: how the first answer is broken (no-diff, bad-search: a repair turn then
-    gets the right edits; hopeless: every answer is broken). ``bug``: (correct, buggy) text:
-    the answer has the buggy version, the debug agent's fix restores the correct one.
+    ``malformed``: how the first answer is broken (no-diff; bad-search: a SEARCH retyped;
+    frozen: it also edits ``frozen``, text outside the EVOLVE block; truncated: cut off at
+    the token limit - a repair turn then gets the right edits; hopeless: every answer is
+    broken). ``bug``: (correct, buggy) text: the answer has the buggy version, the debug
+    agent's fix restores the correct one.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Design:
     expect: str
     malformed: str = ""
     bug: Edit | None = None
+    frozen: Edit | None = None
 
     def program(self, initial: str) -> str:
         """The design's intended program: the edits applied to the initial program."""
@@ -62,7 +65,8 @@ class Design:
 @dataclass(frozen=True)
 class DomainScript:
     designs: tuple[Design, ...]
-    review: tuple[tuple[str, str], ...] = ()  # (code marker, refusal reason) the reviewer sees
+    # (code marker, refusal reason) the reviewer sees; an empty reason: it hedges, no verdict
+    review: tuple[tuple[str, str], ...] = ()
     judge_scale: tuple[float, float] = (0.0, 1.0)  # the evaluation's score range, for a judge
 
 
@@ -131,13 +135,13 @@ class ReplayModel:
             "analyzer": self.analyze,
             "judge": lambda request: "Simple and causal.\n<score>0.60</score>",
         }.get(role, lambda request: "OK")(request)
-        return Reply(content=answer)
+        return answer if isinstance(answer, Reply) else Reply(content=answer)
 
     def design_named(self, name: str) -> Design | None:
         return next((d for d in self.script.designs if d.name == name), None)
 
     # ------------------------------------------------------------- researcher
-    def research(self, request: dict[str, Any]) -> str:
+    def research(self, request: dict[str, Any]) -> Reply | str:
         said = [m["content"] for m in request["messages"] if m["role"] == "assistant"]
         if not said:  # a new node: the next design of the script
             with self._lock:
@@ -153,7 +157,7 @@ class ReplayModel:
             return _answer(design, f"<code>\n{design.answered(self.initial)}</code>")
         return _answer(design, edits_between(parent, design.answered(self.initial)))
 
-    def _first_answer(self, design: Design, parent: str) -> str:
+    def _first_answer(self, design: Design, parent: str) -> Reply | str:
         if design.malformed == "no-diff":  # the idea in prose, the edits forgotten
             return _answer(design, "The change is small; it only touches a few lines.")
         if design.malformed == "bad-search":  # SEARCH text retyped, not copied
@@ -162,12 +166,20 @@ class ReplayModel:
             return _answer(design, search_replace(retyped, re.sub(r"\s*=\s*", "=", new)))
         if design.malformed == "hopeless":
             return "<name>rambling</name>\nLet me think about what the parent does first."
-        return _answer(design, edits_between(parent, design.answered(self.initial)))
+        answer = _answer(design, edits_between(parent, design.answered(self.initial)))
+        if design.malformed == "frozen" and design.frozen is not None:
+            old, new = design.frozen  # e.g. an import above the EVOLVE block
+            return answer + "\n" + search_replace(old.rstrip("\n"), new.rstrip("\n"))
+        if design.malformed == "truncated":  # the token limit hit in the middle of a block
+            return Reply(content=answer[: len(answer) * 3 // 5], finish_reason="length")
+        return answer
 
     # ---------------------------------------------------------- other roles
     def review(self, request: dict[str, Any]) -> str:
         code = _code_block(last_user(request))
         for marker, reason in self.script.review:
+            if marker in code and not reason:
+                return "The extra attention term may be costly; I cannot tell from the code."
             if marker in code:
                 return f"<verdict>refuse</verdict>\n<reason>{reason}</reason>"
         return "<verdict>pass</verdict>\n<reason>All requirements hold.</reason>"
