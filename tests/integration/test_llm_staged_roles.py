@@ -37,9 +37,22 @@ STAGED = {
     "metrics": {"bpb": 2.8},
     "stages": {
         "check": {"ok": True, "score": None, "error": "", "runtime": 1.5, "results": {}},
-        "explore": {"ok": True, "score": 99.2, "error": "", "runtime": 60.0, "results": {}},
+        "explore": {
+            "ok": True,
+            "score": 99.2,
+            "error": "",
+            "runtime": 60.0,
+            "results": {"metrics": {"bpb": 2.8}},
+        },
         "verify": {"skipped": "not in the top 2 (2 nodes score better)"},
     },
+}
+VERIFIED = {
+    "ok": True,
+    "score": 98.0,
+    "error": "",
+    "runtime": 900.0,
+    "results": {"metrics": {"bpb": 2.81, "beats_baseline": False}, "logs": "LONG LOG"},
 }
 
 
@@ -82,6 +95,16 @@ def test_analyzer_prompt_of_a_staged_node_shows_every_stage() -> None:
     assert "Stages: check=passed; explore=passed (score 99.2); " in prompt
     assert "verify=skipped (not in the top 2 (2 nodes score better))" in prompt
     assert rows[0]["node_id"] == 7
+    # A verify stage's verdict reaches the Analyzer; the score stage's metrics are not repeated.
+    node.results = {**STAGED, "stages": {**STAGED["stages"], "verify": VERIFIED}}
+    with ScriptedServer() as server:
+        server.push("<analysis>fine</analysis>")
+        llm, rows = client(server, "analyzer")
+        run(llm, LLMAnalyzer(llm, Templates()).analyze(AnalysisInput("t", "d", node, None, None)))
+        prompt = server.chat_requests[0].text
+    assert "explore=passed (score 99.2); " in prompt
+    assert "verify=passed (score 98.0) [bpb=2.81, beats_baseline=False]" in prompt
+    assert "LONG LOG" not in prompt
 
 
 def test_static_check_and_debug_calls_are_recorded_under_their_node() -> None:

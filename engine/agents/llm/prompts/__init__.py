@@ -129,9 +129,14 @@ def node_view(
 def stage_view(record: dict[str, Any]) -> dict[str, Any]:
     """One stage's outcome with every field a template may test. A stage that ran has no
     ``skipped`` and a skipped one no ``ok``/``score``/``error``; under StrictUndefined a
-    template reading a missing one fails, and with it every analysis of a staged task."""
+    template reading a missing one fails, and with it every analysis of a staged task.
+    ``metrics``: the stage's own (a verify stage's are the only place its verdict, e.g.
+    ``beats_baseline``, reaches an agent); the bulky rest of its results is left out."""
     view = {"skipped": "", "ok": False, "score": None, "error": "", "runtime": None}
     view.update({k: v for k, v in record.items() if k not in ("results", "code")})
+    results = record.get("results")
+    metrics = results.get("metrics") if isinstance(results, dict) else None
+    view["metrics"] = metrics if isinstance(metrics, dict) else {}
     return view
 
 
