@@ -202,8 +202,19 @@ class ReplayModel:
         report += f" against its parent's {parent.group(1)}." if parent else "."
         if error:
             report += f" It failed: {error.group(1)[:200]}"
+        verdict = re.search(r"verify=passed \(score (\S+)\) \[[^]]*beats_baseline=(\w+)", prompt)
+        if verdict:
+            beats = verdict.group(2) == "True"
+            report += f" Verified at {verdict.group(1)}: {'beats' if beats else 'does not beat'}"
+            report += " the baseline on both metrics."
         lesson = ""
-        if status == "done" and parent and _beats(score, parent.group(1)):
+        if verdict and verdict.group(2) == "True":
+            lesson = (
+                f"<knowledge><title>{name} beat the baseline in verify</title><content>The "
+                f"design '{name}' won on both metrics over the verify seeds (score "
+                f"{verdict.group(1)}).</content></knowledge>"
+            )
+        elif status == "done" and parent and _beats(score, parent.group(1)):
             lesson = (
                 f"<knowledge><title>{name} beat its parent</title><content>The design "
                 f"'{name}' scored {score} against {parent.group(1)} for its parent; build "
