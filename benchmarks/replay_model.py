@@ -202,7 +202,7 @@ class ReplayModel:
         report += f" against its parent's {parent.group(1)}." if parent else "."
         if error:
             report += f" It failed: {error.group(1)[:200]}"
-        verdict = re.search(r"verify=passed \(score (\S+)\) \[[^]]*beats_baseline=(\w+)", prompt)
+        verdict = re.search(r"verify=passed \(score (\S+)\) \[[^\n]*?beats_baseline=(\w+)", prompt)
         if verdict:
             beats = verdict.group(2) == "True"
             report += f" Verified at {verdict.group(1)}: {'beats' if beats else 'does not beat'}"

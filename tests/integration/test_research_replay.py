@@ -60,6 +60,9 @@ def test_linear_attention_replay_meets_every_expected_fate(tmp_path: Path) -> No
     promoted = [f for f in replay.fates if f.promoted == "yes"]
     assert promoted and all(f.verified not in ("-", "failed") for f in promoted)
     assert all(f.beats in ("yes", "no") for f in promoted)
+    # A verify verdict reaches the Analyzer (its prompt) and so the knowledge proposals.
+    for winner in (f.design for f in promoted if f.beats == "yes"):
+        assert f"{winner} beat the baseline in verify" in replay.pending, replay.pending
 
     # The Analyzer's proposals wait for a person; every role was called and recorded.
     assert replay.pending
