@@ -78,3 +78,19 @@ def test_linear_attention_replay_meets_every_expected_fate(tmp_path: Path) -> No
     assert unowned == (0,) and origins == {"analyzer"}
     assert all(a and "analyzer failed" not in a for a in analyses), analyses
     assert "provenance of" in replay.report
+
+
+@pytest.mark.timeout(900)
+def test_rl_algorithm_replay_repairs_the_crash_and_trains_every_design(tmp_path: Path) -> None:
+    pytest.importorskip("trl", reason="rl_algorithm needs pip install -e '.[domains]'")
+    # verify is covered above; here it would re-run every tied candidate (top_k counts ties)
+    replay = run_replay("rl_algorithm", tmp_path, tiny=True, verify=False, timeout=840)
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    fate = {f.design: f for f in replay.fates}
+    assert [f.design for f in replay.fates if not f.as_expected] == [], replay.fates
+    crash = fate["constant-length-normaliser"]
+    assert crash.repaired == "debug 1/1 fixed" and crash.explored not in ("-", "failed")
+    assert fate["clip-higher-no-kl"].repaired == "answer x1"  # the retyped SEARCH
+    assert all(f.checked == "passed" and f.explored != "-" for f in replay.fates)
+    assert {"researcher", "analyzer", "debugger"} <= set(replay.calls)
+    assert "static_check" not in replay.calls  # the task ships no static-check template
