@@ -107,10 +107,12 @@ def test_analyzer_prompt_of_a_staged_node_shows_every_stage() -> None:
     assert "LONG LOG" not in prompt
 
 
-def test_static_check_and_debug_calls_are_recorded_under_their_node() -> None:
+def test_static_check_and_debug_calls_are_recorded_under_their_node(tmp_path: Path) -> None:
     task = type("Task", (), {"name": "t", "description": "d"})()
+    template = tmp_path / "static_check.j2"
+    template.write_text("Check {{ task_name }}:\n```{{ lang }}\n{{ code }}\n```\n")
     templates = Templates()
-    templates.add_file("static_check.j2", _template())
+    templates.add_file("static_check.j2", template)
     with ScriptedServer() as server:
         server.push(
             Reply("<verdict>refuse</verdict><reason>reads the future</reason>"),
@@ -125,15 +127,6 @@ def test_static_check_and_debug_calls_are_recorded_under_their_node() -> None:
         fix = run(llm, debugger.fix(inp))
     assert fix is not None and fix.code == "X = 1\n"
     assert [r["node_id"] for r in rows + debug_rows] == [12, 13]
-
-
-def _template():  # noqa: ANN202 - a Path
-    import tempfile
-    from pathlib import Path
-
-    path = Path(tempfile.mkdtemp()) / "static_check.j2"
-    path.write_text("Check {{ task_name }}:\n```{{ lang }}\n{{ code }}\n```\n")
-    return path
 
 
 # ------------------------------------------------- promotion with a judge (bug 3)
