@@ -5,6 +5,8 @@
   "(analyzer failed ...)" and no knowledge was ever proposed.
 - The static-check and debugger calls were recorded without their node, so a node's LLM
   cost and prompts missed them.
+- A static-check answer without a verdict passed the candidate silently (the node says
+  "passed" as if the model had said so); it now leaves an event.
 - With a judge, a promotion gate compared a candidate's evaluation score with the judge's
   blends of the other nodes' scores (the root's included).
 """
@@ -56,6 +58,9 @@ VERIFIED = {
 }
 
 
+EVENTS: list[tuple] = []
+
+
 def client(server: ScriptedServer, role: str) -> tuple[LLMClient, list[dict[str, Any]]]:
     rows: list[dict[str, Any]] = []
 
@@ -64,7 +69,7 @@ def client(server: ScriptedServer, role: str) -> tuple[LLMClient, list[dict[str,
             rows.append(fields)
 
         def add_event(self, *args: Any) -> None:
-            pass
+            EVENTS.append(args)
 
     recorder = CallRecorder()
     recorder.attach(Store())
@@ -127,6 +132,23 @@ def test_static_check_and_debug_calls_are_recorded_under_their_node(tmp_path: Pa
         fix = run(llm, debugger.fix(inp))
     assert fix is not None and fix.code == "X = 1\n"
     assert [r["node_id"] for r in rows + debug_rows] == [12, 13]
+
+
+def test_static_check_without_a_verdict_passes_but_leaves_an_event(tmp_path: Path) -> None:
+    task = type("Task", (), {"name": "t", "description": "d"})()
+    template = tmp_path / "static_check.j2"
+    template.write_text("Check:\n{{ code }}\n")
+    templates = Templates()
+    templates.add_file("static_check.j2", template)
+    EVENTS.clear()
+    with ScriptedServer() as server:
+        server.push("The attention term may be costly; I cannot tell.")
+        llm, _ = client(server, "static_check")
+        assert run(llm, LLMStaticChecker(llm, templates).check("X = 1\n", task, 4)) is None
+    assert len(EVENTS) == 1
+    kind, message, node_id = EVENTS[0]
+    assert (kind, node_id) == ("llm", 4) and message.startswith("static check gave no verdict")
+    assert "may be costly" in message
 
 
 # ------------------------------------------------- promotion with a judge (bug 3)

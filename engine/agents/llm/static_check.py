@@ -56,5 +56,11 @@ class LLMStaticChecker:
             return None
         if verdict == "refuse":
             return reason or "refused without a reason"
-        # An unreadable answer is not a refusal: the task's own check stage still runs.
+        # An unreadable answer is not a refusal: the task's own check stage still runs. It is
+        # an event, though: otherwise the node reads "passed" as if the model had said so.
+        reply = " ".join(completion.text.split())[:120]
+        self.client.recorder.event(
+            f"static check gave no verdict (reply: {reply!r}); left to the task's checks",
+            node_id,
+        )
         return None
