@@ -84,7 +84,8 @@ def fates(run_dir: Path, script: DomainScript) -> tuple[list[Fate], dict[str, in
 def _read(fate: Fate, node: sqlite3.Row) -> None:
     meta: dict[str, Any] = json.loads(node["metadata"] or "{}")
     results: dict[str, Any] = json.loads(node["results"] or "{}")
-    stages: dict[str, Any] = results.get("stages") or {}
+    # committed stages of an unfinished node (a stopped run) are still in its metadata
+    stages: dict[str, Any] = results.get("stages") or meta.get("stages") or {}
     error = node["error"] or ""
     fate.step = node["step"]
     research = meta.get("researcher") or {}
@@ -121,6 +122,8 @@ def _read(fate: Fate, node: sqlite3.Row) -> None:
         fate.beats = "-" if beats is None else ("yes" if beats else "no")
     if node["status"] == "done":
         fate.outcome = "repaired" if fixes else "explored"
+    elif node["status"] in ("pending", "running"):  # the run stopped before it finished
+        fate.outcome = f"unfinished ({node['status']})"
     elif fate.outcome == "not proposed":
         fate.outcome, fate.why = f"failed ({node['status']})", error
 
