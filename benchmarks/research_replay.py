@@ -8,10 +8,13 @@ the debug agent, verdicts of the static-check reviewer, analyses with knowledge 
 What the engine made of each design is read back from the run database.
 
     python benchmarks/research_replay.py [--domain linear_attention|rl_algorithm] [--tiny]
+        [--verify | --no-verify] [--judge RATIO] [--workers N] [--keep DIR]
 
-Default: the domain's own CPU settings (``linear_attention``: ~1-4 min per explored
-design, verify 15+ min per finalist; ``--no-verify`` drops that stage). ``--tiny``: a copy
-of the domain with test-size settings (minutes in all). Prints, per design: how it was
+Default: the domain's own CPU settings without the verify stage (``linear_attention``:
+~3 min per explored design on the shared 2-core box; one verify LM seed of three took 19
+min there, and the baseline's verify costs as much again once, so ``--verify`` means
+hours). ``--tiny``: a copy of the domain with test-size settings, verify included (a few
+minutes in all). ``--judge 0.2`` turns the LLM Judge on. Prints, per design: how it was
 checked (passed, or refused and by what), repaired (researcher repair turns, debug agent),
 explored (score), promoted to verify or not, verified (score), beats the baseline on both
 metrics or not; then the LLM calls per role, the pending knowledge proposals and the
@@ -156,13 +159,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domain", choices=DOMAINS, default="linear_attention")
     parser.add_argument("--tiny", action="store_true", help="test-size settings (minutes)")
-    parser.add_argument("--no-verify", action="store_true", help="drop the verify stage")
+    parser.add_argument(
+        "--verify",
+        action=argparse.BooleanOptionalAction,
+        help="run the verify stage (default: with --tiny only; at CPU settings a finalist's "
+        "verify and the baseline's take hours on a busy 2-core box)",
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--judge", type=float, default=0.0, help="LLM Judge ratio (0: off)")
     parser.add_argument("--keep", type=Path, help="keep the task copy and run here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    verify = args.tiny if args.verify is None else args.verify
     with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
@@ -170,12 +179,13 @@ def main(argv: list[str] | None = None) -> int:
             args.domain,
             root,
             args.tiny,
-            not args.no_verify,
+            verify,
             args.workers,
             args.seed,
             judge=args.judge,
         )
-        show(replay, args.domain, "tiny settings" if args.tiny else "the domain's CPU settings")
+        settings = "tiny settings" if args.tiny else "the domain's CPU settings"
+        show(replay, args.domain, settings + ("" if verify else ", no verify stage"))
     return replay.returncode
 
 
