@@ -7,7 +7,8 @@ the same seeds, by
   the default rank sampler and 2 workers, as ``asi-evolve run`` gives them; it sees only the
   program (no box) and its budget counts the initial program;
 * ``tpe``: Optuna's TPE sampler (defaults), ask/tell on the task's box;
-* ``cmaes``: Optuna's CMA-ES sampler started at the task's start (``x0``), on the box;
+* ``cmaes``: CMA-ES (the ``cmaes`` package behind Optuna's CMA-ES sampler, ask/tell) with
+  its mean at the task's start, on the box;
 * ``random``: uniform in the box.
 
 Every library starts with the task's start point as its first trial, so all four begin where
@@ -32,6 +33,7 @@ import statistics
 import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,23 +75,19 @@ def run_ours(task: Task, seed: int, budget: int, workers: int) -> list[float]:
 
 
 def run_library(task: Task, method: str, seed: int, budget: int) -> list[float]:
-    """The same for an Optuna sampler on the task's box."""
+    """The same for an Optuna sampler on the task's box (ask/tell, the start first)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     start = {p.name: int(p.start) if p.is_int else p.start for p in task.params}
     sampler: optuna.samplers.BaseSampler
     if method == "tpe":
         sampler = optuna.samplers.TPESampler(seed=seed)
-    elif method == "cmaes":
-        sampler = optuna.samplers.CmaEsSampler(x0=start, seed=seed)
     else:
         sampler = optuna.samplers.RandomSampler(seed=seed)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.enqueue_trial(start)
-    best: list[float] = []
-    best_seen, best_true = -np.inf, float("nan")
+    record = Record(task, f"{method}/{seed}")
     for _ in range(budget):
         trial = study.ask()
         values = np.array(
@@ -101,15 +99,58 @@ def run_library(task: Task, method: str, seed: int, budget: int) -> list[float]:
             ],
             dtype=float,
         )
-        seen, true = task.observe(values, f"{method}/{seed}")
+        seen = record.observe(values)
         if seen is None:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
             study.tell(trial, seen)
-            if seen > best_seen:
-                best_seen, best_true = seen, true
-        best.append(best_true)
-    return best
+    return record.best
+
+
+def run_cmaes(task: Task, seed: int, budget: int) -> list[float]:
+    """CMA-ES (the ``cmaes`` package, which Optuna's CMA-ES sampler runs) on the box scaled
+    to the unit cube, its mean at the start, sigma 1/6 (Optuna's default); ints rounded."""
+    from cmaes import CMA
+
+    low = np.array([p.low for p in task.params], dtype=float)
+    width = np.array([p.high for p in task.params], dtype=float) - low
+    ints = np.array([p.is_int for p in task.params])
+    start = (np.array([p.start for p in task.params], dtype=float) - low) / width
+    bounds = np.tile([0.0, 1.0], (len(task.params), 1))
+    optimizer = CMA(mean=start, sigma=1 / 6, bounds=bounds, seed=seed)
+    record = Record(task, f"cmaes/{seed}")
+    record.observe(low + width * start)  # the start is evaluation 1, as for the others
+    while len(record.best) < budget:
+        told = []
+        for _ in range(optimizer.population_size):
+            if len(record.best) >= budget:
+                break
+            x = optimizer.ask()
+            values = low + width * x
+            values[ints] = np.round(values[ints])
+            seen = record.observe(values)
+            told.append((x, -seen if seen is not None else 1e12))  # CMA minimises
+        if len(told) == optimizer.population_size:
+            optimizer.tell(told)
+    return record.best
+
+
+@dataclass
+class Record:
+    """The judged score of the best-looking evaluation so far, after each evaluation."""
+
+    task: Task
+    salt: str
+    best: list[float] = field(default_factory=list)
+    best_seen: float = -np.inf
+    best_true: float = float("nan")
+
+    def observe(self, values: np.ndarray) -> float | None:
+        seen, true = self.task.observe(values, self.salt)
+        if seen is not None and seen > self.best_seen:
+            self.best_seen, self.best_true = seen, true
+        self.best.append(self.best_true)
+        return seen
 
 
 def one_run(job: tuple[str, str, int, int, int]) -> tuple[str, str, int, list[float]]:
@@ -118,6 +159,8 @@ def one_run(job: tuple[str, str, int, int, int]) -> tuple[str, str, int, list[fl
     task = TASKS[name]
     if method == "ours":
         best = run_ours(task, seed, budget, workers)
+    elif method == "cmaes":
+        best = run_cmaes(task, seed, budget)
     else:
         best = run_library(task, method, seed, budget)
     return name, method, seed, best

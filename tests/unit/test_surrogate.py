@@ -95,3 +95,36 @@ def test_points_with_too_few_members_leave_the_draw_blind() -> None:
         assert model_move(literals, spread, True, random.Random(seed), 2.0, few, 100) != {}
         # Without a model the first of the 100 draws is taken: the blind draw itself.
         assert model_move(literals, spread, True, random.Random(seed), 2.0, few, 100) == blind
+
+
+def test_the_peak_of_a_concave_model_is_its_maximum_and_stays_near_the_points() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(min_points(2, full=True) + 4, 2))
+    centre = np.array([0.4, -0.3])
+    model = fit_quadratic(x, -((x - centre) ** 2).sum(axis=1) - 0.5 * x[:, 0] * x[:, 1])
+    assert model is not None
+    peak = model.peak(np.zeros(2), radius=100.0)
+    grid = np.array([[a, b] for a in np.linspace(-2, 2, 81) for b in np.linspace(-2, 2, 81)])
+    assert np.allclose(peak, grid[np.argmax(model.predict(grid))], atol=0.05)
+    far = fit_quadratic(x, -((x - 50.0) ** 2).sum(axis=1))  # the maximum far outside
+    pulled = far.peak(np.zeros(2))
+    assert np.linalg.norm((pulled - far.mean) / far.scale) <= 4.0 + 1e-9
+    bowl = fit_quadratic(x, (x**2).sum(axis=1))  # a minimum: no maximum to go to
+    assert bowl.peak(np.zeros(2)) is None
+
+
+def test_the_model_move_jumps_to_the_peak_across_zero() -> None:
+    """On a quadratic score the surrogate (fitted to the constants as written, not their
+    logs) proposes the optimum, even where it lies on the other side of zero."""
+    literals, _ = find_literals("A = 0.5\nB = 0.3\nN = 16\n")
+    rng = random.Random(0)
+
+    def score(a: float, b: float) -> float:
+        return -((a - 0.7) ** 2) - 3 * (b + 0.2) ** 2
+
+    fit = [(score(0.5, 0.3), ["0.5", "0.3", "16"])]
+    for _ in range(12):
+        a, b = 0.5 * math.exp(rng.gauss(0, 0.6)), 0.3 * math.exp(rng.gauss(0, 0.6))
+        fit.append((score(a, b), [repr(a), repr(b), "16"]))
+    moves = model_move(literals, fit[:6], True, random.Random(1), 2.0, fit, 100)
+    assert abs(float(moves[0]) - 0.7) < 1e-3 and abs(float(moves[1]) + 0.2) < 1e-3

@@ -39,12 +39,6 @@ from engine.agents.offline.literal_moves import TINY  # smaller floats are toler
 from engine.agents.offline.literals import Literal, format_float, parse
 from engine.agents.offline.surrogate import fit_model
 
-# The surrogate picks among draws of several widths (scale times WIDEN ** 0..3): the elite's
-# spread says how far apart good settings are, not how far the optimum is, and a model that
-# knows which way is up can take a longer step than the spread. The first draw (used when
-# there is no surrogate) has the plain scale.
-WIDEN, WIDEN_STEPS = 2.0, (0, 1, 2, 3)
-
 
 def model_move(
     literals: Sequence[Literal],
@@ -88,10 +82,9 @@ def model_move(
     ranked = x[order]
     spread = ranked - weights @ ranked
     covariance = (spread.T * weights) @ spread + np.eye(len(columns)) * 1e-8
-    widths = scale * WIDEN ** np.array(WIDEN_STEPS)[np.arange(max(1, draws)) % len(WIDEN_STEPS)]
-    candidates = x[0] + widths[:, None] * np.random.default_rng(
-        rng.getrandbits(64)
-    ).multivariate_normal(np.zeros(len(columns)), covariance, size=max(1, draws))
+    candidates = x[0] + scale * np.random.default_rng(rng.getrandbits(64)).multivariate_normal(
+        np.zeros(len(columns)), covariance, size=max(1, draws)
+    )
     raw = _backward(candidates, logs, values[0, columns])
     fit = (
         (_values(fit_points, floats)[:, columns], [s for s, _ in fit_points])

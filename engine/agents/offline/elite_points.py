@@ -13,7 +13,7 @@ parent's ints: a count change moves the whole landscape, and such nodes would mi
 model of it. The spread set starts wide (any ints: a mixed spread explores) and narrows to
 the parent's own family once that has ``OWN_POINTS`` members. Measured on offline circle
 packing (300 candidates): mixed points throughout gave a median best of 1.995 on seeds
-160-319, the switch 2.028 (``benchmarks/search_quality.py``); own points from the start
+160-319, the switch 2.028 (``benchmarks/circle_packing_quality.py``); own points from the start
 were worse before the surrogate existed (1.946-1.965 against 1.967 on 40 seeds).
 """
 

@@ -5,7 +5,8 @@ recombine, probe or mutate. This module holds the steps themselves, so that thei
 next to one another and the reasons for them:
 
 * *which*: 0, 1 and 2 are indices, exponents and complements far more often than tunable
-  constants (the reason magic-number lints ignore them); other ints are counts and sizes;
+  constants (the reason magic-number lints ignore them), unless written as a named setting
+  (``terms = 1``, ``Literal.named``); other ints are counts and sizes;
   floats below ``TINY`` are tolerances whose exact value rarely matters (``weight``);
 * *how far*: floats take a log-normal relative step, sometimes a heavy-tailed jump or an
   additive step sized on the literal and on the program's common scale (``common_scale``,
@@ -94,13 +95,14 @@ def weight(literal: Literal, int_scale: float = 1.0) -> float:
     """How likely ``literal``'s value is to be picked as the parameter to move."""
     value = abs(literal.value)
     if literal.is_int:
-        return (SMALL_INT_WEIGHT if value <= 2 else INT_WEIGHT) * int_scale
+        return (INT_WEIGHT if value > 2 or literal.named else SMALL_INT_WEIGHT) * int_scale
     return TINY_WEIGHT if 0 < value < TINY else 1.0
 
 
 def count_like(literal: Literal) -> bool:
-    """An int above 2: a count or a size (0, 1 and 2 are indices, exponents, complements)."""
-    return literal.is_int and literal.value > 2
+    """An int above 2, or a named positive one: a count or a size (a bare 0, 1 or 2 is more
+    often an index, an exponent or a complement)."""
+    return literal.is_int and (literal.value > 2 or (literal.named and literal.value > 0))
 
 
 def common_scale(texts: list[str], literals: list[Literal]) -> float:

@@ -41,6 +41,7 @@ class Literal:
     value: float
     is_int: bool
     signed: bool = True  # whether a new value may have the other sign (not before ``**``)
+    named: bool = False  # the whole value of a one-name assignment (``terms = 1``)
 
 
 def find_literals(code: str) -> tuple[list[Literal], tuple]:
@@ -79,7 +80,8 @@ def find_literals(code: str) -> tuple[list[Literal], tuple]:
         value = parse(text)
         if value is not None:
             signed = _next_string(tokens, i) != "**"
-            literals.append(Literal(start, end, row, text, value, is_int(text), signed))
+            named = _named(tokens, i - 1 if i in absorbed else i, i)
+            literals.append(Literal(start, end, row, text, value, is_int(text), signed, named))
     return literals, tuple(skeleton)
 
 
@@ -112,6 +114,26 @@ def _unary_minus(tokens: list[tokenize.TokenInfo], i: int) -> bool:
         and keyword.iskeyword(before.string)
         and before.string not in ("True", "False", "None")
     )
+
+
+def _named(tokens: list[tokenize.TokenInfo], i: int, last: int) -> bool:
+    """Whether the literal of tokens ``i..last`` is all of ``NAME = literal`` on its line.
+
+    A constant given a name is a setting someone meant to be tuned, whatever its value; a
+    bare 1 or 2 inside an expression is far more often an index or an exponent.
+    """
+    before = [t for t in tokens[max(0, i - 4) : i] if t.type not in _TRIVIA]
+    if len(before) < 2 or before[-1].string != "=" or before[-2].type != tokenize.NAME:
+        return False
+    start = before[-3] if len(before) >= 3 else None
+    at_start = start is None or start.type in (
+        tokenize.NEWLINE,
+        tokenize.INDENT,
+        tokenize.DEDENT,
+        tokenize.ENCODING,
+    )
+    after = next((t for t in tokens[last + 1 :] if t.type != tokenize.COMMENT), None)
+    return at_start and (after is None or after.type in (tokenize.NEWLINE, tokenize.ENDMARKER))
 
 
 def _next_string(tokens: list[tokenize.TokenInfo], i: int) -> str:

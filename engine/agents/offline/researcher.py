@@ -4,15 +4,17 @@ Without a model the only safe way to change a program is to leave its structure 
 move its constants (``engine.agents.offline.literals`` finds and replaces them). The moves are the
 ones a plain evolution strategy has, with nothing specific to any task:
 
-* *mutate* moves 1-3 parameters. A parameter is a distinct literal value: a constant
-  written several times (a count in ``range(16)`` and ``/ 16``, a repeated scale) often
-  moves as one, all occurrences together, else one occurrence alone. Which parameter and
-  by how much is ``engine.agents.offline.literal_moves``; ints are picked more often from a parent
-  that is the fittest of its context.
+* *mutate* moves 1-3 parameters. Each float occurrence is its own parameter (six ``0.0``
+  are six constants that start alike); an int written several times is mostly one count
+  (``range(16)`` and ``/ 16``: all occurrences together, else one alone). A literal
+  includes its unary minus, so values may change sign and cross zero (``literals``). Which
+  parameter and by how much is ``engine.agents.offline.literal_moves``; ints are picked
+  more often from a parent that is the fittest of its context.
 * *model* draws the floats from a Gaussian fitted to the run's fittest same-skeleton nodes
   (``engine.agents.offline.elite_model``): fine steps when they agree, wide ones when they do not;
-  a quadratic surrogate fitted to the elite nodes with the parent's ints picks the most
-  promising of ``MODEL_DRAWS`` draws (which nodes: ``engine.agents.offline.elite_points``).
+  a quadratic surrogate fitted to the elite nodes with the parent's ints (the constants as
+  written) picks the most promising of ``MODEL_DRAWS`` draws and of its own peak, which may
+  lie across zero (which nodes: ``engine.agents.offline.elite_points``).
 * *probe* tries a structural neighbour of a node that is the fittest of its context: one
   count or size (an int above 2) one up or down, everywhere it is written, nothing else.
   Random mutations rarely make exactly that move from exactly that node, and it is often
@@ -27,6 +29,11 @@ measured from) and the moves. A child of a node that came out worse than its bas
 those moves first, so whatever node the sampler hands over, a lineage behaves like a (1+1)
 evolution strategy. (A per-lineage step size was tried and dropped: only nodes that gained
 are built on, so the shrinking after failures never reaches a child; it measured no better.)
+
+A draw that rebuilds a program the step can see (the parent, its context, the elite) is
+replaced by a fresh mutation (up to ``REDRAWS`` times): its score is already known. Programs
+of steps still running are not visible, so a repeat of one of them can still happen; the
+engine answers those from its cache.
 
 Reproducibility: the random draws of a proposal come from a generator seeded by (seed,
 step, attempt), so a step's proposal depends only on what the step sees, never on how
@@ -74,8 +81,7 @@ STEP_RATE = 0.5  # after a gain: chance to repeat the move
 MIRROR_RATE = 0.5  # after undoing: chance to try the opposite move (else a fresh mutation)
 CROSSOVER_RATE, FITTER_CROSSOVER_RATE = 0.15, 0.35  # the latter when a partner is fitter
 FITTER_BIAS = 0.7  # chance to take a differing literal from the fitter node
-STRETCH = (0.5, 1.5)  # a mirrored move is this many times the last one
-GROW = (1.0, 3.0)  # a repeated move: longer, as a line search doubles a step that paid off
+STRETCH = (0.5, 1.5)  # a repeated or mirrored move is this many times the last one
 PROBE_RATE = 0.2  # chance of a structural probe from a parent fittest of its context
 MODEL_RATE, MODEL_POINTS, MODEL_SCALE = 0.3, 4, 2.0  # model move: chance, least points, scale
 MODEL_DRAWS = 100  # candidates the surrogate chooses from (50-200 measured alike)
@@ -263,7 +269,7 @@ class OfflineResearcher:
         forward: bool,
     ) -> dict[int, str]:
         """Each of the ``last`` moves (old, new) again from ``new``, or mirrored around ``old``."""
-        stretch = self.rng.uniform(*(GROW if forward else STRETCH))
+        stretch = self.rng.uniform(*STRETCH)
         moves = {}
         for k, (old_text, new_text) in last.items():
             text = step_value(parse(old_text), parse(new_text), stretch, literals[k], forward)
