@@ -28,6 +28,7 @@ class Fate:
     checked: str = "-"
     repaired: str = "-"
     explored: str = "-"
+    versus: str = "-"  # the explore stage's own comparison with the baseline, where it has one
     promoted: str = "-"
     verified: str = "-"
     beats: str = "-"
@@ -112,6 +113,9 @@ def _read(fate: Fate, node: sqlite3.Row) -> None:
     explore = stages.get("explore") or {}
     if explore:
         fate.explored = _score(explore) if explore.get("ok") else "failed"
+        deltas = [_metric(explore, key) for key in ("delta_bpb", "delta_mqar")]
+        if all(isinstance(d, int | float) for d in deltas):  # linear_attention reports them
+            fate.versus = f"bpb {deltas[0]:+.4f} mqar {deltas[1]:+.4f}"
     verify = stages.get("verify") or {}
     if verify.get("skipped"):
         fate.promoted, fate.why = "no", fate.why or f"verify skipped: {verify['skipped']}"
@@ -146,6 +150,7 @@ COLUMNS = (
     ("checked", "checked"),
     ("repaired", "repaired"),
     ("explore", "explored"),
+    ("explore vs baseline", "versus"),
     ("promoted", "promoted"),
     ("verify", "verified"),
     ("beats baseline", "beats"),
