@@ -18,11 +18,9 @@ two candidates are the same program.
 For each run: the loop wall is from the first researcher request the server saw to the
 last candidate finished (ours: the node's ``finished_at``, after its analysis; OpenEvolve:
 the end of its ``evaluate()``). Cost per candidate = loop wall x workers / candidates - the
-evaluator's own time (the script run directly, median). On a small machine the systems'
-processes compete with the evaluators for the cores, so the CPU each system spends per
-candidate (its processes, their children and the scripted server, start-up included, less the
-evaluator's own CPU) is printed too: it moves less with the machine's load than the wall.
-Prints both, per round, and the medians with their ratios.
+evaluator's own time (the script run directly, median). Prints each run, and the medians
+with their ratio to OpenEvolve's. (CPU time is not compared: an evaluator under bubblewrap
+is reaped inside its PID namespace and its CPU never reaches our accounting.)
 
     python benchmarks/versus_openevolve.py --openevolve /tmp/oe/.venv/bin/python \
         [--steps 60] [--workers 2] [--rounds 3]
@@ -34,7 +32,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import sqlite3
 import statistics
 import subprocess
@@ -192,14 +189,6 @@ def run_theirs(root: Path, task: Path, python: str, steps: int, workers: int) ->
     return len(ends), ends[-1] - (editor.first or 0.0)
 
 
-def cpu_used() -> float:
-    """CPU seconds of this process (the scripted server) and of every child it has reaped
-    (a system, its workers, sandboxes and evaluators)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--openevolve", required=True, help="a python with openevolve installed")
@@ -209,51 +198,35 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20, help="direct evaluator runs")
     args = parser.parse_args()
     costs: dict[str, list[float]] = {"asi-evolve": [], "asi-bare": [], "openevolve": []}
-    cpus: dict[str, list[float]] = {name: [] for name in costs}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         task = make_task(base / "task")
         (base / "work").mkdir()
-        before = cpu_used()
         own = evaluator_time(task, base / "work", args.runs)
-        own_cpu = (cpu_used() - before) / args.runs
-        print(
-            f"evaluator's own time (direct, median of {args.runs}): {1000 * own:.1f} ms, "
-            f"CPU {1000 * own_cpu:.1f} ms"
-        )
-        print(
-            f"{'round':>5} {'system':<11} {'cands':>5} {'loop wall':>9} {'per cand':>9} "
-            f"{'cost':>8} {'CPU cost':>9}"
-        )
+        print(f"evaluator's own time (direct, median of {args.runs}): {1000 * own:.1f} ms")
+        header = f"{'round':>5} {'system':<11} {'cands':>5} {'loop wall':>9} {'per cand':>9}"
+        print(f"{header} {'cost':>8}")
         for number in range(args.rounds):
             for name in costs:
                 root = base / f"{name}-{number}"
                 root.mkdir()
-                before = cpu_used()
                 if name.startswith("asi-"):
                     bare = name == "asi-bare"
                     n, wall = run_ours(root, task, args.steps, args.workers, bare)
                 else:
                     n, wall = run_theirs(root, task, args.openevolve, args.steps, args.workers)
-                cpu = (cpu_used() - before) / n - own_cpu
                 per = wall * args.workers / n
                 costs[name].append(per - own)
-                cpus[name].append(cpu)
                 print(
                     f"{number:>5} {name:<11} {n:>5} {wall:>8.2f}s {1000 * per:>7.1f}ms "
-                    f"{1000 * (per - own):>6.1f}ms {1000 * cpu:>7.1f}ms",
+                    f"{1000 * (per - own):>6.1f}ms",
                     flush=True,
                 )
     theirs = statistics.median(costs["openevolve"])
-    theirs_cpu = statistics.median(cpus["openevolve"])
-    print("medians per candidate beyond the evaluator (wall cost; CPU, start-up included),")
-    print("and the ratios to OpenEvolve's:")
+    print("median cost per candidate beyond the evaluator, and the ratio to OpenEvolve's:")
     for name, values in costs.items():
-        cost, cpu = statistics.median(values), statistics.median(cpus[name])
-        print(
-            f"  {name:<11} wall {1000 * cost:6.1f} ms  x{cost / theirs:.2f}   "
-            f"CPU {1000 * cpu:6.1f} ms  x{cpu / theirs_cpu:.2f}"
-        )
+        cost = statistics.median(values)
+        print(f"  {name:<11} {1000 * cost:6.1f} ms  x{cost / theirs:.2f}")
     return 0
 
 
