@@ -8,8 +8,10 @@ two candidates are the same program.
 
 * **ASI-Evolve**: the real CLI, default settings (cognition on, the default sandbox, an
   LLM researcher and an LLM analyzer: two LLM calls per candidate).
-* **ASI-Evolve bare**: the same with what OpenEvolve does not do turned off (no analysis
-  call, no cognition, no sandbox): the engine alone, like for like.
+* **ASI-Evolve bare**: the same with what can be turned off turned off (no analysis call, no
+  cognition, ``engineer.sandbox: none``). Not quite like for like: with ``none`` a small
+  supervisor interpreter still starts per evaluation and the reaper sweeps ``/proc`` after
+  it, to kill what an evaluator leaves behind; bubblewrap (the default here) needs neither.
 * **OpenEvolve** (``pip install openevolve`` in its own venv, given by ``--openevolve``):
   its CLI, diff mode, ``parallel_evaluations`` = workers, cascade off; its ``evaluate()``
   runs the same evaluator script as a subprocess, as OpenEvolve's own examples do for
@@ -141,7 +143,7 @@ def handler_for(editor: StepEditor) -> Any:
     return handle
 
 
-# What OpenEvolve does not do, turned off: the analysis call, cognition, the sandbox.
+# What can be turned off: the analysis call, cognition, the sandbox (not the supervisor).
 BARE = {"use_analyzer": False, "use_cognition": False, "engineer": {"sandbox": "none"}}
 
 
