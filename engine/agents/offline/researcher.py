@@ -43,9 +43,6 @@ many proposals other workers made before it.
 from __future__ import annotations
 
 import random
-import re
-from dataclasses import dataclass
-from typing import Any
 
 from engine import direction
 from engine.agents.base import AgentError, Proposal, ResearchContext
@@ -61,8 +58,6 @@ from engine.agents.offline.literal_moves import (
 )
 from engine.agents.offline.literals import (
     Literal,
-    changes,
-    describe,
     find_literals,
     format_float,
     groups,
@@ -70,6 +65,7 @@ from engine.agents.offline.literals import (
     parse,
     replace_literals,
 )
+from engine.agents.offline.plan import Plan
 from engine.store.records import DONE, Node
 
 __all__ = ["OfflineResearcher", "find_literals", "format_float"]
@@ -87,47 +83,6 @@ MODEL_RATE, MODEL_POINTS, MODEL_SCALE = 0.3, 4, 2.0  # model move: chance, least
 MODEL_DRAWS = 100  # candidates the surrogate chooses from (50-200 measured alike)
 REDRAWS = 10  # fresh mutations tried when a draw repeats a program the step can see
 ELITE_SIZE = 60  # fittest nodes the sampler hands over: the surrogate fits them all
-
-
-@dataclass
-class Plan:
-    """A proposal in the making: literal texts of its base and of the result."""
-
-    base: list[str]  # the literals its moves are measured from (the parent's, or undone)
-    final: list[str]
-    base_id: Any
-    base_score: float | None
-    sources: list[Any]
-    operator: str = "mutate"
-    note: str = ""
-
-    def apply(self, moves: dict[int, str]) -> None:
-        for k, text in moves.items():
-            self.final[k] = text
-
-    def proposal(self, parent: Node, literals: list[Literal]) -> Proposal:
-        new_texts = {k: t for k, t in enumerate(self.final) if t != literals[k].text}
-        records = changes(literals, new_texts, [lit.text for lit in literals])
-        moved = {k: t for k, t in enumerate(self.final) if t != self.base[k]}
-        first = records[0]
-        slug = f"{self.operator}-l{first['line']}-{re.sub(r'[^0-9a-zA-Z]+', '_', first['new'])}"
-        if len(records) > 1:
-            slug += f"-plus{len(records) - 1}"
-        note = self.note or f"Mutated #{parent.id}"
-        return Proposal(
-            code=replace_literals(parent.code, literals, new_texts),
-            name=slug[:48],
-            motivation=f"{note}: {describe(records)}.",
-            metadata={
-                "operator": self.operator,
-                "changes": records,
-                "source_ids": self.sources,
-                # Lineage bookkeeping read by this node's children (see the module doc).
-                "base_id": self.base_id,
-                "base_score": self.base_score,
-                "moves": changes(literals, moved, self.base),
-            },
-        )
 
 
 class OfflineResearcher:
