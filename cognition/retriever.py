@@ -44,6 +44,7 @@ from cognition.items import (
     Item,
     make_draft,
 )
+from cognition.later import Later
 from cognition.node_vectors import Key, NodeVectors
 from cognition.novelty import MotivationIndex
 from cognition.ranking import Hit, top_hits
@@ -80,6 +81,7 @@ class CognitionRetriever:
         self._refresh_lock = asyncio.Lock()
         self.dropped = 0  # duplicate proposals dropped by this retriever
         self._db_thread: Any = None  # engine.store.writer.StoreThread once attached
+        self._later = Later(self._node_vectors)  # motivations cached beside the loop
 
     def attach(self, db_thread: Any) -> None:
         """Run every database call in the engine's db thread, which owns ``store``."""
@@ -295,7 +297,7 @@ class CognitionRetriever:
             return None
         if threshold is None:
             if self.retrieval:
-                await self._remember(node_id, motivation.strip())
+                self._later.add({(node_id, "motivation"): motivation.strip()})
             return None
         try:
             async with self._novelty_lock:
@@ -307,14 +309,11 @@ class CognitionRetriever:
             return f"duplicate of #{closest[0]}"
         return None
 
-    async def _remember(self, node_id: int, motivation: str) -> None:
-        """Cache the motivation's vector: ``asi-evolve report`` compares every design's
-        motivation with what it was shown, and a read-only report cannot store what it
-        embeds, so without this it re-embedded every motivation on every call."""
-        try:
-            await self._node_vectors({(node_id, "motivation"): motivation})
-        except Exception as exc:  # noqa: BLE001 - a cache; retrieval reports embedder failures
-            log.debug("motivation of node %s not cached: %s", node_id, exc)
+    async def flush(self) -> None:
+        """Finish the deferred caching of motivations (``cognition/later.py``): ``asi-evolve
+        report`` compares every design's motivation with what it was shown, and a
+        read-only report cannot store what it embeds."""
+        await self._later.flush()
 
     async def _closest(self, node_id: int, motivation: str) -> tuple[int, float] | None:
         add, drop = await self._db(self.index.changes, self.store.db)

@@ -167,6 +167,12 @@ class Engine:
                 group.create_task(self._main(poller))
         finally:
             self.heartbeat.stop()
+            flush = getattr(self.agents.retriever, "flush", None)  # deferred cache fills
+            if flush is not None:
+                try:
+                    await flush()
+                except Exception:  # noqa: BLE001 - a cache: the run's outcome stands
+                    log.exception("deferred cache fill failed")
             await self.agents.aclose()
             await self.db.call(self.ledger.final_backup, self.fatal)
         if self.fatal:

@@ -49,8 +49,9 @@ def counting(monkeypatch: pytest.MonkeyPatch) -> Counting:
 
 
 def _run(tmp_path: Path, embedder: Counting) -> Path:
-    """A run as the engine leaves it: seeds embedded by retrieval, motivations cached by the
-    retriever's novelty call, retrievals recorded."""
+    """A run as the engine leaves it: seeds embedded by retrieval, motivations cached after
+    the retriever's novelty call (deferred, flushed as the engine does before it stops),
+    retrievals recorded."""
     run_dir = tmp_path / "run"
     store = RunStore.create(run_dir)
     store.set_meta("task", "toy")
@@ -66,7 +67,13 @@ def _run(tmp_path: Path, embedder: Counting) -> Path:
         node = Node(step=step, parent_ids=[parent.id], context_ids=[parent.id])
         node.id = store.insert_node(node)
         asyncio.run(retriever.retrieve(node.id, [parent]))
-        assert asyncio.run(retriever.novelty(node.id, idea)) is None
+
+        async def check(node_id: int, idea: str) -> str | None:
+            duplicate = await retriever.novelty(node_id, idea)
+            await retriever.flush()
+            return duplicate
+
+        assert asyncio.run(check(node.id, idea)) is None
         store.update_node(
             node.id, motivation=idea, status=DONE, score=1.0 + step, analysis=f"{idea}: better"
         )
