@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from replay_model import Design, DomainScript
 
+from domains.tiny_settings import LINEAR_ATTENTION
+
 IMPORT = (
     "# EVOLVE-BLOCK-START\n",
     "# EVOLVE-BLOCK-START\nfrom fla_ref import gated_delta_rule_chunkwise\n",
@@ -201,31 +203,7 @@ REVIEW = (
 
 SCRIPT = DomainScript(designs=DESIGNS, review=REVIEW, judge_scale=(0.0, 100.0))
 
-# Test-size settings (as tests/integration/test_linear_attention.py): seconds per design.
-TINY = {
-    "d_model": 32,
-    "n_heads": 2,
-    "n_layers": 1,
-    "seq_len": 64,
-    "batch": 4,
-    "steps": 12,
-    "eval_batches": 1,
-    "mqar_pairs": 4,
-    "mqar_keys": 8,
-    "mqar_values": 8,
-    "mqar_d_model": 32,
-    "mqar_n_heads": 2,
-    "mqar_layers": 1,
-    "mqar_batch": 8,
-    "mqar_steps": 12,
-    "mqar_eval_batches": 2,
-    "check_lengths": [16, 21],
-    "cost_lengths": [64, 128, 512],
-    "verify_seeds": [0],
-    "verify_steps": 6,
-    "verify_seq_len": 64,
-    "verify_mqar_steps": 6,
-}
+TINY = LINEAR_ATTENTION  # seconds per design
 
 
 def tiny_settings(settings: dict) -> dict:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from replay_model import Design, DomainScript
 
+from domains.tiny_settings import RL_ALGORITHM
+
 TOKEN_LEVEL = (
     (
         "    lengths = mask.sum(dim=1).clamp(min=1.0)\n"
@@ -76,28 +78,7 @@ DESIGNS = (
 
 SCRIPT = DomainScript(designs=DESIGNS)
 
-# Test-size settings (as tests/integration/test_rl_algorithm.py).
-TINY = {
-    "seed": 0,
-    "verify_seeds": [0],
-    "check_timeout": 60,
-    "train_timeout": 60,
-    "warm_start": {
-        "max_operand": 19,
-        "n_test": 60,
-        "n_val": 40,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_layers": 1,
-        "num_heads": 2,
-        "sft_batch_size": 32,
-        "sft_max_steps": 100,
-        "sft_eval_every": 50,
-        "sft_target_accuracy": 0.3,
-        "max_new_tokens": 3,
-    },
-    "rl": {"steps": 2, "prompts_per_step": 4, "group_size": 4, "max_completion_length": 3},
-}
+TINY = RL_ALGORITHM
 
 
 def tiny_settings(settings: dict) -> dict:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from domains.tiny_settings import LINEAR_ATTENTION
+
 pytestmark = pytest.mark.domains
 for _extra in ("torch", "fla"):
     pytest.importorskip(
@@ -21,30 +23,7 @@ for _extra in ("torch", "fla"):
 
 ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = ROOT / "domains" / "linear_attention"
-TINY = {
-    "d_model": 32,
-    "n_heads": 2,
-    "n_layers": 1,
-    "seq_len": 64,
-    "batch": 4,
-    "steps": 12,
-    "eval_batches": 1,
-    "mqar_pairs": 4,
-    "mqar_keys": 8,
-    "mqar_values": 8,
-    "mqar_d_model": 32,
-    "mqar_n_heads": 2,
-    "mqar_layers": 1,
-    "mqar_batch": 8,
-    "mqar_steps": 12,
-    "mqar_eval_batches": 2,
-    "check_lengths": [16, 21],
-    "cost_lengths": [64, 128, 512],
-    "verify_seeds": [0],
-    "verify_steps": 6,
-    "verify_seq_len": 64,
-    "verify_mqar_steps": 6,
-}
+TINY = LINEAR_ATTENTION
 NO_MIXING = """import torch
 from torch import nn
 

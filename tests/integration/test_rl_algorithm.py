@@ -30,29 +30,11 @@ from rl_data import exact_reward, make_splits  # noqa: E402
 from rl_static import static_problems  # noqa: E402
 from rl_trainer import CandidateError, check_advantages, check_loss  # noqa: E402
 
+from domains.tiny_settings import RL_ALGORITHM  # noqa: E402
+
 pytestmark = pytest.mark.domains
 
-TINY = {
-    "seed": 0,
-    "verify_seeds": [0],
-    "check_timeout": 60,
-    "train_timeout": 60,
-    "warm_start": {
-        "max_operand": 19,
-        "n_test": 60,
-        "n_val": 40,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_layers": 1,
-        "num_heads": 2,
-        "sft_batch_size": 32,
-        "sft_max_steps": 100,
-        "sft_eval_every": 50,
-        "sft_target_accuracy": 0.3,
-        "max_new_tokens": 3,
-    },
-    "rl": {"steps": 2, "prompts_per_step": 4, "group_size": 4, "max_completion_length": 3},
-}
+TINY = RL_ALGORITHM
 
 
 def candidate(**replace: str) -> str:
