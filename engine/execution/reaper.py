@@ -215,20 +215,28 @@ def sweep_token(
     return stop_and_kill(lambda procs: targets(token, procs, leader), seconds)
 
 
-def reap(pids: set[int]) -> set[int]:
+def reap(pids: set[int], wait: float = 0.05) -> set[int]:
     """Collect the exit status of those ``pids`` that are our (adopted) children and dead.
 
     Only pids we killed as escaped processes are passed here, never an evaluator that
-    asyncio waits for, so no one else's exit status is taken. Returns the ones still owed.
+    asyncio waits for, so no one else's exit status is taken. A SIGKILL takes effect
+    asynchronously (on a loaded machine a killed child was still dying when reaped at once,
+    and stayed a zombie until the next evaluation ended), so this polls for up to ``wait``
+    seconds. Returns the ones still owed (reaped after a later evaluation).
     """
-    owed = set()
-    for pid in pids:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:  # not our child (re-parented to init) or already reaped
-            continue
-        if done == 0:
-            owed.add(pid)
+    owed = set(pids)
+    deadline = time.monotonic() + wait
+    while owed:
+        for pid in list(owed):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # not our child (re-parented to init) or already reaped
+                done = pid
+            if done != 0:
+                owed.discard(pid)
+        if not owed or time.monotonic() >= deadline:
+            break
+        time.sleep(0.001)
     return owed
 
 
