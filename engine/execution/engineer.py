@@ -226,6 +226,8 @@ class Engineer:
             return finish(False, results, f"'valid' must be true or false, got {valid!r:.40}")
         if not valid:
             reason = _reason(str(data.get("error") or "")) or "the evaluator marked it invalid"
+            # An evaluator that names its stage itself ("check: not causal") gets the name once.
+            reason = reason.removeprefix(f"{stage.name}: ") or reason
             return finish(False, results, f"invalid: {reason}")
         score, problem = _score(data)
         if score is None:

@@ -32,7 +32,8 @@ STAGED_EVALUATOR = textwrap.dedent(
             f.write(f"{stage} {x}\\n")
     time.sleep(float(os.environ.get("STAGE_DELAY_" + stage, "0")))
     if stage == "check":
-        out = {"valid": x < 100, "error": "X is far too large", "metrics": {"checked": 1}}
+        error = os.environ.get("CHECK_ERROR", "X is far too large")
+        out = {"valid": x < 100, "error": error, "metrics": {"checked": 1}}
     elif stage == "explore":
         out = {"score": -abs(x - 3.0), "metrics": {"x": x}}
     else:
@@ -116,6 +117,16 @@ def test_stages_run_in_order_and_gate(tmp_path: Path, monkeypatch) -> None:
     assert sum(1 for line in lines if line.startswith("verify")) == len(ran)
     for node in skipped:
         assert "not in the top 1" in node.results["stages"]["verify"]["skipped"]
+
+
+def test_an_evaluator_naming_its_stage_gets_the_name_once(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CHECK_ERROR", "check: X is far too large")  # as linear_attention does
+    task = make_staged_task(tmp_path / "tasks")
+    (task / "initial.py").write_text("X = 1000.0\n")
+    engine = _engine(task, tmp_path / "run", steps=1)
+    with pytest.raises(EngineError, match="check: invalid: X is far too large"):
+        asyncio.run(engine.run())
+    assert next(engine.store.nodes()).error == "check: invalid: X is far too large"
 
 
 def test_failing_stage_stops_later_stages(tmp_path: Path, monkeypatch) -> None:
