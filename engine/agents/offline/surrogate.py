@@ -85,17 +85,29 @@ def min_points(d: int, full: bool = False) -> int:
     return coefficients + SPARE
 
 
-def fit_quadratic(x: np.ndarray, y: np.ndarray) -> Quadratic | None:
-    """Least-squares quadratic through (x, y), or None when the points are too few.
-
-    Inputs that do not vary among the points carry no information and are left out.
-    """
+def _points(
+    x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(x, y, spread, used): the points as arrays and the inputs that vary among them
+    (the others carry no information), or None when the points are unusable."""
     x = np.atleast_2d(np.asarray(x, dtype=float))
     y = np.asarray(y, dtype=float)
     if len(x) != len(y) or not np.all(np.isfinite(x)) or not np.all(np.isfinite(y)):
         return None
     spread = x.std(axis=0)
     used = np.flatnonzero(spread > 1e-12 * np.maximum(1.0, np.abs(x).max(axis=0)))
+    return x, y, spread, used
+
+
+def fit_quadratic(x: np.ndarray, y: np.ndarray) -> Quadratic | None:
+    """Least-squares quadratic through (x, y), or None when the points are too few.
+
+    Inputs that do not vary among the points carry no information and are left out.
+    """
+    points = _points(x, y)
+    if points is None:
+        return None
+    x, y, spread, used = points
     d = len(used)
     if d == 0 or len(x) < min_points(d):
         return None
@@ -115,12 +127,10 @@ def fit_linear(x: np.ndarray, y: np.ndarray) -> Quadratic | None:
     """A least-squares plane through (x, y): with many constants (24 coordinates) a
     quadratic needs more points than the elite has, but a slope already says which way is
     up. None with fewer than 1 + d + ``SPARE`` points."""
-    x = np.atleast_2d(np.asarray(x, dtype=float))
-    y = np.asarray(y, dtype=float)
-    if len(x) != len(y) or not np.all(np.isfinite(x)) or not np.all(np.isfinite(y)):
+    points = _points(x, y)
+    if points is None:
         return None
-    spread = x.std(axis=0)
-    used = np.flatnonzero(spread > 1e-12 * np.maximum(1.0, np.abs(x).max(axis=0)))
+    x, y, spread, used = points
     if len(used) == 0 or len(x) < 1 + len(used) + SPARE:
         return None
     mean, scale = x[:, used].mean(axis=0), spread[used]
