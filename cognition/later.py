@@ -61,7 +61,6 @@ class Later:
 
     async def flush(self) -> None:
         """Fill what is pending now and wait for it (the engine calls this before it stops)."""
-        self._full.set()
         while self._task is not None and not self._task.done():
             self._full.set()
             with contextlib.suppress(asyncio.CancelledError):
