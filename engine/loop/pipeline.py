@@ -173,7 +173,7 @@ class Pipeline:
         twin = await self.db.call(twins.find, node.code, node.id)
         if twin is None:
             return False
-        fields = twins.reuse(node, twin)
+        fields = twins.reuse(twin)
         for key, value in fields.items():
             setattr(node, key, value)
         node.metadata[twins.TWIN_KEY] = twin.id

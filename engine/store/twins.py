@@ -96,8 +96,8 @@ def find(store: RunStore, code: str, exclude: int | None = None) -> Node | None:
     return twin
 
 
-def reuse(node: Node, twin: Node) -> dict[str, Any]:
-    """The fields ``node`` takes from ``twin``: its outcome, none of its time."""
+def reuse(twin: Node) -> dict[str, Any]:
+    """The fields a copy of ``twin``'s program takes from it: its outcome, none of its time."""
     results = {**twin.results, TWIN_KEY: twin.id}
     error = f"same program as #{twin.id}: {twin.error}" if twin.error else ""
     return {
