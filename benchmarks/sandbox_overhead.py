@@ -16,20 +16,32 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.execution import reaper, sandbox
+from engine.execution import launcher, reaper, sandbox
 from engine.execution.engineer import Limits, run_command
+from engine.execution.launcher import Launcher
 
 
 async def _time_runs(
-    runs: int, work: Path, box: sandbox.Sandbox | None, keeper: reaper.Reaper | None
+    runs: int,
+    work: Path,
+    box: sandbox.Sandbox | None,
+    keeper: reaper.Reaper | None,
+    forked: bool = False,
 ) -> list[float]:
     times = []
+    launcher = Launcher() if forked else None
+    if launcher is not None:  # the server starts once per engine: not part of a launch
+        await run_command("true", work, 30, Limits(), sandbox=box, launcher=launcher)
     for _ in range(runs):
         started = time.perf_counter()
-        result = await run_command("true", work, 30, Limits(), sandbox=box, reaper=keeper)
+        result = await run_command(
+            "true", work, 30, Limits(), sandbox=box, reaper=keeper, launcher=launcher
+        )
         times.append(time.perf_counter() - started)
         if result.returncode != 0:
             raise SystemExit(f"the command failed: {result.stderr_tail.strip()}")
+    if launcher is not None:
+        await launcher.aclose()
     return times
 
 
@@ -41,19 +53,24 @@ def main() -> None:
         run_dir = Path(tmp) / "run"
         work = run_dir / "nodes" / "1"
         work.mkdir(parents=True)
-        settings: list[tuple[str, sandbox.Sandbox | None, reaper.Reaper | None]] = [
-            ("no sandbox, no reaper", None, None),
-            ("no sandbox, reaper", None, reaper.Reaper(run_dir)),
+        Setting = tuple[str, sandbox.Sandbox | None, reaper.Reaper | None, bool]
+        settings: list[Setting] = [
+            ("no sandbox, no reaper", None, None, False),
+            ("no sandbox, reaper", None, reaper.Reaper(run_dir), False),
         ]
-        for kind in ("bwrap", "landlock"):
-            why = sandbox.probe(kind)
+        for kind in ("bwrap", "landlock", "none"):
+            why = sandbox.probe(kind) if kind != "none" else ""
             if why:
                 print(f"{kind}: skipped ({why})")
                 continue
             box = sandbox.make_sandbox(sandbox.SandboxSettings(kind, writable=()), run_dir)
-            settings.append((f"{kind}, reaper", box, reaper.Reaper(run_dir)))
-        for name, box, keeper in settings:
-            times = asyncio.run(_time_runs(args.runs, work, box, keeper))
+            keeper = None if box.contains_all else reaper.Reaper(run_dir)
+            name = f"{kind}{', reaper' if keeper else ''}"
+            settings.append((f"{name}, script", box, keeper, False))
+            if box.supervised and launcher.available():
+                settings.append((f"{name}, fork server", box, keeper, True))
+        for name, box, keeper, forked in settings:
+            times = asyncio.run(_time_runs(args.runs, work, box, keeper, forked))
             p90 = sorted(times)[int(0.9 * (len(times) - 1))]
             print(
                 f"{name:<24} mean {1000 * statistics.mean(times):7.1f} ms   "

@@ -29,6 +29,8 @@ from engine.agents.base import Agents
 from engine.app.plan import RunPlan, plan_stages
 from engine.config import ConfigError
 from engine.execution.engineer import Engineer, Limits
+from engine.execution.launcher import Launcher
+from engine.execution.launcher import available as launcher_available
 from engine.execution.reaper import Reaper, kill_orphans, subreaper
 from engine.execution.resources import ResourceError, SlotPool, discover_gpus
 from engine.execution.sandbox import Sandbox, make_sandbox, private_memory
@@ -129,7 +131,13 @@ def plan_execution(task: TaskSpec, plan: RunPlan, run_dir: Path, sandbox: Sandbo
     gpu_text = f"GPUs {','.join(gpus)}" if gpus else "no GPU"
     notes.insert(0, f"engineer: local slots: {pool.cpus} CPUs, {gpu_text}")
     engineer = Engineer(
-        task, limits, secret_env=plan.secret_env, sandbox=sandbox, reaper=Reaper(run_dir)
+        task,
+        limits,
+        secret_env=plan.secret_env,
+        sandbox=sandbox,
+        reaper=Reaper(run_dir),
+        # started on the first supervised launch only (never under bubblewrap without rlimits)
+        launcher=Launcher() if launcher_available() else None,
     )
     return Execution(engineer, pool, notes)
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.execution.launcher import Launched, Launcher
 from engine.execution.reaper import TOKEN_ENV, Reaper, sweep_token
 from engine.execution.sandbox import Sandbox
 
@@ -123,7 +124,10 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-async def _wait_exit(proc: asyncio.subprocess.Process, timeout: float) -> bool:
+Proc = asyncio.subprocess.Process | Launched
+
+
+async def _wait_exit(proc: Proc, timeout: float) -> bool:
     """Wait until the shell itself has exited; True if it did within ``timeout``.
 
     ``Process.wait()`` also waits for the pipes to close, which a grandchild may keep
@@ -143,9 +147,7 @@ async def _wait_exit(proc: asyncio.subprocess.Process, timeout: float) -> bool:
         waiter.cancel()
 
 
-async def _wait_quiet(
-    proc: asyncio.subprocess.Process, readers: list[asyncio.Task[None]], timeout: float
-) -> None:
+async def _wait_quiet(proc: Proc, readers: list[asyncio.Task[None]], timeout: float) -> None:
     """Wait up to ``timeout`` for the shell to exit and for its output pipes to close."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0.0, timeout)
@@ -156,10 +158,13 @@ async def _wait_quiet(
         await asyncio.wait(readers, timeout=remaining)
 
 
-def _close_pipes(proc: asyncio.subprocess.Process, readers: list[asyncio.Task[None]]) -> None:
+def _close_pipes(proc: Proc, readers: list[asyncio.Task[None]]) -> None:
     """Give up on output a process outside the group may still hold open."""
     for reader in readers:
         reader.cancel()
+    if isinstance(proc, Launched):
+        proc.close_pipes()
+        return
     transport = getattr(proc, "_transport", None)
     if transport is not None:
         with contextlib.suppress(Exception):
@@ -174,6 +179,7 @@ async def run_command(
     env: dict[str, str] | None = None,
     sandbox: Sandbox | None = None,
     reaper: Reaper | None = None,
+    launcher: Launcher | None = None,
 ) -> RunResult:
     """Run ``command`` with ``/bin/sh -c`` in its own process group under ``timeout``.
 
@@ -200,16 +206,20 @@ async def run_command(
     if token is not None:
         env = {**(os.environ if env is None else env), TOKEN_ENV: token}
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=str(cwd),
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=preexec,
-        )
+        proc: Proc
+        if launcher is not None and preexec is None and Launcher.handles(argv):
+            proc = await launcher.spawn(argv, cwd, env)
+        else:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=str(cwd),
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=preexec,
+            )
     except BaseException:
         if reaper is not None and token is not None:
             reaper.finish(token)  # nothing ran: drops the marker

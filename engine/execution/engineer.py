@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.execution.command import Limits, RunResult, run_command
+from engine.execution.launcher import Launcher
 from engine.execution.reaper import Reaper
 from engine.execution.sandbox import Sandbox
 from engine.execution.workfiles import Refused, TooLarge, WorkDir, last_unresolved
@@ -108,6 +109,7 @@ class Engineer:
         secret_env: tuple[str, ...] = (),
         sandbox: Sandbox | None = None,
         reaper: Reaper | None = None,
+        launcher: Launcher | None = None,
     ) -> None:
         self.task = task
         self.limits = limits or Limits()
@@ -115,6 +117,14 @@ class Engineer:
         self.secret_env = {"OPENAI_API_KEY", *secret_env}
         self.sandbox = sandbox  # None: no confinement (engine/execution/sandbox.py)
         self.reaper = reaper or Reaper()  # kills what an evaluation leaves behind
+        # Forks each evaluation's supervisor from one small server instead of starting an
+        # interpreter per evaluation (engine/execution/launcher.py); None: the script.
+        self.launcher = launcher
+
+    async def aclose(self) -> None:
+        """Stop what the Engineer keeps running between evaluations (the fork server)."""
+        if self.launcher is not None:
+            await self.launcher.aclose()
 
     async def evaluate(self, code: str, workdir: Path, timeout: float | None = None) -> Evaluation:
         """Every stage of the task in order; the first failing one decides the outcome.
@@ -255,6 +265,7 @@ class Engineer:
                 env=env,
                 sandbox=self.sandbox,
                 reaper=self.reaper,
+                launcher=self.launcher,
             )
         except OSError as exc:
             starting = "could not start" if what == "precheck" else "could not start the evaluator"

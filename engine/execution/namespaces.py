@@ -1,7 +1,8 @@
 """The engine's side of the evaluator's supervisor: which layers it may use, and its command.
 
-The supervisor itself is ``engine/execution/supervisor.py``, a fresh interpreter per evaluation that
-sets up the layers and watches the evaluation (see its docstring). Here: ``Layers`` (what
+The supervisor itself is ``engine/execution/supervisor.py`` (a fresh interpreter, or a fork of
+the run's fork server: ``engine/execution/launcher.py``) that sets up the layers and watches
+the evaluation (see its docstring). Here: ``Layers`` (what
 this machine allows, found by a trial run in ``engine/execution/sandbox.py``), what each set of
 layers cannot stop (for the run's first line), the writable devices, and the command line.
 """

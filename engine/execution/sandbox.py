@@ -17,8 +17,10 @@ engine's environment (API keys) through ``/proc``, or stop and kill the engine. 
   ``chmod``, rename or delete of the run), a user namespace where the engine is not root,
   and Landlock (``engine/execution/landlock.py``): writes only to the evaluator's paths and an
   explicit list of devices, and from Linux 6.12 no signal or abstract-socket connection
-  beyond the evaluation. Root evaluators lose every capability. The supervisor replaces
-  the former Landlock wrapper: one small interpreter, no more. Whatever the chosen layers
+  beyond the evaluation. Root evaluators lose every capability. In a run the supervisor
+  is forked from one small server (``engine/execution/launcher.py``), not started as an
+  interpreter per evaluation; with a PID namespace no reaper sweep is needed either
+  (``contains_all``). Whatever the chosen layers
   cannot stop on this machine is said in ``describe()``.
 
 Both: writable = the work dir (``TMPDIR`` is ``WORKDIR/.tmp``), the extra paths of
@@ -127,7 +129,12 @@ class Sandbox:
         """Whether nothing the evaluator starts can outlive it, by the kernel's rules: under
         bubblewrap it runs in a PID namespace whose init ends with it (every process in it
         is killed then) and dies with the engine (``--die-with-parent``), so neither a
-        ``setsid`` nor a double fork escapes and no reaper sweep or marker is needed."""
+        ``setsid`` nor a double fork escapes and no reaper sweep or marker is needed. The
+        fallback with a PID namespace holds the same way: its init ends with the evaluator,
+        and its supervisor, which dies with the engine, kills init first."""
+        if self.kind == FALLBACK:
+            layers = self.layers or fallback_layers()[0]
+            return layers is not None and layers.pid
         return self.kind == "bwrap"
 
     @property

@@ -2,8 +2,10 @@
 
 Run by ``run_command`` (through ``Sandbox.wrap``) as ``python -I -S supervisor.py SPEC --
 COMMAND...``, a fresh interpreter that imports nothing but a few C modules, ctypes,
-``engine/execution/landlock.py`` and ``engine/execution/procs.py`` (about 15 ms to start).
-It turns into a small tree::
+``engine/execution/landlock.py`` and ``engine/execution/procs.py`` (about 15 ms to start),
+or, in a run, forked with the same arguments by the fork server
+(``engine/execution/fork_server.py``: one interpreter per run, about 1 ms per launch), whose
+child then watches the server as it would watch the engine. It turns into a small tree::
 
     engine ── S  this script, outside every namespace it makes
               └─ I  init: pid 1 of a new PID namespace (only with the ``pid`` layer)
@@ -188,7 +190,7 @@ def _exit_like(status: int | None) -> None:
 
 # --------------------------------------------------------------------------- S
 class Supervisor:
-    def __init__(self, spec: list[str], argv: list[str]) -> None:
+    def __init__(self, spec: list[str], argv: list[str], env: dict[str, str] | None = None) -> None:
         parent, layers, abi, shm, *options = spec
         self.parent = int(parent)
         self.user, self.mount, self.pid = ("u" in layers), ("m" in layers), ("p" in layers)
@@ -213,6 +215,7 @@ class Supervisor:
             else:
                 raise ValueError(f"unknown option {flag!r}")
         self.argv = argv
+        self.env = env  # None: this process's own (the script's); set by the fork server
         confined = self.abi or self.user or self.mount or self.pid
         self.drop_caps = bool(confined) and (os.geteuid() == 0 or self.user)
         self.ruleset: int | None = None
@@ -381,7 +384,9 @@ class Supervisor:
                 landlock.close(self.ruleset)
             if self.drop_caps:
                 _drop_capabilities()
-            os.execv(self.argv[0], self.argv)
+            if self.env is None:
+                os.execv(self.argv[0], self.argv)
+            os.execve(self.argv[0], self.argv, self.env)
         except BaseException as exc:  # noqa: BLE001 - never run the command unconfined
             _die(exc)
 

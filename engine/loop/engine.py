@@ -108,6 +108,7 @@ class Engine:
         # in the db thread with the engine's store.
         self.can_start = can_start
         self.pool = pool
+        self.engineer = engineer
         self.pipeline = Pipeline(
             self.db,
             task,
@@ -174,6 +175,7 @@ class Engine:
                 except Exception:  # noqa: BLE001 - a cache: the run's outcome stands
                     log.exception("deferred cache fill failed")
             await self.agents.aclose()
+            await self.engineer.aclose()
             await self.db.call(self.ledger.final_backup, self.fatal)
         if self.fatal:
             self._set_state("failed")

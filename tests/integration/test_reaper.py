@@ -30,7 +30,7 @@ ESCAPE = textwrap.dedent(
     # A second one that clears its environment but stays in the evaluator's session.
     if os.fork() == 0:
         if os.fork() == 0:
-            os.execve("/bin/sleep", ["sleep", "121"], {})
+            os.execve("/bin/sleep", ["sleep", os.environ.get("ASI_TEST_SLEEP", "121")], {})
         os._exit(0)
     while not os.path.exists("escaped.pid"):
         time.sleep(0.01)
@@ -79,15 +79,19 @@ def test_setsid_double_fork_is_dead_after_the_evaluation(tmp_path: Path) -> None
     script = _write_script(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
-    before = set(_sleepers("sleep 121"))
+    # A sleep of its own: the test below leaves a "sleep 121" running for a moment.
+    mark = f"121.{os.getpid()}"
+    env = {**os.environ, "ASI_TEST_SLEEP": mark}
     with reaper.subreaper() as adopted:
         run = asyncio.run(
-            run_command(f"{sys.executable} {script}", work, 30, Limits(), reaper=reaper.Reaper())
+            run_command(
+                f"{sys.executable} {script}", work, 30, Limits(), env, reaper=reaper.Reaper()
+            )
         )
         assert run.returncode == 0, run.stderr_tail
         escaped = int((work / "escaped.pid").read_text())
         assert _dead(escaped), "the setsid + double-fork grandchild survived"
-        assert set(_sleepers("sleep 121")) <= before, "the env-cleared grandchild survived"
+        assert _sleepers(f"sleep {mark}") == [], "the env-cleared grandchild survived"
         if adopted:  # it came back to us and was reaped: not even a zombie is left
             assert _state(escaped) is None
 
@@ -307,7 +311,7 @@ def _stop(engine: subprocess.Popen, sig: int) -> str:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("sandbox", ["auto", "none"])
+@pytest.mark.parametrize("sandbox", ["auto", "landlock", "none"])
 def test_sighup_stops_a_real_run_and_leaves_no_evaluator(tmp_path: Path, sandbox: str) -> None:
     task, config = _task(tmp_path, sandbox)
     run_dir = tmp_path / "run"
@@ -323,7 +327,7 @@ def test_sighup_stops_a_real_run_and_leaves_no_evaluator(tmp_path: Path, sandbox
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("sandbox", ["auto", "none"])
+@pytest.mark.parametrize("sandbox", ["auto", "landlock", "none"])
 def test_evaluators_of_an_engine_killed_with_sigkill_are_gone_on_resume(
     tmp_path: Path, sandbox: str
 ) -> None:

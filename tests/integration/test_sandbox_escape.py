@@ -105,6 +105,7 @@ DRIVER = textwrap.dedent(
     from engine.execution import reaper
     from engine.execution import sandbox
     from engine.execution.command import Limits, run_command
+    from engine.execution.launcher import Launcher
     from engine.execution.namespaces import Layers
     base, what, kind, layers = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     run, task = base / "run", base / "task"
@@ -126,9 +127,17 @@ DRIVER = textwrap.dedent(
     else:
         command = f"{PYTHON} {task / 'escape.py'} {sys.argv[5]} {sys.argv[6]}"
     print(json.dumps({"started": True, "describe": box.describe()}), flush=True)
-    result = asyncio.run(
-        run_command(command, work, 120, Limits(), env=env, sandbox=box, reaper=reaper.Reaper())
-    )
+    launcher = Launcher() if os.environ.get("ASI_TEST_FORK_SERVER") == "1" else None
+    async def evaluate():
+        try:
+            return await run_command(
+                command, work, 120, Limits(), env=env, sandbox=box, reaper=reaper.Reaper(),
+                launcher=launcher,
+            )
+        finally:
+            if launcher is not None:
+                await launcher.aclose()
+    result = asyncio.run(evaluate())
     seen = reaper.read_proc(engine.pid)
     db = run / "evolve.db"
     report = {
@@ -141,6 +150,7 @@ DRIVER = textwrap.dedent(
         "db_mode": oct(db.stat().st_mode & 0o777) if db.exists() else None,
         "node5": (run / "nodes" / "5").is_dir(),
         "own": (work / "mine.txt").is_file(),
+        "forked": launcher is not None and launcher.launches == 1,
     }
     if what == "attack":
         report["tried"] = json.loads((work / "attack.json").read_text())
@@ -189,8 +199,16 @@ def _base(where: str, user: str) -> Iterator[Path]:
 
 
 def _driver(
-    base: Path, user: str, what: str, kind: str, layers: str = "machine", *extra: str
+    base: Path,
+    user: str,
+    what: str,
+    kind: str,
+    layers: str = "machine",
+    *extra: str,
+    forked: bool = False,
 ) -> subprocess.Popen:
+    """The stand-in engine; ``forked``: its supervisors come from the fork server
+    (``engine/execution/launcher.py``), as in a real run, else from the script."""
     prefix, python = _as(user)
     script = base / "driver.py"
     source = f"REPO = {str(REPO)!r}\nPYTHON = {python!r}\nATTACK = {ATTACK!r}\n"
@@ -198,6 +216,7 @@ def _driver(
     script.write_text(source)
     script.chmod(0o644)
     env = {**os.environ, SECRET_NAME: SECRET_VALUE}  # the engine's API key
+    env["ASI_TEST_FORK_SERVER"] = "1" if forked else "0"
     return subprocess.Popen(
         [*prefix, python, str(script), str(base), what, kind, layers, *extra],
         stdout=subprocess.PIPE,
@@ -221,17 +240,19 @@ LANDLOCK_ONLY = json.dumps({"landlock": landlock.abi_version()})
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("forked", [False, True], ids=["script", "fork-server"])
 @pytest.mark.parametrize("layers", ["machine", "landlock-only"])
 @pytest.mark.parametrize("where", ["tmp", "shm"])
 @pytest.mark.parametrize("user", _users())
 def test_the_fallback_keeps_the_evaluator_from_the_engine_the_run_and_the_key(
-    user: str, where: str, layers: str
+    user: str, where: str, layers: str, forked: bool
 ) -> None:
     _need_fallback()
     with _base(where, user) as base:
         spec = "machine" if layers == "machine" else LANDLOCK_ONLY
-        report = _report(_driver(base, user, "attack", "landlock", spec))
+        report = _report(_driver(base, user, "attack", "landlock", spec, forked=forked))
     assert report["rc"] == 0, report["stderr"]
+    assert report["forked"] is forked
     tried = report["tried"]
     if report["layers"]:
         given = Layers(**report["layers"])
@@ -339,19 +360,21 @@ def _kill_leftovers(marker: str) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("forked", [False, True], ids=["script", "fork-server"])
 @pytest.mark.parametrize("kind", ["landlock", "none"])
 @pytest.mark.parametrize("user", _users())
 def test_a_setsid_double_fork_empty_env_escapee_dies_with_its_evaluation(
-    user: str, kind: str
+    user: str, kind: str, forked: bool
 ) -> None:
     if kind == "landlock":
         _need_fallback()
     marker = _marker()
     try:
         with _base("tmp", user) as base:
-            driver = _driver(base, user, "escape", kind, "machine", marker, "0.5")
+            driver = _driver(base, user, "escape", kind, "machine", marker, "0.5", forked=forked)
             report = _report(driver)
             assert report["rc"] == 0, report["stderr"]
+            assert report["forked"] is forked
             assert _gone(marker, within=5), "the escapee outlived its evaluation"
             assert _run_dir_unlocked(base), "an escapee still holds the run directory"
     finally:
@@ -359,17 +382,19 @@ def test_a_setsid_double_fork_empty_env_escapee_dies_with_its_evaluation(
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("forked", [False, True], ids=["script", "fork-server"])
 @pytest.mark.parametrize("kind", ["landlock", "none"])
 @pytest.mark.parametrize("user", _users())
-def test_the_escapee_dies_with_a_killed_engine(user: str, kind: str) -> None:
+def test_the_escapee_dies_with_a_killed_engine(user: str, kind: str, forked: bool) -> None:
     """The engine is SIGKILLed mid-evaluation: its evaluator's supervisor (parent-death
-    signal) or PID namespace takes everything down, no resume needed."""
+    signal; with the fork server: the server's, then the supervisor's) or PID namespace
+    takes everything down, no resume needed."""
     if kind == "landlock":
         _need_fallback()
     marker = _marker()
     try:
         with _base("tmp", user) as base:
-            driver = _driver(base, user, "escape", kind, "machine", marker, "300")
+            driver = _driver(base, user, "escape", kind, "machine", marker, "300", forked=forked)
             try:
                 assert _wait_for(marker, driver), driver.stderr.read() if driver.stderr else ""
                 driver.kill()  # SIGKILL: the engine gets no chance to clean up
