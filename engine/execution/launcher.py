@@ -61,6 +61,11 @@ def available() -> bool:
     return True
 
 
+class ServerGone(OSError):
+    """The fork server died before it reported the supervisor of a launch (which, if it was
+    forked at all, ended with the server before it could report either)."""
+
+
 class Launched:
     """One supervised evaluation started by the fork server, seen like an asyncio Process."""
 
@@ -109,7 +114,17 @@ class Launcher:
         return argv[: len(PREFIX)] == PREFIX and "--" in argv
 
     async def spawn(self, argv: list[str], cwd: Path, env: Mapping[str, str] | None) -> Launched:
-        """Launch ``argv`` (a supervisor command, see ``handles``) in ``cwd`` with ``env``."""
+        """Launch ``argv`` (a supervisor command, see ``handles``) in ``cwd`` with ``env``.
+
+        A server that dies before the supervisor started is replaced once: the candidate
+        is not failed for the engine's trouble."""
+        try:
+            return await self._spawn(argv, cwd, env)
+        except ServerGone:
+            log.warning("the fork server died before a launch: starting a new one")
+            return await self._spawn(argv, cwd, env)
+
+    async def _spawn(self, argv: list[str], cwd: Path, env: Mapping[str, str] | None) -> Launched:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             await self._restart(loop)
@@ -149,13 +164,16 @@ class Launcher:
             )
             readers.append(reader)
             transports.append(transport)
-        entry = self._running[pid]
-        launched = Launched(pid, readers[0], readers[1], transports, entry[1])
-        if entry[1].done():
-            launched.returncode = entry[1].result()
-        self._running[pid] = (launched, entry[1])
-        if entry[1].done():
+        _, exited = self._running.get(pid, (None, None))
+        if exited is None:  # the server died meanwhile, and the supervisor with it
+            exited = loop.create_future()
+            exited.set_result(KILLED)
+        launched = Launched(pid, readers[0], readers[1], transports, exited)
+        if exited.done():
+            launched.returncode = exited.result()
             self._running.pop(pid, None)
+        else:
+            self._running[pid] = (launched, exited)
         return launched
 
     async def aclose(self) -> None:
@@ -210,13 +228,17 @@ class Launcher:
         self._loop.add_reader(ours.fileno(), self._readable)
 
     async def _send(self, message: bytes, fds: list[int]) -> None:
-        assert self._sock is not None
         for _ in range(1000):
+            if self._sock is None:
+                raise ServerGone("the fork server is gone")
             try:
                 socket.send_fds(self._sock, [message], fds)
                 return
             except BlockingIOError:
                 await asyncio.sleep(0.005)
+            except OSError as exc:  # EPIPE, ECONNRESET: it died
+                self._shutdown(f"sending failed: {exc}")
+                raise ServerGone(f"the fork server is gone ({exc})") from None
         raise OSError("the fork server does not take launches")
 
     def _readable(self) -> None:
@@ -275,12 +297,47 @@ class Launcher:
         for started in self._starting.values():
             if not started.done():
                 with contextlib.suppress(RuntimeError):  # its loop may be closed
-                    started.set_exception(OSError(f"the fork server is gone ({why})"))
+                    started.set_exception(ServerGone(f"the fork server is gone ({why})"))
         self._starting.clear()
-        for launched, exited in self._running.values():
+        followed = {}
+        for pid, (launched, exited) in self._running.items():
+            if exited.done():
+                continue
+            if self._follow(pid, exited):
+                followed[pid] = (launched, exited)
+                continue
             if launched is not None:
                 launched.returncode = KILLED
+            with contextlib.suppress(RuntimeError):
+                exited.set_result(KILLED)
+        self._running = followed
+
+    def _follow(self, pid: int, exited: asyncio.Future[int]) -> bool:
+        """Wait for the supervisor of a dead server to end (its parent-death signal makes
+        it kill and reap its evaluation first: ending it sooner would orphan that), and
+        collect its status where it came to us (the engine is a subreaper). False where it
+        cannot be followed (its loop is closed, or it is gone already)."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return False
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return False
+
+        def ended() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            code = KILLED
+            with contextlib.suppress(ChildProcessError):
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done == pid:
+                    code = os.waitstatus_to_exitcode(status)
+            launched, _ = self._running.pop(pid, (None, None))
+            if launched is not None:
+                launched.returncode = code
             if not exited.done():
-                with contextlib.suppress(RuntimeError):
-                    exited.set_result(KILLED)
-        self._running.clear()
+                exited.set_result(code)
+
+        loop.add_reader(pidfd, ended)
+        return True

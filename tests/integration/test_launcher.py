@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from engine.execution import launcher as launcher_module
-from engine.execution import sandbox
+from engine.execution import reaper, sandbox
 from engine.execution.command import Limits, run_command
 from engine.execution.launcher import Launcher
 from engine.execution.procs import read_proc
@@ -170,7 +170,11 @@ def test_a_killed_server_ends_its_evaluations_and_the_next_launch_starts_anew(
         finally:
             await launcher.aclose()
 
-    killed, again, old, new = asyncio.run(main())
+    with reaper.subreaper():  # as in a run: the dead server's supervisors come to us
+        killed, again, old, new = asyncio.run(main())
+        children = reaper.snapshot().values()
+        zombies = [p.pid for p in children if p.ppid == os.getpid() and p.state == "Z"]
+    assert zombies == [], "an evaluation of the dead server was orphaned"
     assert killed.returncode == launcher_module.KILLED and not killed.timed_out
     assert (again.returncode, again.stdout_tail) == (0, "again\n") and new != old
     sleepers = [
@@ -225,3 +229,31 @@ def test_a_launcher_follows_a_new_event_loop(tmp_path: Path) -> None:
         asyncio.run(once())
     asyncio.run(launcher.aclose())
     assert pids[0] != pids[1] and _gone(pids[0]) and _gone(pids[1])
+
+
+def test_a_server_that_dies_before_a_launch_starts_is_replaced(tmp_path: Path) -> None:
+    """The server is frozen while a launch waits in its socket, then killed: the launch is
+    made again by a new server, not failed (the candidate is not to blame)."""
+    box = _box("none", tmp_path / "run")
+    work = _work(tmp_path)
+
+    async def main():
+        launcher = Launcher()
+        try:
+            await run_command("true", work, 30, Limits(), None, box, None, launcher)
+            old = _server_pid(launcher)
+            os.kill(old, signal.SIGSTOP)
+            waiting = asyncio.create_task(
+                run_command("echo second", work, 30, Limits(), None, box, None, launcher)
+            )
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            os.kill(old, signal.SIGKILL)
+            result = await asyncio.wait_for(waiting, 20)
+            return result, old, _server_pid(launcher), launcher.launches
+        finally:
+            await launcher.aclose()
+
+    result, old, new, launches = asyncio.run(main())
+    assert (result.returncode, result.stdout_tail) == (0, "second\n")
+    assert new != old and launches == 2
