@@ -119,6 +119,7 @@ were measured with ``--workers 1``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import random
@@ -126,6 +127,7 @@ import re
 import statistics
 import sys
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,7 +139,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bootstrap import median_interval  # noqa: E402
 from search_harness import run_search  # noqa: E402
+from search_quality import run_cmaes, run_library  # noqa: E402
+from search_tasks import Param, Task  # noqa: E402
 
 from domains.circle_packing.evaluate import check_packing  # noqa: E402
 from engine.agents.offline.researcher import OfflineResearcher, find_literals  # noqa: E402
@@ -169,6 +174,55 @@ def evaluate(code: str) -> tuple[float | None, str]:
     except Exception as exc:  # noqa: BLE001 - a broken mutant is a failed node
         return None, f"{type(exc).__name__}: {exc}"
     return (None, error) if error else (float(metrics["sum_radii"]), "")
+
+
+# ------------------------------------------------------------------ the libraries' box
+# The libraries need a box, which the offline researcher never gets: the four layout floats of
+# initial.py and the sizes of its two rings (more than 25 circles in them is an invalid
+# candidate, as for the researcher). Bounds are generous, not tuned to where good layouts lie.
+BOX = (
+    Param("middle", 0.0, 1.0, 0.5),
+    Param("inner", 0.0, 1.0, 0.3),
+    Param("outer", 0.0, 1.5, 0.7),
+    Param("margin", 0.0, 0.2, 0.01),
+    Param("ring", 3, 22, 8, is_int=True),
+    Param("outer_ring", 3, 22, 16, is_int=True),
+)
+
+
+def box_program(values: np.ndarray) -> str:
+    """initial.py with the box's values written in (the same program at the start)."""
+    code = (TASK_DIR / "initial.py").read_text(encoding="utf-8")
+    *floats, ring, rest = (float(v) for v in values)
+    for name, value in zip(("middle", "inner", "outer", "margin"), floats, strict=True):
+        code = re.sub(rf"{name} = [0-9.e-]+", f"{name} = {value!r}", code, count=1)
+    ring, rest = int(ring), int(rest)
+    for old, new in (
+        ("range(8)", f"range({ring})"),
+        ("/ 8", f"/ {ring}"),
+        ("range(16)", f"range({rest})"),
+        ("/ 16", f"/ {rest}"),
+        ("i + 9", f"i + {ring + 1}"),
+    ):
+        code = code.replace(old, new)
+    return code
+
+
+def box_score(values: np.ndarray) -> float | None:
+    return evaluate(box_program(values))[0]
+
+
+BOX_TASK = Task("circle_packing", BOX, box_score, 2.635)  # best known for 26 circles
+
+
+def library_bests(job: tuple[str, int, list[int]]) -> list[float]:
+    """Best score of an Optuna sampler or CMA-ES (``search_quality.py``'s runners) on the box
+    after each of ``steps`` evaluations past the start, as the offline run counts them."""
+    method, seed, steps = job
+    warnings.simplefilter("ignore", RuntimeWarning)
+    runner = run_cmaes if method == "cmaes" else functools.partial(run_library, method=method)
+    best = runner(BOX_TASK, seed=seed, budget=max(steps) + 1)
+    return [best[n] for n in steps]
 
 
 def evaluate_judged(code: str) -> tuple[float | None, float | None, str]:
@@ -244,15 +298,6 @@ def make_llm_researcher(server: Any) -> Any:
     return LLMResearcher(client, Templates(), ResearcherSettings(mode="diff"))
 
 
-def median_interval(values: list[float], resamples: int = 2000) -> tuple[float, float]:
-    """A 95 % bootstrap interval of the median: how far the seeds alone can move it."""
-    rng = random.Random(0)
-    medians = sorted(
-        statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples)
-    )
-    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
-
-
 def summarize(results: list[RunResult]) -> dict[str, Any]:
     bests = [r.best for r in results]
     q = statistics.quantiles(bests, n=4, method="inclusive") if len(bests) >= 2 else [bests[0]] * 3
@@ -274,8 +319,12 @@ def summarize(results: list[RunResult]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--samplers", nargs="+", default=["rank", "ucb1", "greedy", "random", "island"]
+        "--samplers", nargs="*", default=["rank", "ucb1", "greedy", "random", "island"]
     )
+    parser.add_argument(  # the libraries on the box (BOX), on the same seeds and budget
+        "--methods", nargs="*", default=[], choices=["tpe", "cmaes", "random"]
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="library runs in parallel")
     # 20 seeds: a 5-seed median moves by +-0.04 with the seeds alone (see the docstring).
     parser.add_argument("--seeds", nargs="+", type=int, default=list(range(20)))
     parser.add_argument("--steps", nargs="+", type=int, default=[60, 300])
@@ -332,6 +381,25 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.__exit__(None, None, None)
+    for method in args.methods:
+        jobs = [(method, seed, args.steps) for seed in args.seeds]
+        with ProcessPoolExecutor(args.jobs) as pool:
+            bests = list(pool.map(library_bests, jobs))
+        for i, steps in enumerate(args.steps):
+            values = [b[i] for b in bests]
+            low, high = median_interval(values)
+            row = {"method": method, "steps": steps, "seeds": args.seeds}
+            row |= {"median": round(statistics.median(values), 4)}
+            row |= {"median_ci95": [round(low, 4), round(high, 4)]}
+            if args.json:
+                print(json.dumps({**row, "bests": [round(v, 4) for v in values]}), flush=True)
+            else:
+                print(
+                    f"{method:8s} steps={steps:4d} median={row['median']:.4f} "
+                    f"(95% CI {low:.4f}-{high:.4f}) [min {min(values):.4f} "
+                    f"max {max(values):.4f}] (box: {', '.join(p.name for p in BOX)})",
+                    flush=True,
+                )
     return 0
 
 

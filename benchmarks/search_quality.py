@@ -66,6 +66,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bootstrap import median_interval  # noqa: E402
 from search_harness import run_search  # noqa: E402
 from search_tasks import TASKS, Task  # noqa: E402
 
@@ -222,16 +223,18 @@ def main(argv: list[str] | None = None) -> int:
     marks = sorted({c for c in args.checkpoints if c < args.budget} | {args.budget})
     for at in marks:
         if not args.json:
-            print(f"\n{at} evaluations, seeds {args.seeds}: median [min - max]")
+            print(f"\n{at} evaluations, seeds {args.seeds}: median [95 % bootstrap interval]")
             print(f"{'task':14s}" + "".join(f"{m:>30s}" for m in args.methods))
         for name in args.tasks:
             cells = []
             for method in args.methods:
                 values = [best[at - 1] for best in runs[(name, method)]]
                 median = statistics.median(values)
-                cells.append((median, min(values), max(values)))
+                low, high = median_interval(values)
+                cells.append((median, low, high))
                 if args.json:
                     row = {"task": name, "method": method, "evaluations": at, "median": median}
+                    row["median_ci95"] = [low, high]
                     print(json.dumps({**row, "values": values, "seeds": args.seeds}))
             if not args.json:
                 print(
