@@ -170,17 +170,29 @@ def test_a_killed_server_ends_its_evaluations_and_the_next_launch_starts_anew(
         finally:
             await launcher.aclose()
 
+    def zombies() -> set[int]:  # our children, dead and not reaped
+        return {
+            p.pid for p in reaper.snapshot().values() if p.ppid == os.getpid() and p.state == "Z"
+        }
+
+    before = zombies()  # another test's, if any
     with reaper.subreaper():  # as in a run: the dead server's supervisors come to us
         killed, again, old, new = asyncio.run(main())
-        children = reaper.snapshot().values()
-        zombies = [p.pid for p in children if p.ppid == os.getpid() and p.state == "Z"]
-    assert zombies == [], "an evaluation of the dead server was orphaned"
+        left = zombies() - before
+    assert not left, f"an evaluation of the dead server was orphaned: {[_comm(p) for p in left]}"
     assert killed.returncode == launcher_module.KILLED and not killed.timed_out
     assert (again.returncode, again.stdout_tail) == (0, "again\n") and new != old
     sleepers = [
         pid for pid in os.listdir("/proc") if pid.isdigit() and marker in _cmdline(int(pid))
     ]
     assert all(_gone(int(pid)) for pid in sleepers), "the evaluation outlived its server"
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
 
 
 def _cmdline(pid: int) -> str:
