@@ -215,7 +215,10 @@ class Launcher:
                 stdout=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),),
                 env=_server_env(),
-                start_new_session=True,  # no ^C from the terminal: the engine decides
+                # Its own process group (no ^C from the terminal: the engine decides) in the
+                # engine's session, which marks it as the engine's helper, never an adopted
+                # escapee for the reaper (``reaper.adopted``) to kill.
+                process_group=0,
             )
         except BaseException:
             ours.close()

@@ -269,3 +269,23 @@ def test_a_server_that_dies_before_a_launch_starts_is_replaced(tmp_path: Path) -
     result, old, new, launches = asyncio.run(main())
     assert (result.returncode, result.stdout_tail) == (0, "second\n")
     assert new != old and launches == 2
+
+
+def test_the_reaper_never_takes_the_server_for_an_escapee(tmp_path: Path) -> None:
+    """The server is the engine's child outside its process group, like an escapee that
+    came back to a subreaper; it stays in the engine's session, which ``adopted`` spares."""
+    box = _box("none", tmp_path / "run")
+    work = _work(tmp_path)
+
+    async def main() -> list[int]:
+        launcher = Launcher()
+        try:
+            await run_command("true", work, 30, Limits(), None, box, None, launcher)
+            pid = _server_pid(launcher)
+            assert os.getpgid(pid) == pid != os.getpgid(0)
+            return [pid, *(p.pid for p in reaper.adopted(reaper.snapshot(), since=0))]
+        finally:
+            await launcher.aclose()
+
+    server, *adopted = asyncio.run(main())
+    assert server not in adopted
