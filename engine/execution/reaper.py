@@ -287,12 +287,21 @@ class Reaper:
         self._pending.discard(token)
         leader = self._leaders.pop(token, None)
         start = self._starts.pop(token, None)
-        killed = sweep_token(token, leader)
+        # Orphans of a supervisor that was itself killed came to us: found in the same
+        # /proc scan (one scan per evaluation, not two).
+        adopt = self.owns_children and start is not None and not self._pending
+        keep = set(self._leaders.values())
+
+        def find(procs: dict[int, Proc]) -> list[Proc]:
+            found = targets(token, procs, leader)
+            if adopt and start is not None:
+                seen = {p.pid for p in found}
+                found += [p for p in adopted(procs, start, keep) if p.pid not in seen]
+            return found
+
+        killed = stop_and_kill(find, SWEEP_SECONDS)
         if killed:
             log.warning("killed %d leftover process(es) of an evaluation", len(killed))
-        if self.owns_children and start is not None and not self._pending:
-            # Orphans of a supervisor that was itself killed came to us.
-            killed += kill_adopted(start, keep=set(self._leaders.values()))
         # The leader is asyncio's child: never take its exit status from under it.
         self._owed = reap((self._owed | set(killed)) - {leader})
         if self.marker_dir is not None:
