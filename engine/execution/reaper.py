@@ -120,11 +120,15 @@ def subreaper() -> Iterator[bool]:
             set_subreaper(False)
 
 
-def adopted(procs: dict[int, Proc], since: int, keep: Collection[int] = ()) -> list[Proc]:
+def adopted(
+    procs: dict[int, Proc], since: int, keep: Collection[int] = (), dead: bool = False
+) -> list[Proc]:
     """Orphans this subreaper adopted, and everything below them: children that started a
     session of their own (an escape starts with ``setsid``; the engine's own helpers, such
-    as a local Ray cluster, stay in its session) at or after ``since`` (clock ticks), minus
-    ``keep`` (evaluators in flight, whose supervisors are session leaders too)."""
+    as a local Ray cluster or the fork server, stay in its session) at or after ``since``
+    (clock ticks), minus ``keep`` (evaluators in flight, whose supervisors are session
+    leaders too). ``dead``: instead, the adopted children that are zombies already (an
+    escapee's exited parent, an evaluator killed with its supervisor), to reap."""
     me = procs.get(os.getpid())
     if me is None:
         return []
@@ -135,10 +139,12 @@ def adopted(procs: dict[int, Proc], since: int, keep: Collection[int] = ()) -> l
             and proc.pid not in keep
             and proc.sid != me.sid
             and proc.start >= since
-            and alive(proc)
         ):
-            found.append(proc)
-            found += descendants(proc.pid, procs)
+            if dead and proc.state == "Z":
+                found.append(proc)
+            elif not dead and alive(proc):
+                found.append(proc)
+                found += descendants(proc.pid, procs)
     return found
 
 
@@ -292,18 +298,24 @@ class Reaper:
         adopt = self.owns_children and start is not None and not self._pending
         keep = set(self._leaders.values())
 
+        dead: set[int] = set()  # adopted orphans that died on their own: zombies to reap
+
         def find(procs: dict[int, Proc]) -> list[Proc]:
             found = targets(token, procs, leader)
             if adopt and start is not None:
                 seen = {p.pid for p in found}
                 found += [p for p in adopted(procs, start, keep) if p.pid not in seen]
+                dead.update(p.pid for p in adopted(procs, start, keep | {leader}, dead=True))
             return found
 
         killed = stop_and_kill(find, SWEEP_SECONDS)
         if killed:
             log.warning("killed %d leftover process(es) of an evaluation", len(killed))
         # The leader is asyncio's child: never take its exit status from under it.
-        self._owed = reap((self._owed | set(killed)) - {leader})
+        self._owed = reap((self._owed | set(killed) | dead) - {leader})
+        if killed and adopt and start is not None:  # rare: their dead children came to us now
+            later = adopted(snapshot(), start, keep | {leader}, dead=True)
+            self._owed = reap(self._owed | {p.pid for p in later})
         if self.marker_dir is not None:
             with contextlib.suppress(OSError):
                 (self.marker_dir / f"{token}.json").unlink()

@@ -408,6 +408,8 @@ def test_an_orphan_whose_supervisor_was_killed_is_killed_by_the_engine(tmp_path:
     work.mkdir(parents=True)
     box = make_sandbox(SandboxSettings("none", writable=()), run_dir)
     marker = f"{3000 + os.getpid() % 1000}.{time.monotonic_ns() % 10**6}"
+    me = reaper.read_proc(os.getpid())
+    started = me.start if me is not None else 0
     with reaper.subreaper() as adopted:
         if not adopted:
             pytest.skip("cannot become a child subreaper here")
@@ -424,6 +426,14 @@ def test_an_orphan_whose_supervisor_was_killed_is_killed_by_the_engine(tmp_path:
             )
             assert run.returncode == -signal.SIGKILL  # the supervisor's death, as reported
             assert _sleepers(f"sleep {marker}") == [], "the orphan outlived its evaluation"
+            # Its evaluator (the shell, killed by the supervisor's death) came to us too:
+            # reaped, not left a zombie for the rest of the run.
+            leftovers = [
+                p
+                for p in reaper.snapshot().values()
+                if p.ppid == os.getpid() and p.state == "Z" and p.start >= started
+            ]
+            assert leftovers == [], leftovers
         finally:
             for pid in _sleepers(f"sleep {marker}"):
                 proc = reaper.read_proc(pid)
