@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.execution.launcher import Launched, Launcher
+from engine.execution.launcher import Launched, Launcher, Unfit
 from engine.execution.reaper import TOKEN_ENV, Reaper, sweep_token
 from engine.execution.sandbox import Sandbox
 
@@ -206,10 +206,11 @@ async def run_command(
     if token is not None:
         env = {**(os.environ if env is None else env), TOKEN_ENV: token}
     try:
-        proc: Proc
+        proc: Proc | None = None
         if launcher is not None and preexec is None and Launcher.handles(argv):
-            proc = await launcher.spawn(argv, cwd, env)
-        else:
+            with contextlib.suppress(Unfit):  # too large for the server: the script
+                proc = await launcher.spawn(argv, cwd, env)
+        if proc is None:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=str(cwd),

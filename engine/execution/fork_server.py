@@ -139,7 +139,13 @@ def serve(sock: socket.socket, parent: int) -> None:
             for fd in fds:
                 os.close(fd)
             if pid > 0:
-                pidfd = os.pidfd_open(pid)
+                try:
+                    pidfd = os.pidfd_open(pid)
+                except OSError as exc:  # out of descriptors: this launch cannot be watched
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    sock.send(f"F\0{ident}\0{exc}".encode())
+                    continue
                 children[pidfd] = pid
                 poller.register(pidfd, select.POLLIN)
                 sock.send(f"S\0{ident}\0{pid}".encode())

@@ -41,6 +41,8 @@ FORK_SERVER = Path(__file__).resolve().parent / "fork_server.py"
 PREFIX = [sys.executable, "-I", "-S", str(SUPERVISOR)]  # what Sandbox.wrap puts in front
 SERVER_ENV = ("PATH", "LD_LIBRARY_PATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR")
 KILLED = -signal.SIGKILL  # the returncode of an evaluation whose server died
+# One datagram must fit the socket's send buffer (about 200 KB by default on Linux).
+MAX_LAUNCH = 100_000
 CLOSE_SECONDS = 5.0  # how long aclose waits for a server to exit before killing it
 
 
@@ -59,6 +61,11 @@ def available() -> bool:
     except OSError:
         return False
     return True
+
+
+class Unfit(OSError):
+    """A launch the fork server cannot take (its environment is too large for one message):
+    the caller starts the supervisor script instead."""
 
 
 class ServerGone(OSError):
@@ -142,6 +149,11 @@ class Launcher:
         message = launch_message(
             ident, str(cwd), argv[len(PREFIX) :], dict(os.environ if env is None else env)
         )
+        if len(message) > MAX_LAUNCH:
+            self._starting.pop(ident, None)
+            for fd in (out_r, out_w, err_r, err_w):
+                os.close(fd)
+            raise Unfit(f"a launch of {len(message)} bytes (at most {MAX_LAUNCH})")
         try:
             try:
                 await self._send(message, [out_w, err_w])

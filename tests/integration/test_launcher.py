@@ -289,3 +289,28 @@ def test_the_reaper_never_takes_the_server_for_an_escapee(tmp_path: Path) -> Non
 
     server, *adopted = asyncio.run(main())
     assert server not in adopted
+
+
+def test_a_launch_too_large_for_the_server_runs_through_the_script(tmp_path: Path) -> None:
+    """An environment over one datagram: that evaluation starts the supervisor script, the
+    server keeps serving the others."""
+    box = _box("none", tmp_path / "run")
+    work = _work(tmp_path)
+    # (one variable can hold at most 128 KiB: exec's limit)
+    env = {**os.environ, **{f"ASI_HUGE{i}": "x" * 50_000 for i in range(3)}}
+
+    async def main():
+        launcher = Launcher()
+        try:
+            first = await run_command("echo one", work, 30, Limits(), None, box, None, launcher)
+            huge = await run_command(
+                "echo ${#ASI_HUGE2}", work, 30, Limits(), env, box, None, launcher
+            )
+            last = await run_command("echo two", work, 30, Limits(), None, box, None, launcher)
+            return first, huge, last, launcher.launches
+        finally:
+            await launcher.aclose()
+
+    first, huge, last, launches = asyncio.run(main())
+    assert (first.stdout_tail, huge.stdout_tail, last.stdout_tail) == ("one\n", "50000\n", "two\n")
+    assert launches == 2  # the huge one was not the server's
