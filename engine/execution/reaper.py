@@ -128,21 +128,18 @@ def adopted(
     as a local Ray cluster or the fork server, stay in its session) at or after ``since``
     (clock ticks), minus ``keep`` (evaluators in flight, whose supervisors are session
     leaders too). ``dead``: instead, the adopted children that are zombies already (an
-    escapee's exited parent, an evaluator killed with its supervisor), to reap."""
+    escapee's exited parent, an evaluator killed with its supervisor), to reap, whenever
+    they started (one that came to us after an earlier evaluation's sweep is taken by the
+    next one)."""
     me = procs.get(os.getpid())
     if me is None:
         return []
     found: list[Proc] = []
     for proc in procs.values():
-        if (
-            proc.ppid == me.pid
-            and proc.pid not in keep
-            and proc.sid != me.sid
-            and proc.start >= since
-        ):
+        if proc.ppid == me.pid and proc.pid not in keep and proc.sid != me.sid:
             if dead and proc.state == "Z":
                 found.append(proc)
-            elif not dead and alive(proc):
+            elif not dead and proc.start >= since and alive(proc):
                 found.append(proc)
                 found += descendants(proc.pid, procs)
     return found

@@ -176,6 +176,8 @@ class Pipeline:
         fields = twins.reuse(twin)
         for key, value in fields.items():
             setattr(node, key, value)
+        if not self.settings.use_analyzer:  # the ablation has no analyses, not even a note
+            node.analysis = ""
         node.metadata[twins.TWIN_KEY] = twin.id
         node.metadata.pop(POST_PENDING, None)
         node.metadata.pop(RUNNING_STAGE, None)

@@ -426,8 +426,12 @@ def test_an_orphan_whose_supervisor_was_killed_is_killed_by_the_engine(tmp_path:
             )
             assert run.returncode == -signal.SIGKILL  # the supervisor's death, as reported
             assert _sleepers(f"sleep {marker}") == [], "the orphan outlived its evaluation"
-            # Its evaluator (the shell, killed by the supervisor's death) came to us too:
-            # reaped, not left a zombie for the rest of the run.
+            # Its evaluator (the shell, killed by the supervisor's death) and the escapee's
+            # exited parent came to us too: reaped by this evaluation's sweep or, when they
+            # came after it (a loaded machine), by the next one's; never left for the run.
+            asyncio.run(
+                run_command("true", work, 30, Limits(), sandbox=box, reaper=reaper.Reaper(run_dir))
+            )
             leftovers = [
                 p
                 for p in reaper.snapshot().values()

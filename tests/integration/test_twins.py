@@ -28,7 +28,7 @@ def always_x_two(request: dict[str, Any]) -> Reply:
     )
 
 
-def run(tmp_path: Path, name: str, steps: int, **config: Any) -> tuple[Path, str]:
+def run(tmp_path: Path, name: str, steps: int, *flags: str, **config: Any) -> tuple[Path, str]:
     task = make_toy_task(tmp_path / name)
     run_dir = tmp_path / f"{name}-run"
     (tmp_path / f"{name}.yaml").write_text(json.dumps({"api": {"retries": 0}, **config}))
@@ -36,7 +36,7 @@ def run(tmp_path: Path, name: str, steps: int, **config: Any) -> tuple[Path, str
         done = cli(
             "run", str(task), "--llm", "openai", "--steps", str(steps), "--workers", "1",
             "--no-cognition", "--run-dir", str(run_dir), "--config", str(tmp_path / f"{name}.yaml"),
-            env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-x"},
+            *flags, env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-x"},
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return run_dir, done.stdout
@@ -72,6 +72,17 @@ def test_a_program_seen_before_takes_its_evaluation_and_says_so(tmp_path: Path) 
     db.close()
     assert len(events) == 3 and all("not run again" in e for e in events)
     assert calls.count("analyzer") == 2  # the root and the first: a copy owes none
+
+
+@pytest.mark.slow
+def test_without_the_analyzer_a_copy_has_no_analysis_either(tmp_path: Path) -> None:
+    """The --no-analyzer ablation: no node has an analysis, a reused one included (the
+    reuse is in its metadata, results and events)."""
+    run_dir, out = run(tmp_path, "ablation", 3, "--no-analyzer")
+    first, *copies = node_rows(run_dir)
+    assert copies and all(json.loads(n["metadata"])["duplicate_of"] == first["id"] for n in copies)
+    assert [n["analysis"] for n in (first, *copies)] == [""] * 3
+    assert out.count("not run again") == 2
 
 
 @pytest.mark.slow
