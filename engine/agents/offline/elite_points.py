@@ -66,6 +66,22 @@ def fit_points(ctx: ResearchContext, literals: list[Literal], skeleton: tuple) -
     return points
 
 
+def history_points(ctx: ResearchContext, literals: list[Literal], skeleton: tuple) -> Points:
+    """The parent and the elite and context nodes with its skeleton and ints, in the order
+    the run made them (the CMA-ES move replays them: ``cma_move.py``)."""
+    parent = ctx.parent
+    if parent.score is None:
+        return []
+    own = [lit.text for lit in literals]
+    ints = [k for k, lit in enumerate(literals) if lit.is_int]
+    found = {parent.id: (parent, own)}
+    for node, texts in same_skeleton([*ctx.elite, *ctx.context], parent, skeleton):
+        if node.score is not None and all(texts[k] == own[k] for k in ints):
+            found.setdefault(node.id, (node, texts))
+    ordered = sorted(found.values(), key=lambda item: (item[0].step, item[0].id or 0))
+    return [(node.score, texts) for node, texts in ordered if node.score is not None]
+
+
 def same_skeleton(nodes: list[Node], parent: Node, skeleton: tuple) -> list[tuple[Node, list[str]]]:
     """(node, literal texts) of the done ``nodes`` other than ``parent`` with its skeleton."""
     found = []

@@ -15,6 +15,10 @@ ones a plain evolution strategy has, with nothing specific to any task:
   a quadratic surrogate fitted to the elite nodes with the parent's ints (the constants as
   written) picks the most promising of ``MODEL_DRAWS`` draws and of its own peak, which may
   lie across zero (which nodes: ``engine.agents.offline.elite_points``).
+* *cma* (when the model move was not drawn) replays the parent's family (the visible nodes
+  with its skeleton and ints, in the order the run made them) through a fresh CMA-ES and
+  asks it once for the floats (``engine.agents.offline.cma_move``): the step size and
+  covariance CMA-ES adapts from generations, which the elite model's one Gaussian lacks.
 * *probe* tries a structural neighbour of a node that is the fittest of its context: one
   count or size (an int above 2) one up or down, everywhere it is written, nothing else.
   Random mutations rarely make exactly that move from exactly that node, and it is often
@@ -46,8 +50,14 @@ import random
 
 from engine import direction
 from engine.agents.base import AgentError, Proposal, ResearchContext
+from engine.agents.offline.cma_move import cma_move
 from engine.agents.offline.elite_model import model_move
-from engine.agents.offline.elite_points import fit_points, same_skeleton, spread_points
+from engine.agents.offline.elite_points import (
+    fit_points,
+    history_points,
+    same_skeleton,
+    spread_points,
+)
 from engine.agents.offline.literal_moves import (
     common_scale,
     count_like,
@@ -80,6 +90,7 @@ FITTER_BIAS = 0.7  # chance to take a differing literal from the fitter node
 STRETCH = (0.5, 1.5)  # a repeated or mirrored move is this many times the last one
 PROBE_RATE = 0.2  # chance of a structural probe from a parent fittest of its context
 MODEL_RATE, MODEL_POINTS, MODEL_SCALE = 0.3, 4, 2.0  # model move: chance, least points, scale
+CMA_RATE, CMA_POINTS = 0.3, 8  # CMA-ES move (after the model's turn): chance, least nodes
 MODEL_DRAWS = 100  # candidates the surrogate chooses from (50-200 measured alike)
 REDRAWS = 10  # fresh mutations tried when a draw repeats a program the step can see
 ELITE_SIZE = 60  # fittest nodes the sampler hands over: the surrogate fits them all
@@ -147,6 +158,8 @@ class OfflineResearcher:
                 plan.note = f"Drew #{parent.id}'s constants from {len(points)} fit nodes' spread"
                 plan.apply(moves)
                 return plan
+        if cma := self._cma(ctx, literals, skeleton, plan):
+            return cma
         last = locate(literals, parent.metadata.get("moves"))
         moves = {}
         if gain > 0 and last and self.rng.random() < STEP_RATE:
@@ -172,6 +185,22 @@ class OfflineResearcher:
         plan.final = list(plan.base)
         plan.apply(moves or self._mutate(plan.base, literals, _int_scale(parent, ctx)))
         return plan
+
+    def _cma(
+        self, ctx: ResearchContext, literals: list[Literal], skeleton: tuple, plan: Plan
+    ) -> Plan | None:
+        """The CMA-ES move (``cma_move.py``) over the parent's family, or None."""
+        parent = ctx.parent
+        if self.rng.random() < CMA_RATE:
+            history = history_points(ctx, literals, skeleton)
+            if len(history) >= CMA_POINTS and (
+                moves := cma_move(literals, history, ctx.maximize, self.rng)
+            ):
+                plan.operator = "cma"
+                plan.note = f"CMA-ES replayed over {len(history)} nodes of #{parent.id}'s family"
+                plan.apply(moves)
+                return plan
+        return None
 
     def _probe(self, texts: list[str], literals: list[Literal]) -> dict[int, str]:
         """One int above 2 (a count or size) one up or down, in all its occurrences."""
