@@ -107,9 +107,30 @@ and repeated moves growing 1-3 x (together 1.979 against 2.034); additive steps 
 the sign (2.011 against 2.036); Optuna TPE as the model move (1.900 against 2.011 on seeds
 0-19).
 
+2026-12-06, later: the libraries on the same seeds and budget, and a CMA-ES move.
+``--methods tpe cmaes random`` runs Optuna TPE, CMA-ES (``cmaes``, the start as its mean,
+sigma 1/6 of the box) and random search (``search_quality.py``'s runners) on a box the
+researcher never gets (``BOX``: initial.py's four layout floats and its two ring sizes; more
+than 25 circles in the rings is invalid), with as many evaluations after the start as the
+offline run has candidates. The offline researcher gained a *cma* move
+(``engine/agents/offline/cma_move.py``: a CMA-ES replayed over the parent's family and asked
+once, 30 % of the proposals the model move leaves). Held-out seeds 300-339, 2 workers, median
+(95 % bootstrap interval):
+
+    at   ours (cma move)    ours before        tpe                cmaes              random
+    100  1.839 (1.748-1.867) 1.827 (1.780-1.859) 1.687 (1.619-1.718) 1.782 (1.712-1.836) 1.316
+    300  2.054 (2.011-2.074) 2.011 (1.945-2.051) 1.977 (1.817-2.016) 2.104 (2.085-2.111) 1.444
+
+Seeds 400-479 (no choice made on them either), ours without and with the move: 100
+candidates 1.822 -> 1.818, 300 candidates 2.002 -> 2.030 (runs reaching 2.0: 40 -> 48 of
+80); seeds 0-39 (tuning) 1.808 -> 1.832 and 2.034 -> 2.042. Each difference is within what
+the seeds alone move a median; at 300 it has the same sign on all three sets, at 100 it is
+nil. At 100 candidates ours leads both libraries (within the intervals against CMA-ES); at
+300 CMA-ES on the box leads by 0.05 and 2.08 is not reached.
+
     python benchmarks/circle_packing_quality.py [--samplers rank ucb1 greedy random island]
-        [--seeds 0 1 ... 19] [--steps 60 300] [--workers 2] [--researcher offline|llm]
-        [--json]
+        [--methods tpe cmaes random] [--seeds 0 1 ... 19] [--steps 60 300] [--workers 2]
+        [--researcher offline|llm] [--jobs 1] [--json]
 
 The default is what a user gets from ``asi-evolve run circle_packing --steps 300 --seed S``:
 the rank sampler and 2 workers (``RunConfig.workers``). The figures above until 2026-12-04

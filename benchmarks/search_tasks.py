@@ -4,7 +4,9 @@ Each task is what a user would write: an initial program whose ``params()`` retu
 values being tuned (written as plain literals, mostly ``0.0`` or a textbook start), and a
 score computed outside it, as an evaluator would. The same score function is handed to the
 optimisation libraries with a box (``Param``), which the offline researcher never gets: it
-sees only the program. None of these tasks was used to tune the researcher's constants.
+sees only the program. No constant of the researcher was tuned on them before 2026-12-06;
+the CMA-ES move's rate and its rule for never-moved floats were chosen on them (seeds 10-29
+and 0-19; ``engine/agents/offline/cma_move.py``).
 
 Scores are maximised; ``best_known`` is the optimum (or the best known value).
 """
