@@ -10,6 +10,7 @@ from engine.agents.base import Agents, AgentSetupError, NoRetriever
 
 def build_offline_agents(seed: int | None) -> Agents:
     from engine.agents.debugger import OfflineDebugger
+    from engine.agents.offline import cma_move
     from engine.agents.offline.analyzer import OfflineAnalyzer
     from engine.agents.offline.researcher import OfflineResearcher
 
@@ -18,6 +19,7 @@ def build_offline_agents(seed: int | None) -> Agents:
         analyzer=OfflineAnalyzer(),
         retriever=NoRetriever(),
         debugger=OfflineDebugger(),
+        warmers=[cma_move.warm_up],
     )
 
 

@@ -115,3 +115,24 @@ def test_the_researcher_makes_cma_moves_from_a_family_and_repeats_them_per_step(
 def parent_texts(parent) -> set[str]:
     literals, _ = find_literals(parent.code)
     return {lit.text for lit in literals if not lit.is_int}
+
+
+def test_cmaes_is_imported_beside_the_first_evaluation_not_before() -> None:
+    """cmaes imports scipy.stats (0.5-2 s): building the offline agents must not, their
+    warm-up (run beside the initial evaluation) does."""
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, sys\n"
+        "from engine.agents import setup\n"
+        "agents = setup.build_offline_agents(0)\n"
+        "print('cmaes' in sys.modules, 'scipy' in sys.modules)\n"
+        "async def warm():\n"
+        "    await asyncio.gather(*(w() for w in agents.warmers))\n"
+        "asyncio.run(warm())\n"
+        "print('cmaes' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False", "True"]

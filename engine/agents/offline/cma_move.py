@@ -37,12 +37,13 @@ in ``benchmarks/search_quality.py`` and ``benchmarks/circle_packing_quality.py``
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-from cmaes import CMA
 
 from engine import direction
 from engine.agents.offline.literal_moves import TINY, common_scale
@@ -51,6 +52,21 @@ from engine.agents.offline.literals import Literal, format_float, parse
 SIGMA0 = 0.3  # the starting step, in units of each float's own scale
 COMMON_SHARE = 0.3  # a float's scale is at least this share of the program's common scale
 MEAN_MAX = 1e30  # cmaes refuses a larger mean; such a program is left to the other moves
+
+
+def _cma() -> Any:
+    """``cmaes.CMA``, imported on first use: the package imports scipy.stats (0.5-2 s), which
+    an offline run pays in a thread beside its initial evaluation (``warm_up``), not before
+    its first evaluation starts, and a run that never takes this move need not pay."""
+    from cmaes import CMA
+
+    return CMA
+
+
+async def warm_up() -> str:
+    """Import cmaes in a thread (the engine runs this beside the initial evaluation)."""
+    await asyncio.to_thread(_cma)
+    return ""
 
 
 def cma_move(
@@ -86,7 +102,7 @@ def cma_move(
     if not np.all(np.abs(x) < MEAN_MAX):
         return {}
     fitness = direction.fitness(np.array([s for s, _ in history], dtype=float), maximize)
-    optimizer = CMA(mean=x[0].copy(), sigma=SIGMA0, seed=rng.getrandbits(31))
+    optimizer = _cma()(mean=x[0].copy(), sigma=SIGMA0, seed=rng.getrandbits(31))
     size = optimizer.population_size
     try:
         for start in range(0, len(x) - size + 1, size):  # whole generations, in node order
