@@ -10,11 +10,12 @@ group to signal), ``returncode``, ``wait()``, and ``stdout``/``stderr`` readers.
 Why: on a 2-core machine the supervisor's interpreter start costs about 20 ms per
 evaluation; a fork of the small server costs about 1 ms (``benchmarks/sandbox_overhead.py``).
 
-One launcher serves one event loop. If the server dies (it is killed, or the loop that
-started it is gone), every evaluation it was supervising has already been ended by its
-supervisor (parent-death signal), their waits return "killed", and the next launch starts
-a new server. Where the fork server cannot work (no ``pidfd_open``: Linux < 5.3),
-``available()`` is False and the caller starts the supervisor script as before.
+One launcher serves one event loop (a new loop gets a new server). If the server dies,
+each supervisor it started ends its evaluation (parent-death signal) and is followed to its
+end, which reads as "killed"; a launch the server never reported is made once more by a
+new server; and a launch too large for one message starts the supervisor script. Where the
+fork server cannot work (no ``pidfd_open``: Linux < 5.3), ``available()`` is False and the
+caller starts the supervisor script as before.
 """
 
 from __future__ import annotations
