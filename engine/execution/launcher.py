@@ -135,7 +135,7 @@ class Launcher:
     async def _spawn(self, argv: list[str], cwd: Path, env: Mapping[str, str] | None) -> Launched:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            await self._restart(loop)
+            self._restart(loop)
         if self._sock is None:
             assert self._lock is not None
             async with self._lock:
@@ -204,7 +204,7 @@ class Launcher:
         self._retired.clear()
 
     # ----------------------------------------------------------------- internals
-    async def _restart(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _restart(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._loop is not None:
             self._shutdown("a new event loop")
         self._loop = loop

@@ -173,11 +173,9 @@ class Pipeline:
         twin = await self.db.call(twins.find, node.code, node.id)
         if twin is None:
             return False
-        fields = twins.reuse(twin)
+        fields = twins.reuse(twin, analyzed=self.settings.use_analyzer)
         for key, value in fields.items():
             setattr(node, key, value)
-        if not self.settings.use_analyzer:  # the ablation has no analyses, not even a note
-            node.analysis = ""
         node.metadata[twins.TWIN_KEY] = twin.id
         node.metadata.pop(POST_PENDING, None)
         node.metadata.pop(RUNNING_STAGE, None)

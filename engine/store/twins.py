@@ -96,8 +96,9 @@ def find(store: RunStore, code: str, exclude: int | None = None) -> Node | None:
     return twin
 
 
-def reuse(twin: Node) -> dict[str, Any]:
-    """The fields a copy of ``twin``'s program takes from it: its outcome, none of its time."""
+def reuse(twin: Node, analyzed: bool = True) -> dict[str, Any]:
+    """The fields a copy of ``twin``'s program takes from it: its outcome, none of its time;
+    a note for its analysis unless the run has none (``analyzed``: the analyzer is on)."""
     results = {**twin.results, TWIN_KEY: twin.id}
     error = f"same program as #{twin.id}: {twin.error}" if twin.error else ""
     return {
@@ -106,5 +107,7 @@ def reuse(twin: Node) -> dict[str, Any]:
         "status": twin.status,
         "error": error,
         "runtime": 0.0,
-        "analysis": f"Same program as #{twin.id}; its evaluation was reused, not run again.",
+        "analysis": f"Same program as #{twin.id}; its evaluation was reused, not run again."
+        if analyzed
+        else "",
     }

@@ -79,7 +79,7 @@ def history_points(ctx: ResearchContext, literals: list[Literal], skeleton: tupl
         if node.score is not None and all(texts[k] == own[k] for k in ints):
             found.setdefault(node.id, (node, texts))
     ordered = sorted(found.values(), key=lambda item: (item[0].step, item[0].id or 0))
-    return [(node.score, texts) for node, texts in ordered if node.score is not None]
+    return [(node.score, texts) for node, texts in ordered]
 
 
 def same_skeleton(nodes: list[Node], parent: Node, skeleton: tuple) -> list[tuple[Node, list[str]]]:
