@@ -229,12 +229,14 @@ async def run_command(
         reaper.spawned(token, proc.pid)
     pgid = proc.pid  # the session leader's pid is the group id
 
-    def sweep() -> None:
+    def sweep(clean: bool = False) -> None:
         """Freeze and kill what is left of the evaluation while its supervisor (the
-        leader) still lives: the orphans it adopted are its children, found through it."""
+        leader) still lives: the orphans it adopted are its children, found through it.
+        ``clean``: the supervisor exited with a code, which it does only after killing and
+        reaping everything below it, so there is nothing to look for in /proc."""
         if reaper is not None and token is not None:
-            reaper.finish(token)  # token carriers, session, group and their descendants
-        elif supervised:
+            reaper.finish(token, clean)  # token carriers, session, group, descendants
+        elif supervised and not clean:
             sweep_token(None, pgid)
         _signal_group(pgid, signal.SIGKILL)  # a last word for the group
 
@@ -250,7 +252,9 @@ async def run_command(
             timed_out = True
             _signal_group(pgid, signal.SIGTERM)  # the supervisor ignores it: the evaluator's
             await _wait_quiet(proc, readers, limits.kill_grace)
-        sweep()  # leftovers: grandchildren, SIGTERM ignorers, setsid and double forks
+        # Leftovers: grandchildren, SIGTERM ignorers, setsid and double forks.
+        clean = proc.returncode is not None and proc.returncode >= 0
+        sweep(supervised and not timed_out and clean)
         await _wait_exit(proc, _REAP_TIMEOUT)
         _, pending = await asyncio.wait(readers, timeout=_DRAIN_TIMEOUT)
         if pending:

@@ -268,6 +268,12 @@ class Reaper:
         self._starts: dict[str, int] = {}
         self._pending: set[str] = set()  # begun, not yet spawned: a child not known yet
         self._owed: set[int] = set()  # killed adopted children not yet reaped
+        # Whether orphans may have come to us that no sweep has looked for: a new reaper
+        # cannot know what an earlier one left, so its first sweep looks.
+        self._adopt_owed = True
+        self._markers: dict[str, dict[str, object]] = {}  # what each marker file holds
+        self._dir_made = False
+        self._boot = _boot_id()
         me = read_proc(os.getpid())
         self._engine = {"pid": os.getpid(), "start": me.start if me else 0}
 
@@ -285,23 +291,35 @@ class Reaper:
             self._starts[token] = proc.start
             self._write_marker(token, {"pid": pid, "start": proc.start})
 
-    def finish(self, token: str) -> int:
-        """Kill whatever of evaluation ``token`` is still alive; returns how many."""
+    def finish(self, token: str, clean: bool = False) -> int:
+        """Kill whatever of evaluation ``token`` is still alive; returns how many.
+
+        ``clean``: its supervisor exited with a code, which it does only once every process
+        of the evaluation is dead and reaped (``engine/execution/supervisor.py``). Then no
+        process carries the token and the /proc scan is skipped, unless orphans of an
+        earlier evaluation whose supervisor was killed may still be about (``_adopt_owed``).
+        """
         self._pending.discard(token)
         leader = self._leaders.pop(token, None)
         start = self._starts.pop(token, None)
         # Orphans of a supervisor that was itself killed came to us: found in the same
         # /proc scan (one scan per evaluation, not two).
         adopt = self.owns_children and start is not None and not self._pending
+        if clean and not (adopt and self._adopt_owed):
+            self._drop_marker(token)
+            return 0
         keep = set(self._leaders.values())
 
         dead: set[int] = set()  # adopted orphans that died on their own: zombies to reap
+        seen_adopted: set[int] = set()
 
         def find(procs: dict[int, Proc]) -> list[Proc]:
             found = targets(token, procs, leader)
             if adopt and start is not None:
                 seen = {p.pid for p in found}
-                found += [p for p in adopted(procs, start, keep) if p.pid not in seen]
+                orphans = adopted(procs, start, keep)
+                seen_adopted.update(p.pid for p in orphans)
+                found += [p for p in orphans if p.pid not in seen]
                 dead.update(p.pid for p in adopted(procs, start, keep | {leader}, dead=True))
             return found
 
@@ -313,23 +331,38 @@ class Reaper:
         if killed and adopt and start is not None:  # rare: their dead children came to us now
             later = adopted(snapshot(), start, keep | {leader}, dead=True)
             self._owed = reap(self._owed | {p.pid for p in later})
+        # An unclean end may leave orphans, or zombies that come to us later: the next
+        # evaluations look for them until one finds none.
+        if adopt:
+            self._adopt_owed = not clean or bool(seen_adopted or dead or self._owed)
+        else:
+            self._adopt_owed = self._adopt_owed or not clean
+        self._drop_marker(token)
+        return len(killed)
+
+    def _drop_marker(self, token: str) -> None:
+        self._markers.pop(token, None)
         if self.marker_dir is not None:
             with contextlib.suppress(OSError):
-                (self.marker_dir / f"{token}.json").unlink()
-        return len(killed)
+                os.unlink(self.marker_dir / f"{token}.json")
 
     def _write_marker(self, token: str, extra: dict[str, object]) -> None:
         if self.marker_dir is None:
             return
+        data = self._markers.setdefault(
+            token, {"token": token, "boot_id": self._boot, "engine": self._engine}
+        )
+        data.update(extra)
         path = self.marker_dir / f"{token}.json"
+        tmp = self.marker_dir / f"{token}.tmp"
+        if not self._dir_made:
+            self.marker_dir.mkdir(parents=True, exist_ok=True)
+            self._dir_made = True
         try:
-            old = json.loads(path.read_text()) if path.exists() else {}
-        except (OSError, ValueError):
-            old = {}
-        data = {"token": token, "boot_id": _boot_id(), "engine": self._engine, **old, **extra}
-        self.marker_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
+            tmp.write_text(json.dumps(data))
+        except FileNotFoundError:  # the directory was removed under us
+            self.marker_dir.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
 
 

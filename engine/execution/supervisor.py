@@ -18,7 +18,11 @@ child then watches the server as it would watch the engine. It turns into a smal
   exits the way the evaluator did. Without a PID namespace S is a child subreaper: every
   orphan of the evaluation, however it ``setsid``\\s, double-forks or clears its
   environment, becomes S's child, and once the evaluator has exited (or the engine died)
-  S freezes (SIGSTOP) and then kills all of them.
+  S freezes (SIGSTOP) and then kills all of them. S exits with a code (the evaluator's)
+  only once every process below it is dead and reaped; otherwise (the evaluator died by a
+  signal, the engine left, S failed, a fork bomb outran the cleanup) it dies by a signal.
+  So an exit code tells the engine that nothing of the evaluation is left, and it skips
+  its own /proc sweep (``Reaper.finish(clean=True)``); a signal makes it sweep.
 * **I** mounts a fresh ``/proc`` (the engine is not in it) and reaps orphans. When the
   evaluator exits, I exits and the kernel kills whatever is left in the namespace; I dies
   with S (``PR_SET_PDEATHSIG``), and with it the namespace.
@@ -235,11 +239,18 @@ class Supervisor:
                 os.close(status_r)
                 self._init(status_w)  # returns only in the evaluator
             self._evaluator()  # never returns
-        landlock.close(self.ruleset)
-        if self.pid:
-            os.close(status_w)
-            self._supervise_namespace(child, status_r)
-        self._supervise_tree(child)
+        try:
+            landlock.close(self.ruleset)
+            if self.pid:
+                os.close(status_w)
+                self._supervise_namespace(child, status_r)
+            self._supervise_tree(child)
+        except BaseException:  # noqa: BLE001 - never exit with a code before the cleanup
+            try:  # noqa: SIM105 - no contextlib: cheap imports
+                stop_and_kill(lambda procs: descendants(os.getpid(), procs), CLEANUP_SECONDS)
+            except BaseException:  # noqa: BLE001, S110 - dying anyway, by a signal
+                pass
+            _exit_like(None)
 
     def _enter(self) -> None:
         """Signals, parent-death signal, namespaces, mounts and the Landlock ruleset."""
@@ -332,13 +343,15 @@ class Supervisor:
         if _has_children():  # else nothing can be left below us: skip the /proc scan
             stop_and_kill(lambda procs: descendants(me, procs), CLEANUP_SECONDS)
         deadline = time.monotonic() + CLEANUP_SECONDS
-        while time.monotonic() < deadline:  # reap them all: none is left to the engine
+        while True:  # reap them all: none is left to the engine
             try:
                 pid, raw = os.waitpid(-1, 0)
             except ChildProcessError:
                 break
             if pid == child and status is None:
                 status = raw
+            if time.monotonic() >= deadline:  # still forking: not clean, the engine sweeps
+                _exit_like(None)
         _exit_like(status)
 
     # I ------------------------------------------------------------------------------

@@ -443,3 +443,75 @@ def test_an_orphan_whose_supervisor_was_killed_is_killed_by_the_engine(tmp_path:
                 proc = reaper.read_proc(pid)
                 if proc is not None:
                     reaper.kill_exact(pid, proc.start)
+
+
+def test_a_clean_supervisor_exit_spares_the_engine_its_proc_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a supervisor (``sandbox: none``) an exit code means the supervisor killed and
+    reaped the whole evaluation: the engine skips its /proc sweep, and the setsid +
+    double-fork escapee is dead all the same. A supervisor that dies by a signal (killed
+    here by its own evaluator) is not taken at its word: the engine sweeps, and keeps
+    looking for adopted orphans on the next evaluation."""
+    from engine.execution.sandbox import SandboxSettings, make_sandbox
+
+    scans: list[str] = []
+    real = reaper.stop_and_kill
+
+    def counted(find, seconds):  # type: ignore[no-untyped-def]
+        scans.append("scan")
+        return real(find, seconds)
+
+    monkeypatch.setattr(reaper, "stop_and_kill", counted)
+    run_dir = tmp_path / "run"
+    work = run_dir / "nodes" / "1"
+    work.mkdir(parents=True)
+    box = make_sandbox(SandboxSettings("none", writable=()), run_dir)
+    escape, killer = _write_script(tmp_path), tmp_path / "killer.py"
+    killer.write_text(SUPERVISOR_KILLER)
+    mark = f"123.{os.getpid()}"
+    marker = f"{4000 + os.getpid() % 1000}.{time.monotonic_ns() % 10**6}"
+    env = {**os.environ, "ASI_TEST_SLEEP": mark}
+    keeper = reaper.Reaper(run_dir)
+    me = reaper.read_proc(os.getpid())
+    started = me.start if me is not None else 0
+
+    def run(command: str) -> int | None:
+        done = asyncio.run(run_command(command, work, 30, Limits(), env, box, keeper))
+        return done.returncode
+
+    with reaper.subreaper() as adopted:
+        if not adopted:
+            pytest.skip("cannot become a child subreaper here")
+        try:
+            assert run("true") == 0
+            assert scans == ["scan"]  # a new reaper looks once: it cannot know what came before
+            assert run(f"{sys.executable} {escape}") == 0
+            assert scans == ["scan"], "a clean exit still cost a /proc scan"
+            escaped = int((work / "escaped.pid").read_text())
+            assert _dead(escaped), "the setsid + double-fork grandchild survived"
+            assert _sleepers(f"sleep {mark}") == []
+            assert list((run_dir / reaper.MARKERS_DIR).iterdir()) == []
+            assert run(f"{sys.executable} {killer} {marker}") == -signal.SIGKILL
+            assert scans == ["scan"] * 2  # the supervisor died by a signal: swept
+            assert _sleepers(f"sleep {marker}") == [], "the orphan outlived its evaluation"
+            assert run("true") == 0
+            assert len(scans) == 3  # after an unclean end the next one looks for orphans
+            for _ in range(5):  # until a sweep finds no orphan and no zombie left
+                count = len(scans)
+                assert run("true") == 0
+                if len(scans) == count:
+                    break
+            else:
+                pytest.fail("clean exits never stopped scanning for orphans")
+            zombies = [
+                p
+                for p in reaper.snapshot().values()
+                if p.ppid == os.getpid() and p.state == "Z" and p.start >= started
+            ]
+            assert zombies == [], "an adopted zombie was left"
+        finally:
+            for pid in _sleepers(f"sleep {marker}") + _sleepers(f"sleep {mark}"):
+                proc = reaper.read_proc(pid)
+                if proc is not None:
+                    reaper.kill_exact(pid, proc.start)
