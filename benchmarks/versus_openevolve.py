@@ -20,9 +20,16 @@ two candidates are the same program.
 For each run: the loop wall is from the first researcher request the server saw to the
 last candidate finished (ours: the node's ``finished_at``, after its analysis; OpenEvolve:
 the end of its ``evaluate()``). Cost per candidate = loop wall x workers / candidates - the
-evaluator's own time (the script run directly, median). Prints each run, and the medians
-with their ratio to OpenEvolve's. (CPU time is not compared: an evaluator under bubblewrap
-is reaped inside its PID namespace and its CPU never reaches our accounting.)
+evaluator's own time (the script run directly, median). On a shared 2-core machine the
+wall figure swings by 10 ms between runs (the evaluator's own time with it), so each
+system is also charged its **CPU**: user + system time of its whole process tree (``wait4``
+of the CLI: every process in it is waited for, the evaluators included), for a run of
+``--steps`` minus a run of 1 step (start-up and the initial program cancel out), per
+candidate, minus the evaluator's own CPU. The scripted server runs in this process and is
+charged to neither. Under bubblewrap (the default here) the evaluators' CPU does not reach
+the tree's account (bwrap's init in the PID namespace is not waited for), so "asi-evolve"
+reads low by up to one evaluator; "asi-bare" and OpenEvolve are like for like.
+Prints each run, and the medians with their ratio to OpenEvolve's.
 
     python benchmarks/versus_openevolve.py --openevolve /tmp/oe/.venv/bin/python \
         [--steps 60] [--workers 2] [--rounds 3]
@@ -49,7 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from loop_overhead import evaluator_time, make_task  # noqa: E402
+from loop_overhead import EVALUATOR, evaluator_time, make_task  # noqa: E402
 from scripted_server import (  # noqa: E402
     Reply,
     ScriptedServer,
@@ -103,6 +110,25 @@ OURS_PROGRAM = re.compile(r"^## Parent program\n```[\w+-]*\n(.*?)\n```$", re.S |
 THEIRS_PROGRAM = re.compile(r"^# Current Program\n```[\w+-]*\n(.*?)\n```$", re.S | re.M)
 
 
+def run_tree(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, float]:
+    """Run ``argv``; its exit code, the end of its stderr, and the CPU seconds (user +
+    system) of it and of every descendant it waited for."""
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        err.seek(0)
+        tail = err.read()[-1500:].decode(errors="replace")
+    return proc.returncode, tail, usage.ru_utime + usage.ru_stime
+
+
+def evaluator_cpu(task: Path, work: Path, runs: int) -> float:
+    """Median CPU seconds of the evaluator run directly (its interpreter included)."""
+    env = {**os.environ, "ASI_EVOLVE_RESULTS": str(work / "results.json")}
+    argv = [sys.executable, str(task / "evaluate.py"), str(task / "initial.py")]
+    return statistics.median(run_tree(argv, work, env)[2] for _ in range(runs))
+
+
 class StepEditor:
     """Both systems' researcher: X moves by 0.25 from the parent, the line gets a counter."""
 
@@ -149,7 +175,7 @@ BARE = {"use_analyzer": False, "use_cognition": False, "engineer": {"sandbox": "
 
 def run_ours(
     root: Path, task: Path, steps: int, workers: int, bare: bool = False
-) -> tuple[int, float]:
+) -> tuple[int, float, float]:
     editor = StepEditor()
     with ScriptedServer(handler_for(editor)) as server:
         config = root / "config.yaml"
@@ -160,16 +186,18 @@ def run_ours(
         argv = [sys.executable, "-m", "engine.cli", "run", str(task), "--llm", "openai"]
         argv += ["--config", str(config), "--steps", str(steps), "--workers", str(workers)]
         argv += ["--run-dir", str(run_dir), "--quiet"]
-        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"asi-evolve failed: {done.stderr[-1500:]}")
+        code, err, cpu = run_tree(argv, ROOT, env)
+    if code != 0:
+        raise SystemExit(f"asi-evolve failed: {err}")
     db = sqlite3.connect(run_dir / "evolve.db")
     rows = db.execute("SELECT finished_at FROM nodes WHERE step >= 1").fetchall()
     db.close()
-    return len(rows), max(r[0] for r in rows) - (editor.first or 0.0)
+    return len(rows), max(r[0] for r in rows) - (editor.first or 0.0), cpu
 
 
-def run_theirs(root: Path, task: Path, python: str, steps: int, workers: int) -> tuple[int, float]:
+def run_theirs(
+    root: Path, task: Path, python: str, steps: int, workers: int
+) -> tuple[int, float, float]:
     editor = StepEditor()
     log = root / "oe_ends.log"
     evaluate = root / "oe_evaluate.py"
@@ -183,52 +211,72 @@ def run_theirs(root: Path, task: Path, python: str, steps: int, workers: int) ->
         argv += ["--config", str(config), "--iterations", str(steps)]
         argv += ["--output", str(root / "oe_out")]
         env = {**os.environ, "OPENAI_API_KEY": "sk-bench"}
-        done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"openevolve failed: {done.stderr[-1500:]}")
+        code, err, cpu = run_tree(argv, root, env)
+    if code != 0:
+        raise SystemExit(f"openevolve failed: {err}")
     ends = sorted(float(x) for x in log.read_text().split())
     ends = [e for e in ends if e >= (editor.first or 0.0)]  # the initial program's is before
-    return len(ends), ends[-1] - (editor.first or 0.0)
+    return len(ends), ends[-1] - (editor.first or 0.0), cpu
+
+
+SYSTEMS = ("asi-evolve", "asi-bare", "openevolve")
+
+
+def run_system(name: str, root: Path, task: Path, steps: int, args: argparse.Namespace):
+    root.mkdir()
+    if name.startswith("asi-"):
+        return run_ours(root, task, steps, args.workers, name == "asi-bare")
+    return run_theirs(root, task, args.openevolve, steps, args.workers)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--openevolve", required=True, help="a python with openevolve installed")
+    parser.add_argument("--openevolve", help="a python with openevolve installed")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=20, help="direct evaluator runs")
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     args = parser.parse_args()
-    costs: dict[str, list[float]] = {"asi-evolve": [], "asi-bare": [], "openevolve": []}
+    names = tuple(args.systems)
+    costs: dict[str, list[float]] = {name: [] for name in names}
+    cpus: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         task = make_task(base / "task")
+        assert (task / "evaluate.py").read_text() == EVALUATOR
         (base / "work").mkdir()
         own = evaluator_time(task, base / "work", args.runs)
-        print(f"evaluator's own time (direct, median of {args.runs}): {1000 * own:.1f} ms")
+        own_cpu = evaluator_cpu(task, base / "work", args.runs)
+        print(
+            f"evaluator's own time (direct, median of {args.runs}): {1000 * own:.1f} ms wall, "
+            f"{1000 * own_cpu:.1f} ms CPU"
+        )
         header = f"{'round':>5} {'system':<11} {'cands':>5} {'loop wall':>9} {'per cand':>9}"
-        print(f"{header} {'cost':>8}")
+        print(f"{header} {'cost':>8} {'CPU cost':>9}")
         for number in range(args.rounds):
-            for name in costs:
-                root = base / f"{name}-{number}"
-                root.mkdir()
-                if name.startswith("asi-"):
-                    bare = name == "asi-bare"
-                    n, wall = run_ours(root, task, args.steps, args.workers, bare)
-                else:
-                    n, wall = run_theirs(root, task, args.openevolve, args.steps, args.workers)
+            for name in names:
+                n, wall, cpu = run_system(name, base / f"{name}-{number}", task, args.steps, args)
+                _, _, cpu_one = run_system(name, base / f"{name}-{number}-1", task, 1, args)
                 per = wall * args.workers / n
+                cpu_per = (cpu - cpu_one) / (n - 1) - own_cpu
                 costs[name].append(per - own)
+                cpus[name].append(cpu_per)
                 print(
                     f"{number:>5} {name:<11} {n:>5} {wall:>8.2f}s {1000 * per:>7.1f}ms "
-                    f"{1000 * (per - own):>6.1f}ms",
+                    f"{1000 * (per - own):>6.1f}ms {1000 * cpu_per:>7.1f}ms",
                     flush=True,
                 )
-    theirs = statistics.median(costs["openevolve"])
-    print("median cost per candidate beyond the evaluator, and the ratio to OpenEvolve's:")
-    for name, values in costs.items():
-        cost = statistics.median(values)
-        print(f"  {name:<11} {1000 * cost:6.1f} ms  x{cost / theirs:.2f}")
+    print("medians per candidate beyond the evaluator, and their ratio to OpenEvolve's:")
+    theirs = "openevolve" in names
+    wall_theirs = statistics.median(costs["openevolve"]) if theirs else float("nan")
+    cpu_theirs = statistics.median(cpus["openevolve"]) if theirs else float("nan")
+    for name in names:
+        cost, cpu = statistics.median(costs[name]), statistics.median(cpus[name])
+        print(
+            f"  {name:<11} wall {1000 * cost:6.1f} ms  x{cost / wall_theirs:.2f}   "
+            f"CPU {1000 * cpu:6.1f} ms  x{cpu / cpu_theirs:.2f}"
+        )
     return 0
 
 
