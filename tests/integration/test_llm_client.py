@@ -233,3 +233,38 @@ def test_out_of_range_settings_are_one_line_before_any_call(bad: dict) -> None:
     name = next(iter(bad))
     with pytest.raises(AgentSetupError, match=rf"api\.{name} must be between"):
         resolve_settings({"base_url": "http://127.0.0.1:9/v1", **bad}, None, {})
+
+
+def test_the_request_on_the_wire_is_the_one_chat_completions_create_sends() -> None:
+    """The client posts through the SDK's generic ``post`` (no per-call type transform):
+    path, body and headers must be those of ``chat.completions.create`` with the same
+    settings, extra_body merged in as the SDK merges it."""
+    import openai
+
+    settings = {"temperature": 0.3, "seed": 11, "max_tokens": 64, "extra_body": {"top_k": 5}}
+    with ScriptedServer() as server:
+        client, _, _ = make_client(server, **settings)
+        complete(client)
+
+        async def direct() -> None:
+            sdk = openai.AsyncOpenAI(base_url=server.base_url, api_key=KEY, max_retries=0)
+            try:
+                await sdk.chat.completions.create(
+                    model=MODEL,
+                    messages=MESSAGES,  # type: ignore[arg-type]
+                    temperature=0.3,
+                    seed=11,
+                    max_tokens=64,
+                    extra_body={"top_k": 5},
+                )
+            finally:
+                await sdk.close()
+
+        asyncio.run(direct())
+        ours, theirs = server.chat_requests
+    assert ours.path == theirs.path
+    assert ours.body == theirs.body
+    assert ours.body["top_k"] == 5 and ours.body["seed"] == 11
+    skip = {"x-stainless-retry-count", "x-stainless-read-timeout", "content-length"}
+    same = {k: v for k, v in ours.headers.items() if k.lower() not in skip}
+    assert same == {k: v for k, v in theirs.headers.items() if k.lower() not in skip}

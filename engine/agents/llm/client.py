@@ -403,10 +403,17 @@ class LLMClient:
         return kwargs
 
     async def _send(self, kwargs: dict[str, Any]) -> _Answer:
-        create = self._sdk().chat.completions.create
         if not kwargs.get("stream"):
-            return _Answer.of(await create(**kwargs))
-        stream = await create(**kwargs)
+            # The SDK's generic POST (its documented way to any endpoint): the same client,
+            # connections, timeout, headers and error classes as ``chat.completions.create``,
+            # without its recursive type transform of a request that is plain JSON already
+            # (1.0-1.5 ms of CPU per call, as much again as the rest of the call).
+            body = {k: v for k, v in kwargs.items() if k != "extra_body"}
+            body.update(kwargs.get("extra_body") or {})
+            completion = _openai().types.chat.ChatCompletion
+            answer = await self._sdk().post("/chat/completions", body=body, cast_to=completion)
+            return _Answer.of(answer)
+        stream = await self._sdk().chat.completions.create(**kwargs)
         answer = _Answer()
         try:
             async for chunk in stream:
