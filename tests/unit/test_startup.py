@@ -62,3 +62,18 @@ def test_status_imports_nothing_heavy(tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", ["tasks"])
 def test_tasks_imports_only_the_task_reader(command: str) -> None:
     assert _heavy(_modules(command), allowed=("yaml",)) == []  # task.yaml is YAML
+
+
+def test_the_interpreter_of_the_install_starts_without_an_import_hook() -> None:
+    """Every evaluator of every candidate starts this interpreter: an editable install
+    must put a plain path in its .pth (pyproject's ``package-dir``), not setuptools'
+    finder, which imported pathlib, re and urllib at every start (15 ms here)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "pass"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()]
+    assert not [name for name in imported if "editable" in name], imported
+    assert "pathlib" not in imported and "re" not in imported, imported
