@@ -387,6 +387,44 @@ def test_a_probe_moves_one_count_everywhere_and_nothing_else() -> None:
     assert seen == {"26", "8", "16", "9"}
 
 
+def test_a_named_int_is_its_own_parameter_while_unnamed_equal_ints_move_as_one() -> None:
+    """``terms = 3`` and ``stride = 3`` are two settings that happen to start alike (the
+    series_fit task: tied, they only ever moved along the diagonal); ``range(16)`` and
+    ``/ 16`` are one count. Probes and mutations move a named int alone, the others
+    together."""
+    code = (
+        "terms = 3\nstride = 3\nscale = 0.5\n"
+        "def f(x):\n    return [x * i / 16 for i in range(16)] + [terms, stride, scale]\n"
+    )
+    old = [lit.text for lit in find_literals(code)[0]]
+    named = {k for k in range(2)}  # terms, stride
+    researcher = OfflineResearcher(seed=3)
+    parent = node(code, 7)
+    counts = {k for k in range(len(old)) if old[k] == "16"}
+    operators: set[str] = set()
+    together = alone = named_moves = same = 0
+    for _ in range(300):
+        proposal = propose(researcher, parent)
+        new = [lit.text for lit in find_literals(proposal.code)[0]]
+        moved = {k for k in range(len(old)) if old[k] != new[k]}
+        operator = proposal.metadata["operator"]
+        if operator not in ("probe", "mutate") or not moved:
+            continue
+        operators.add(operator)
+        if moved & named:
+            named_moves += 1
+            same += named <= moved and new[0] == new[1]
+        if operator == "probe":  # one parameter: a count everywhere it is written
+            assert not (moved & counts) or counts <= moved, (old, new)
+            assert len(moved & named) <= 1 and not (moved & named and moved & counts)
+        elif moved & counts:  # mostly (INT_TIE_RATE)
+            together += counts <= moved
+            alone += not counts <= moved
+    assert operators == {"probe", "mutate"}
+    assert together > 2 * alone > 0
+    assert 10 * same < named_moves  # only when two independent moves happen to agree
+
+
 def test_no_probe_from_a_parent_that_its_context_beats() -> None:
     researcher = OfflineResearcher(seed=4)
     parent, fitter = node(INITIAL, 7, score=1.0), node(INITIAL.replace("0.3", "0.31"), 8, 2.0)

@@ -70,7 +70,6 @@ from engine.agents.offline.literals import (
     Literal,
     find_literals,
     format_float,
-    groups,
     locate,
     parse,
     replace_literals,
@@ -203,14 +202,14 @@ class OfflineResearcher:
         return None
 
     def _probe(self, texts: list[str], literals: list[Literal]) -> dict[int, str]:
-        """One int above 2 (a count or size) one up or down, in all its occurrences."""
-        by_value = groups(texts)
-        pool = [t for t, ks in by_value.items() if count_like(literals[ks[0]])]
+        """One int above 2 (a count or size) one up or down, in all its occurrences (a
+        named one alone: see ``_int_groups``)."""
+        pool = [ks for ks in _int_groups(texts, literals) if count_like(literals[ks[0]])]
         if not pool:
             return {}
-        text = self.rng.choice(pool)
-        new = str(int(literals[by_value[text][0]].value) + self.rng.choice((-1, 1)))
-        return {k: new for k in by_value[text]}
+        members = self.rng.choice(pool)
+        new = str(int(literals[members[0]].value) + self.rng.choice((-1, 1)))
+        return {k: new for k in members}
 
     def _gain(self, parent: Node, maximize: bool) -> float:
         """How much the parent's moves gained over its base (0.0 when unknown or tiny)."""
@@ -294,10 +293,19 @@ def _diff(texts: list[str], literals: list[Literal]) -> dict[int, str]:
 
 def _parameters(texts: list[str], literals: list[Literal]) -> list[list[int]]:
     """The literal indices that move as one: each float alone, each int value together."""
-    ints = groups([t for t, lit in zip(texts, literals, strict=True) if lit.is_int])
-    index = [k for k, lit in enumerate(literals) if lit.is_int]
-    by_int = [[index[j] for j in members] for members in ints.values()]
-    return [[k] for k, lit in enumerate(literals) if not lit.is_int] + by_int
+    return [[k] for k, lit in enumerate(literals) if not lit.is_int] + _int_groups(texts, literals)
+
+
+def _int_groups(texts: list[str], literals: list[Literal]) -> list[list[int]]:
+    """The int occurrences that move as one, in order of first occurrence: all of one value
+    (``range(16)`` and ``/ 16`` are one count), except that a named setting (``terms = 1``,
+    ``stride = 1``: ``Literal.named``) is its own parameter, however many others share its
+    value: its author gave it a name of its own."""
+    found: dict[object, list[int]] = {}
+    for k, lit in enumerate(literals):
+        if lit.is_int:
+            found.setdefault(("named", k) if lit.named else texts[k], []).append(k)
+    return list(found.values())
 
 
 def _int_scale(parent: Node, ctx: ResearchContext) -> float:
