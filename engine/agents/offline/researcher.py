@@ -6,7 +6,8 @@ ones a plain evolution strategy has, with nothing specific to any task:
 
 * *mutate* moves 1-3 parameters. Each float occurrence is its own parameter (six ``0.0``
   are six constants that start alike); an int written several times is mostly one count
-  (``range(16)`` and ``/ 16``: all occurrences together, else one alone). A literal
+  (``range(16)`` and ``/ 16``: all occurrences together, else one alone), but a named
+  setting (``terms = 1``) is always a parameter of its own. A literal
   includes its unary minus, so values may change sign and cross zero (``literals``). Which
   parameter and by how much is ``engine.agents.offline.literal_moves``; ints are picked
   more often from a parent that is the fittest of its context.
