@@ -10,7 +10,8 @@ Three things close that gap:
   descendants, and what is left in the evaluator's session and group (these ids cannot be
   handed to a new process while a member lives), repeating until none is left. A process
   is identified by (pid, start time) and signalled through a pidfd, so a pid recycled in
-  between is never hit.
+  between is never hit. A supervisor (below) that exited with a code has already killed
+  and reaped all of its evaluation, so that scan is skipped (``finish(clean=True)``).
 * **A child subreaper** (``prctl(PR_SET_CHILD_SUBREAPER)``): orphans are re-parented to
   the engine instead of init, so the engine can reap the ones it killed.
 * **Markers.** Before an evaluator starts, ``RUN_DIR/evaluators/<token>.json`` records the
