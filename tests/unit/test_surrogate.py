@@ -128,3 +128,29 @@ def test_the_model_move_jumps_to_the_peak_across_zero() -> None:
         fit.append((score(a, b), [repr(a), repr(b), "16"]))
     moves = model_move(literals, fit[:6], True, random.Random(1), 2.0, fit, 100)
     assert abs(float(moves[0]) - 0.7) < 1e-3 and abs(float(moves[1]) + 0.2) < 1e-3
+
+
+def test_a_model_move_over_many_constants_moves_a_random_few() -> None:
+    """24 varying constants: each model move changes at most MAX_COLUMNS of them (a
+    quadratic in 24 constants has 325 coefficients, beyond 60 points), and over many moves
+    every one of them gets its turn."""
+    from engine.agents.offline.elite_model import MAX_COLUMNS
+
+    code = "".join(f"X{i} = {0.3 + i / 60:.4f}\n" for i in range(24))
+    literals, _ = find_literals(code)
+    parent_texts = [lit.text for lit in literals]
+    rng = random.Random(5)
+
+    def jitter() -> list[str]:
+        return [f"{float(t) * math.exp(rng.gauss(0, 0.1)):.5f}" for t in parent_texts]
+
+    points = [(1.0, parent_texts)] + [(0.9 - i / 100, jitter()) for i in range(12)]
+    fit = points + [(0.5 - i / 100, jitter()) for i in range(40)]
+    moved: set[int] = set()
+    for seed in range(40):
+        moves = model_move(literals, points, True, random.Random(seed), 2.0, fit, 100)
+        assert 0 < len(moves) <= MAX_COLUMNS < 24
+        moved |= set(moves)
+    assert moved == set(range(24))
+    few = model_move(literals[:6], [(s, t[:6]) for s, t in points], True, random.Random(1), 2.0)
+    assert len(few) == 6  # up to MAX_COLUMNS constants all move, as before
