@@ -411,18 +411,49 @@ def test_a_named_int_is_its_own_parameter_while_unnamed_equal_ints_move_as_one()
         if operator not in ("probe", "mutate") or not moved:
             continue
         operators.add(operator)
-        if moved & named:
+        if operator == "probe":  # a count everywhere it is written, or named settings
+            assert not (moved & counts) or counts <= moved, (old, new)
+            assert not (moved & named and moved & counts)
+        elif moved & named:
             named_moves += 1
             same += named <= moved and new[0] == new[1]
-        if operator == "probe":  # one parameter: a count everywhere it is written
-            assert not (moved & counts) or counts <= moved, (old, new)
-            assert len(moved & named) <= 1 and not (moved & named and moved & counts)
         elif moved & counts:  # mostly (INT_TIE_RATE)
             together += counts <= moved
             alone += not counts <= moved
     assert operators == {"probe", "mutate"}
     assert together > 2 * alone > 0
     assert 10 * same < named_moves  # only when two independent moves happen to agree
+
+
+def test_a_probe_sometimes_moves_two_named_settings_and_never_more() -> None:
+    """With two named int settings a probe moves one of them or (PAIR_RATE) both, each by
+    one; with one named setting (circle packing's ``n = 26``) it never pairs it with a
+    count."""
+    code = "terms = 3\nstride = 4\nscale = 0.5\nN = [terms, stride, scale, range(16)]\n"
+    old = [lit.text for lit in find_literals(code)[0]]
+    researcher = OfflineResearcher(seed=8)
+    parent = node(code, 7)
+    pairs = singles = 0
+    for _ in range(400):
+        proposal = propose(researcher, parent)
+        if proposal.metadata["operator"] != "probe":
+            continue
+        new = [lit.text for lit in find_literals(proposal.code)[0]]
+        moved = {k for k in range(len(old)) if old[k] != new[k]}
+        assert {abs(int(new[k]) - int(old[k])) for k in moved} == {1}
+        if moved == {0, 1}:
+            pairs += 1
+        else:
+            singles += 1
+            assert moved in ({0}, {1}, {3}), moved
+    assert pairs > 0 and singles > 2 * pairs
+    one = "n = 26\nscale = 0.5\nN = [n, scale, range(16), range(8)]\n"
+    old = [lit.text for lit in find_literals(one)[0]]
+    for _ in range(200):
+        proposal = propose(researcher, node(one, 8))
+        if proposal.metadata["operator"] == "probe":
+            new = [lit.text for lit in find_literals(proposal.code)[0]]
+            assert sum(a != b for a, b in zip(old, new, strict=True)) == 1
 
 
 def test_no_probe_from_a_parent_that_its_context_beats() -> None:

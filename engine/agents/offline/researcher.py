@@ -23,7 +23,12 @@ ones a plain evolution strategy has, with nothing specific to any task:
 * *probe* tries a structural neighbour of a node that is the fittest of its context: one
   count or size (an int above 2) one up or down, everywhere it is written, nothing else.
   Random mutations rarely make exactly that move from exactly that node, and it is often
-  the one that unlocks a better layout.
+  the one that unlocks a better layout. Where the program names two int settings or more
+  (``terms = 1``, ``stride = 1``), a probe sometimes (``PAIR_RATE``) moves two of them at
+  once: settings that pay only together (a stride that does nothing while there is one
+  term, a second term that hurts at the old stride) are out of reach one at a time
+  (series_fit at 200, rates 0.2/0.3/0.5 tried on seeds 0-39: median -0.120 -> -0.092 on
+  0-19, -0.221 -> -0.077 on 20-39, and on held-out 40-79 -0.189 -> -0.127).
 * *step* repeats the parent's own move, stretched, when it paid off.
 * *undo* reverts a move that lost against its base, often trying the mirror image.
 * *crossover* takes each differing literal from the parent or a same-skeleton context
@@ -89,6 +94,7 @@ CROSSOVER_RATE, FITTER_CROSSOVER_RATE = 0.15, 0.35  # the latter when a partner 
 FITTER_BIAS = 0.7  # chance to take a differing literal from the fitter node
 STRETCH = (0.5, 1.5)  # a repeated or mirrored move is this many times the last one
 PROBE_RATE = 0.2  # chance of a structural probe from a parent fittest of its context
+PAIR_RATE = 0.2  # with two named int settings or more: chance a probe moves two of them
 MODEL_RATE, MODEL_POINTS, MODEL_SCALE = 0.3, 4, 2.0  # model move: chance, least points, scale
 CMA_RATE, CMA_POINTS = 0.3, 8  # CMA-ES move (after the model's turn): chance, least nodes
 MODEL_DRAWS = 100  # candidates the surrogate chooses from (50-200 measured alike)
@@ -208,6 +214,13 @@ class OfflineResearcher:
         pool = [ks for ks in _int_groups(texts, literals) if count_like(literals[ks[0]])]
         if not pool:
             return {}
+        named = [ks for ks in pool if literals[ks[0]].named]
+        if len(named) >= 2 and self.rng.random() < PAIR_RATE:  # two settings at once
+            moves = {}
+            for members in self.rng.sample(named, 2):
+                new = str(int(literals[members[0]].value) + self.rng.choice((-1, 1)))
+                moves.update({k: new for k in members})
+            return moves
         members = self.rng.choice(pool)
         new = str(int(literals[members[0]].value) + self.rng.choice((-1, 1)))
         return {k: new for k in members}
