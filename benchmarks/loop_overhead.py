@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -156,8 +157,6 @@ def run_cli(root: Path, task: Path, steps: int, workers: int) -> tuple[dict, lis
     if done.returncode != 0:
         raise SystemExit(done.stdout[-2000:] + "\n" + done.stderr[-2000:])
     timings = json.loads((root / "t.json").read_text())
-    import sqlite3
-
     db = sqlite3.connect(root / "run" / "evolve.db")
     nodes = db.execute(
         "SELECT created_at, started_at, finished_at FROM nodes WHERE step >= 1 "
