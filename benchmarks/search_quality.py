@@ -5,7 +5,9 @@ the same seeds, by
 
 * ``ours``: the built-in offline researcher in an in-process run (``search_harness.py``):
   the default rank sampler and 2 workers, as ``asi-evolve run`` gives them; it sees only the
-  program (no box) and its budget counts the initial program;
+  program, whose settings state the libraries' box as a user who knows it writes it
+  (``x0 = 0.4  # in [0.0, 1.0]``), and its budget counts the initial program;
+* ``ours_nobox``: the same without the ranges in the program: the researcher knows no box;
 * ``tpe``: Optuna's TPE sampler (defaults), ask/tell on the task's box;
 * ``cmaes``: CMA-ES (the ``cmaes`` package behind Optuna's CMA-ES sampler, ask/tell) with
   its mean at the task's start, on the box;
@@ -21,6 +23,32 @@ Optuna is the ``bench`` extra (``pip install -e .[bench]``); ``cmaes`` is a core
     python benchmarks/search_quality.py [--tasks quadratic ...] [--methods ours tpe ...]
         [--seeds 0 1 2 3 4] [--budget 200] [--checkpoints 50 100] [--workers 2]
         [--jobs 1] [--json]
+
+Measured 2026-12-07, the programs stating the libraries' box as ranges (``# in [low, high]``,
+which the researcher keeps every candidate inside: ``literal_moves.clamp``), ``ours_nobox``
+the same researcher on the programs without them (seeds 0-19, 200 evaluations, ``--jobs 2``):
+
+    task          ours [95 % interval]       ours_nobox  tpe      cmaes    random
+    quadratic     -0 [-0 - -0]               -0          -0.066   -0.082   -3.72
+    user_bowl     10 [10 - 10]               10          9.999    10       9.64
+    rosenbrock4   -2.82 [-3.30 - -2.41]      -2.80       -3.83    -3.03    -286
+    ellipsoid6    -8e-5 [-2e-4 - -3e-5]      -1.4e-4     -216     -114     -1841
+    series_fit    -0.084 [-0.17 - -0.069]    -0.092      -0.195   -0.098   -0.258
+    spread12      0.193 [0.180 - 0.203]      0.127       0.204    0.139    0.162
+    noisy_sphere  -0.018 [-0.027 - -0.007]   -0.010      -0.081   -0.058   -5.81
+
+At least both libraries on 6 of 7; spread12 trails TPE (held-out seeds 40-79: 0.180 [0.171 -
+0.192] against TPE's 0.197 [0.191 - 0.203] and CMA-ES's 0.135). Without ranges 37 % of the
+spread12 draws put a point outside the square (a failed candidate); with them none do. At 100
+evaluations (seeds 0-19) the ranges also help the quadratic (-1.95 -> -0 [-0.032 - -0]: a
+heavy-tailed jump lands on the box's edge instead of far past the optimum) and spread12
+(0.088 -> 0.131; TPE 0.170). On seeds 0-4 ours is at least both on 6 of 7 (spread12 0.218
+against TPE's 0.190) and loses series_fit to CMA-ES (-0.118 against -0.069). Tried and not
+kept the same day: bounds learnt from the run's failed candidates instead of stated (the
+failed nodes handed to the researcher, a constant blamed when it alone lay outside the
+values that ran): spread12 0.127 -> 0.118-0.144 with 13-35 % still invalid, series_fit
+-0.086 -> -0.092 to -0.145 (seeds 0-39); and with ranges a uniform draw in the range as a
+mutation (rates 0.05-0.3): spread12 0.177-0.190, no better.
 
 Measured 2026-12-06 with the CMA-ES move (``engine/agents/offline/cma_move.py``; seeds 0-4,
 200 evaluations, 2 workers for ours, ``--jobs 2``; median [95 % bootstrap interval]; every
@@ -102,12 +130,13 @@ from search_tasks import TASKS, Task  # noqa: E402
 
 from engine.agents.offline.researcher import OfflineResearcher  # noqa: E402
 
-METHODS = ("ours", "tpe", "cmaes", "random")
+METHODS = ("ours", "ours_nobox", "tpe", "cmaes", "random")
 log = logging.getLogger("search_quality")
 
 
-def run_ours(task: Task, seed: int, budget: int, workers: int) -> list[float]:
-    """Best judged score per evaluation (the initial program is evaluation 1)."""
+def run_ours(task: Task, seed: int, budget: int, workers: int, ranges: bool) -> list[float]:
+    """Best judged score per evaluation (the initial program is evaluation 1); ``ranges``:
+    the program states the box."""
 
     def evaluate(code: str) -> tuple[float | None, float | None, str]:
         namespace: dict[str, Any] = {"__name__": "candidate_program"}
@@ -122,7 +151,7 @@ def run_ours(task: Task, seed: int, budget: int, workers: int) -> list[float]:
         return seen, true, "" if seen is not None else "invalid"
 
     trace = run_search(
-        task.program(), evaluate, OfflineResearcher(seed=seed), steps=budget - 1, seed=seed,
+        task.program(ranges), evaluate, OfflineResearcher(seed=seed), steps=budget - 1, seed=seed,
         workers=workers, task_name=task.name,
     )  # fmt: skip
     return trace.best
@@ -211,8 +240,8 @@ def one_run(job: tuple[str, str, int, int, int]) -> tuple[str, str, int, list[fl
     name, method, seed, budget, workers = job
     warnings.simplefilter("ignore", RuntimeWarning)
     task = TASKS[name]
-    if method == "ours":
-        best = run_ours(task, seed, budget, workers)
+    if method in ("ours", "ours_nobox"):
+        best = run_ours(task, seed, budget, workers, ranges=method == "ours")
     elif method == "cmaes":
         best = run_cmaes(task, seed, budget)
     else:

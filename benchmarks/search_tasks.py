@@ -3,10 +3,11 @@
 Each task is what a user would write: an initial program whose ``params()`` returns the
 values being tuned (written as plain literals, mostly ``0.0`` or a textbook start), and a
 score computed outside it, as an evaluator would. The same score function is handed to the
-optimisation libraries with a box (``Param``), which the offline researcher never gets: it
-sees only the program. No constant of the researcher was tuned on them before 2026-12-06;
-the CMA-ES move's rate and its rule for never-moved floats were chosen on them (seeds 10-29
-and 0-19; ``engine/agents/offline/cma_move.py``).
+optimisation libraries with a box (``Param``); the program states the same box as ranges in
+its comments (``x0 = 0.4  # in [0.0, 1.0]``), or not (``program(ranges=False)``): the
+offline researcher sees only the program. No constant of the researcher was tuned on them
+before 2026-12-06; the CMA-ES move's rate and its rule for never-moved floats were chosen
+on them (seeds 10-29 and 0-19; ``engine/agents/offline/cma_move.py``).
 
 Scores are maximised; ``best_known`` is the optimum (or the best known value).
 """
@@ -41,12 +42,15 @@ class Task:
     best_known: float
     noise: float = 0.0  # sd of the noise added to the score the search sees
 
-    def program(self) -> str:
-        """The initial program: one literal per value, in ``params()``."""
+    def program(self, ranges: bool = True) -> str:
+        """The initial program: one literal per value, in ``params()``; with ``ranges`` each
+        states the box the libraries search (``x0 = 0.4  # in [0.0, 1.0]``), as a user who
+        knows it would write it."""
         lines = [f'"""Initial program of the {self.name} task."""', "", "", "def params():"]
         for p in self.params:
             start = str(int(p.start)) if p.is_int else repr(float(p.start))
-            lines.append(f"    {p.name} = {start}")
+            box = f"  # in [{p.low!r}, {p.high!r}]" if ranges else ""
+            lines.append(f"    {p.name} = {start}{box}")
         lines.append(f"    return [{', '.join(p.name for p in self.params)}]")
         return "\n".join(lines) + "\n"
 

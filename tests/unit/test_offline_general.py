@@ -98,3 +98,67 @@ def test_the_users_bowl_is_solved_from_zero(seed: int) -> None:
     ]
     assert runs[0].best[-1] > 9.99, runs[0].best[::20]
     assert runs[0].best == runs[1].best
+
+
+def test_a_setting_states_its_range_in_its_comment() -> None:
+    """``# in [low, high]`` at the end of a named setting's line; anything else leaves it free."""
+    code = (
+        "A = 0.4  # in [0, 1]\n"
+        "B = -2  # steps, in [-5, inf]\n"
+        "C = 3.0  # see in [1, 2, 3]\n"  # not a range
+        "D = 1.5  # in [2, 1]\n"  # empty: ignored
+        "E = 7  # in [a, b]\n"
+        "F = 0.5\n"
+        "G = [4.0, 5.0]  # in [0, 1]\n"  # not a named setting
+    )
+    ranges = [(lit.low, lit.high) for lit in find_literals(code)[0]]
+    free = (float("-inf"), float("inf"))
+    assert ranges == [(0.0, 1.0), (-5.0, float("inf"))] + [free] * 6
+
+
+def test_no_candidate_leaves_a_stated_range() -> None:
+    """A whole run pulled past its settings' ranges: every evaluated program stays inside
+    them (all moves: mutations, probes, model, CMA-ES), and the best settles on the bounds."""
+    from search_harness import run_search
+
+    code = (
+        "def f():\n"
+        "    a = 0.5  # in [0, 1]\n"
+        "    b = 0.0  # in [-0.1, 0.1]\n"
+        "    n = 4  # in [2, 6]\n"
+        "    c = 1.0\n"
+        "    m = 3  # fixed, in [3, 3]\n"
+        "    return a, b, n, c, m\n"
+    )
+    outside: list[tuple] = []
+
+    def evaluate(program: str) -> tuple[float | None, float | None, str]:
+        namespace: dict = {}
+        exec(program, namespace)  # noqa: S102 - the researcher's own literal edits
+        a, b, n, c, m = namespace["f"]()
+        if not (0 <= a <= 1 and -0.1 <= b <= 0.1 and 2 <= n <= 6 and m == 3):
+            outside.append((a, b, n, m))
+        score = a + b + n + m - (c - 3.0) ** 2  # wants a, b, n and m above their ranges
+        return score, score, ""
+
+    trace = run_search(code, evaluate, OfflineResearcher(seed=0), steps=150, seed=0)
+    assert not outside, outside[:5]
+    assert trace.best[-1] > 10.09, trace.best[::15]  # 1 + 0.1 + 6 + 3 at c = 3
+
+
+def test_the_suite_runs_the_researcher_with_and_without_the_box(capsys) -> None:
+    """``search_quality.py``'s two columns for ours: the program stating the libraries' box as
+    ranges, and the same program without them."""
+    import json
+
+    import search_quality
+    from search_tasks import TASKS
+
+    task = TASKS["spread12"]
+    assert "x0 = 0.4  # in [0.0, 1.0]" in task.program()
+    assert "#" not in task.program(ranges=False)
+    argv = ["--tasks", "spread12", "--methods", "ours", "ours_nobox", "--seeds", "0"]
+    assert search_quality.main([*argv, "--budget", "60", "--checkpoints", "--json"]) == 0
+    rows = {row["method"]: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert set(rows) == {"ours", "ours_nobox"}
+    assert all(0.0 < row["median"] < 0.39 for row in rows.values())

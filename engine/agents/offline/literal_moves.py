@@ -145,3 +145,18 @@ def step_value(
     except (OverflowError, ZeroDivisionError):
         return None
     return format_float(value) if math.isfinite(value) else None
+
+
+def clamp(literal: Literal, text: str) -> str:
+    """``text`` moved into the range its setting states (``Literal.low``, ``high``), or as is.
+
+    A value past a bound lands on it (the bounds are included), as box-constrained
+    optimisers repair a draw: a constant's best value often sits on the edge of its range.
+    """
+    value = parse(text)
+    if value is None or literal.low <= value <= literal.high:
+        return text
+    if literal.is_int:
+        low, high = math.ceil(literal.low), math.floor(literal.high)
+        return str(min(max(int(value), low), high)) if low <= high else text
+    return format_float(min(max(value, literal.low), literal.high))

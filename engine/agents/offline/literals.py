@@ -6,6 +6,10 @@ strings, docstrings and comments are never touched) and replaced in place, keepi
 rest of the source byte-identical. The *skeleton* (the token stream with numbers masked)
 tells whether two programs differ only in their constants.
 
+A named setting may state the range it must stay in, in a comment at the end of its line:
+``lr = 3e-4  # in [1e-5, 1e-2]`` (bounds included; ``inf`` allowed). The Researcher never
+writes a value outside it (``literal_moves.clamp``). Other comments are ignored.
+
 A unary minus is part of its literal (``x = -1.2`` has the literal ``-1.2``), so a
 constant can change sign and cross zero, and ``x = 1.2`` and ``x = -1.2`` share a skeleton.
 Writing ``-v`` where ``v`` stood is safe in every position but one: before ``**`` (``-v ** 2``
@@ -42,6 +46,8 @@ class Literal:
     is_int: bool
     signed: bool = True  # whether a new value may have the other sign (not before ``**``)
     named: bool = False  # the whole value of a one-name assignment (``terms = 1``)
+    low: float = -math.inf  # the range stated in its line's comment (``# in [0, 1]``)
+    high: float = math.inf
 
 
 def find_literals(code: str) -> tuple[list[Literal], tuple]:
@@ -81,7 +87,10 @@ def find_literals(code: str) -> tuple[list[Literal], tuple]:
         if value is not None:
             signed = _next_string(tokens, i) != "**"
             named = _named(tokens, i - 1 if i in absorbed else i, i)
-            literals.append(Literal(start, end, row, text, value, is_int(text), signed, named))
+            low, high = _stated_range(tokens, i) if named else (-math.inf, math.inf)
+            literals.append(
+                Literal(start, end, row, text, value, is_int(text), signed, named, low, high)
+            )
     return literals, tuple(skeleton)
 
 
@@ -134,6 +143,29 @@ def _named(tokens: list[tokenize.TokenInfo], i: int, last: int) -> bool:
     )
     after = next((t for t in tokens[last + 1 :] if t.type != tokenize.COMMENT), None)
     return at_start and (after is None or after.type in (tokenize.NEWLINE, tokenize.ENDMARKER))
+
+
+_RANGE = re.compile(r"\bin\s*\[\s*([-+.\w]+)\s*,\s*([-+.\w]+)\s*\]")
+
+
+def _stated_range(tokens: list[tokenize.TokenInfo], i: int) -> tuple[float, float]:
+    """The range a named setting's comment states (``x = 0.4  # in [0, 1]``), else none.
+
+    Only a comment that ends the literal's own line counts, and only a well-formed range
+    (two numbers, the first not above the second): a comment that merely mentions brackets
+    leaves the setting free.
+    """
+    comment = tokens[i + 1] if i + 1 < len(tokens) else None  # a named one ends its line
+    if comment is None or comment.type != tokenize.COMMENT:
+        return -math.inf, math.inf
+    found = _RANGE.search(comment.string)
+    try:
+        low, high = (float(found.group(1)), float(found.group(2))) if found else (0.0, -1.0)
+    except ValueError:
+        return -math.inf, math.inf
+    if math.isnan(low) or math.isnan(high) or low > high:
+        return -math.inf, math.inf
+    return low, high
 
 
 def _next_string(tokens: list[tokenize.TokenInfo], i: int) -> str:
