@@ -3,7 +3,8 @@
 A deliberately naive starting point: a centre circle, a ring of 8 and a ring of 16,
 pushed inside the square by clipping, then each circle grown as far as its walls and
 neighbours allow. Evolution is expected to improve on the layout and the sizing. The
-layout constants are named once, so that changing one changes the layout consistently.
+layout constants are named once, so that changing one changes the layout consistently,
+and each states the range it may take (``# in [low, high]``; the count n is fixed).
 """
 
 import numpy as np
@@ -17,20 +18,22 @@ def construct_packing():
         radii: (26,) array of radii
         sum_radii: the sum of the radii (the score)
     """
-    n = 26
-    middle = 0.5  # centre of the layout
-    inner = 0.3  # radius of the ring of 8
-    outer = 0.7  # radius of the ring of 16 (it sticks out and is clipped back in)
-    margin = 0.01  # how far from the walls a clipped centre stays
+    n = 26  # the task's count of circles, fixed: in [26, 26]
+    ring = 8  # circles in the inner ring, in [3, 22]
+    outer_ring = 16  # circles in the outer ring, in [3, 22]
+    middle = 0.5  # centre of the layout, in [0, 1]
+    inner = 0.3  # radius of the inner ring, in [0, 1]
+    outer = 0.7  # radius of the outer ring (clipped back into the square), in [0, 1.5]
+    margin = 0.01  # how far from the walls a clipped centre stays, in [0, 0.2]
     centers = np.zeros((n, 2))
 
     centers[0] = [middle, middle]
-    for i in range(8):
-        angle = 2 * np.pi * i / 8
+    for i in range(ring):
+        angle = 2 * np.pi * i / ring
         centers[i + 1] = [middle + inner * np.cos(angle), middle + inner * np.sin(angle)]
-    for i in range(16):
-        angle = 2 * np.pi * i / 16
-        centers[i + 9] = [middle + outer * np.cos(angle), middle + outer * np.sin(angle)]
+    for i in range(outer_ring):
+        angle = 2 * np.pi * i / outer_ring
+        centers[i + 1 + ring] = [middle + outer * np.cos(angle), middle + outer * np.sin(angle)]
 
     centers = np.clip(centers, margin, 1 - margin)
     radii = compute_max_radii(centers)

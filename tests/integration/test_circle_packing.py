@@ -131,3 +131,22 @@ def test_broken_program_and_huge_output(tmp_path: Path) -> None:
     result = evaluate(tmp_path, grid("print('x' * 5_000_000)"))
     assert result["valid"] is True
     assert len(result["logs"]) <= 2000
+
+
+def test_the_initial_program_states_the_libraries_box() -> None:
+    """The offline researcher reads the same box the benchmark gives Optuna and CMA-ES: each
+    named setting's range (``# in [low, high]``), the count n fixed, and a box point written
+    back into the program as the named settings (an inner ring of 16 stays the inner ring)."""
+    sys.path.insert(0, str(DOMAIN.parents[1] / "benchmarks"))
+    import numpy as np
+    from circle_packing_quality import BOX, box_program
+
+    from engine.agents.offline.literals import find_literals
+
+    code = (DOMAIN / "initial.py").read_text()
+    named = {lit.value: (lit.low, lit.high) for lit in find_literals(code)[0] if lit.named}
+    assert named[26] == (26, 26)
+    assert [named[p.start] for p in BOX] == [(p.low, p.high) for p in BOX]
+    assert box_program(np.array([p.start for p in BOX], dtype=float)) == code
+    swapped = box_program(np.array([0.5, 0.3, 0.7, 0.01, 16, 8]))
+    assert "    ring = 16  #" in swapped and "    outer_ring = 8  #" in swapped

@@ -365,10 +365,18 @@ def test_analyzer_respects_minimize() -> None:
 
 
 def test_a_probe_moves_one_count_everywhere_and_nothing_else() -> None:
-    """From a parent fittest of its context: one int above 2, +-1, in all its occurrences."""
+    """From a parent fittest of its context: one int above 2, +-1, in all its occurrences
+    (unnamed counts, as circle packing's rings were written before they were named)."""
+    code = (
+        "import numpy as np\n\n\ndef f():\n    n = 26\n    middle = 0.5\n"
+        "    c = np.zeros((n, 2))\n"
+        "    for i in range(8):\n        c[i + 1] = [middle + 0.3 * np.cos(np.pi * i / 8), 0]\n"
+        "    for i in range(16):\n        c[i + 9] = [middle + 0.7 * np.cos(np.pi * i / 16), 0]\n"
+        "    return c\n"
+    )
     researcher = OfflineResearcher(seed=4)
-    parent = node(INITIAL, 7)
-    old = [lit.text for lit in find_literals(INITIAL)[0]]
+    parent = node(code, 7)
+    old = [lit.text for lit in find_literals(code)[0]]
     probes = [
         p
         for p in (propose(researcher, parent) for _ in range(150))
@@ -469,7 +477,7 @@ def test_model_moves_come_from_the_elite_and_touch_floats_only() -> None:
     elite = [
         node(INITIAL.replace("0.3", f"0.3{i}").replace("0.7", f"0.6{i}"), 10 + i, 1.5 - i / 10)
         for i in range(1, 5)
-    ] + [node(INITIAL.replace("range(8)", "range(8 + 0)"), 20, 3.0)]  # other skeleton
+    ] + [node(INITIAL.replace("range(ring)", "range(ring + 0)"), 20, 3.0)]  # other skeleton
 
     def run(with_elite: bool) -> list:
         out = []
@@ -513,7 +521,7 @@ def test_the_surrogate_learns_only_from_nodes_with_the_parents_ints() -> None:
     literals, skeleton = find_literals(parent.code)
     other = [
         node(
-            INITIAL.replace("0.3", f"0.3{i}").replace("(16)", "(17)").replace("/ 16", "/ 17"),
+            INITIAL.replace("0.3", f"0.3{i}").replace("outer_ring = 16", "outer_ring = 17"),
             20 + i,
             2.0,
         )
