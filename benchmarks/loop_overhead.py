@@ -15,7 +15,9 @@ Prints, per candidate (medians over the run's candidates):
 * ``cost per candidate``: wall time x workers / candidates, minus the evaluator's own time
   (the same command run directly, without the engine: ``--runs`` times, median). The
   target (issue 22) is <= 30 ms. On a shared 2-core machine it moves by 10-20 ms between
-  consecutive runs (so does the evaluator's own time it subtracts);
+  consecutive runs (so does the evaluator's own time it subtracts). It also charges the
+  engine for what the run's evaluators cost each other on 2 cores, so the line below it
+  subtracts the evaluator's time with as many copies at once as there are workers instead;
 * ``engine CPU per candidate``: the engine process's CPU (user + system) for the run minus
   that of a 1-step run, per further candidate: start-up excluded, far steadier than wall;
 * the breakdown, timed inside the engine process by wrapping the named methods: retrieval
@@ -121,19 +123,22 @@ def make_task(root: Path) -> Path:
     return task
 
 
-def evaluator_time(task: Path, work: Path, runs: int) -> float:
-    """Median wall time of the evaluator run directly (its own interpreter included)."""
+def evaluator_time(task: Path, work: Path, runs: int, at_once: int = 1) -> float:
+    """Median wall time of the evaluator run directly (its own interpreter included), with
+    ``at_once`` copies started together (as many as the run has workers: on a 2-core machine
+    two evaluators slow each other down without any engine)."""
     times = []
-    env = {**os.environ, "ASI_EVOLVE_RESULTS": str(work / "results.json")}
+    argv = [sys.executable, str(task / "evaluate.py"), str(task / "initial.py")]
     for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, str(task / "evaluate.py"), str(task / "initial.py")],
-            cwd=work,
-            env=env,
-            check=True,
-        )
-        times.append(time.perf_counter() - start)
+        procs = []
+        for k in range(at_once):
+            (work / str(k)).mkdir(exist_ok=True)
+            env = {**os.environ, "ASI_EVOLVE_RESULTS": str(work / str(k) / "results.json")}
+            procs.append((time.perf_counter(), subprocess.Popen(argv, cwd=work / str(k), env=env)))
+        for start, proc in procs:
+            if proc.wait() != 0:
+                raise SystemExit("the no-op evaluator failed")
+            times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
@@ -178,6 +183,7 @@ def main() -> int:
         task = make_task(root)
         (root / "work").mkdir()
         own = evaluator_time(task, root / "work", args.runs)
+        own_together = evaluator_time(task, root / "work", args.runs, args.workers)
         start = time.perf_counter()
         timings, nodes, llm = run_cli(root / "long", task, args.steps, args.workers)
         total = time.perf_counter() - start
@@ -193,6 +199,10 @@ def main() -> int:
     print(f"evaluator's own time (direct, median of {args.runs}): {1000 * own:7.1f} ms")
     print(f"per candidate per worker (loop wall x workers / n):  {1000 * per_candidate:7.1f} ms")
     print(f"COST PER CANDIDATE beyond the evaluator:           {1000 * cost:7.1f} ms")
+    print(
+        f"  (the evaluator {args.workers} at once without the engine: "
+        f"{1000 * own_together:.1f} ms; beyond that {1000 * (per_candidate - own_together):.1f} ms)"
+    )
     cpu_self, cpu_children = timings["cpu"]
     print(
         f"CPU, whole process: engine {1000 * cpu_self / n:.1f} ms per candidate, "
