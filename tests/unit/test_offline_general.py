@@ -162,3 +162,16 @@ def test_the_suite_runs_the_researcher_with_and_without_the_box(capsys) -> None:
     rows = {row["method"]: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
     assert set(rows) == {"ours", "ours_nobox"}
     assert all(0.0 < row["median"] < 0.39 for row in rows.values())
+
+
+def test_a_value_past_a_bound_lands_on_it_and_stays_inside() -> None:
+    """Half-open ranges, ints, and a bound that 4 significant digits would round outside."""
+    from engine.agents.offline.literal_moves import clamp
+
+    code = "a = 2  # in [-5, inf]\nb = 0.2  # in [0.123456, 0.987654]\nc = 3  # in [2.5, 2.7]\n"
+    a, b, c = find_literals(code)[0]
+    assert [clamp(a, t) for t in ("-7", "-5", "900")] == ["-5", "-5", "900"]
+    assert clamp(b, "0.1") == "0.1235"  # rounded inward: kept short
+    assert clamp(b, "1.5") == "0.987654"  # "0.9877" would lie outside: written exactly
+    assert clamp(b, "0.5") == "0.5"
+    assert clamp(c, "7") == "7"  # no int in the range: nothing to land on

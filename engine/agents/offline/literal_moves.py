@@ -154,9 +154,12 @@ def clamp(literal: Literal, text: str) -> str:
     optimisers repair a draw: a constant's best value often sits on the edge of its range.
     """
     value = parse(text)
-    if value is None or literal.low <= value <= literal.high:
+    low, high = literal.low, literal.high
+    if value is None or low <= value <= high:
         return text
+    bound = low if value < low else high  # finite: the value lies past it
     if literal.is_int:
-        low, high = math.ceil(literal.low), math.floor(literal.high)
-        return str(min(max(int(value), low), high)) if low <= high else text
-    return format_float(min(max(value, literal.low), literal.high))
+        new = math.ceil(bound) if bound == low else math.floor(bound)
+        return str(new) if low <= new <= high else text  # no int in the range: leave it
+    new_text = format_float(bound)
+    return new_text if low <= float(new_text) <= high else repr(float(bound))  # not rounded out
