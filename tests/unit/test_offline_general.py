@@ -175,3 +175,20 @@ def test_a_value_past_a_bound_lands_on_it_and_stays_inside() -> None:
     assert clamp(b, "1.5") == "0.987654"  # "0.9877" would lie outside: written exactly
     assert clamp(b, "0.5") == "0.5"
     assert clamp(c, "7") == "7"  # no int in the range: nothing to land on
+
+
+def test_a_fixed_setting_is_not_a_parameter() -> None:
+    """``n = 26  # in [26, 26]``: no move picks it, so no draw is clamped back onto the parent
+    and spent on nothing (which the researcher would have had to replace)."""
+    code = "n = 26  # the count, in [26, 26]\nring = 8\nx = 0.5\ny = 0.25  # in [0.25, 0.25]\n"
+    researcher = OfflineResearcher(seed=1)
+    parent = node(code, 1)
+    notes = []
+    for step in range(300):
+        ctx = ResearchContext("t", "d", parent, [parent], [], step=step, node_id=step)
+        proposal = asyncio.run(researcher.propose(ctx))
+        values = [lit.value for lit in find_literals(proposal.code)[0]]
+        assert values[0] == 26 and values[3] == 0.25
+        notes.append(proposal.motivation)
+    assert not [n for n in notes if "repeated a program" in n]
+    assert any(n.startswith("Probing") for n in notes)  # ring is still probed

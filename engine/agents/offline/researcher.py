@@ -323,7 +323,14 @@ def _diff(texts: list[str], literals: list[Literal]) -> dict[int, str]:
 
 def _parameters(texts: list[str], literals: list[Literal]) -> list[list[int]]:
     """The literal indices that move as one: each float alone, each int value together."""
-    return [[k] for k, lit in enumerate(literals) if not lit.is_int] + _int_groups(texts, literals)
+    floats = [[k] for k, lit in enumerate(literals) if not lit.is_int and not _fixed(lit)]
+    return floats + _int_groups(texts, literals)
+
+
+def _fixed(literal: Literal) -> bool:
+    """A setting whose stated range holds one value (``n = 26  # in [26, 26]``): no move
+    picks it, or a probe of it would be clamped back and spent on nothing."""
+    return literal.low == literal.high
 
 
 def _int_groups(texts: list[str], literals: list[Literal]) -> list[list[int]]:
@@ -333,7 +340,7 @@ def _int_groups(texts: list[str], literals: list[Literal]) -> list[list[int]]:
     value: its author gave it a name of its own."""
     found: dict[object, list[int]] = {}
     for k, lit in enumerate(literals):
-        if lit.is_int:
+        if lit.is_int and not _fixed(lit):
             found.setdefault(("named", k) if lit.named else texts[k], []).append(k)
     return list(found.values())
 
