@@ -192,3 +192,53 @@ def test_a_fixed_setting_is_not_a_parameter() -> None:
         notes.append(proposal.motivation)
     assert not [n for n in notes if "repeated a program" in n]
     assert any(n.startswith("Probing") for n in notes)  # ring is still probed
+
+
+def test_a_setting_on_its_bound_is_refused_not_crashed_and_nothing_fixed_is_proposed() -> None:
+    """Every draw of the review's case (seed 0, step 1681, ``n = 5  # in [0, 5]``) went up and
+    was clamped back onto the parent: an IndexError from deep in the plan; now a one-line
+    AgentError, as for a program whose every literal is fixed. Other steps still move it, and
+    a parent written ``1.`` is never proposed again as ``1.0`` (the same value)."""
+    from engine.agents.base import AgentError
+
+    def one(code: str, step: int, seed: int = 0):
+        parent = node(code, 1)
+        ctx = ResearchContext("t", "d", parent, [parent], [], step=step, node_id=step)
+        return asyncio.run(OfflineResearcher(seed=seed).propose(ctx))
+
+    with pytest.raises(AgentError, match="no change to #1's constants within their ranges"):
+        one("n = 5  # in [0, 5]\n", 1681)
+    assert {one("n = 5  # in [0, 5]\n", step).code for step in range(20)} >= {
+        "n = 4  # in [0, 5]\n"
+    }
+    for code in ("n = 26  # in [26, 26]\n", "n = 5  # in [4.5, 5.5]\nx = 0.5  # in [0.5, 0.5]\n"):
+        with pytest.raises(AgentError, match="fixed by its range"):
+            one(code, 1)
+    for step in range(300):
+        proposal = one("x = 1.  # in [0, 1]\ny = 0.3\n", step)
+        assert [lit.value for lit in find_literals(proposal.code)[0]] != [1.0, 0.3]
+
+
+def test_a_range_is_read_only_where_the_comment_states_one() -> None:
+    code = "a = 0.4  # not in [0, 1]\nb = 0.4  # in [inf, inf]\nc = -0.5  # in [-1,0]\n"
+    ranges = [(lit.low, lit.high) for lit in find_literals(code)[0]]
+    assert ranges == [(float("-inf"), float("inf"))] * 2 + [(-1.0, 0.0)]
+
+
+def test_an_unbounded_score_neither_raises_nor_hangs_the_researcher() -> None:
+    """A linear score drives free constants past 1e300; the model move stops modelling them
+    (LAPACK's SVD had raised, or never returned, on such values) and the run goes on."""
+    from search_harness import run_search
+
+    code = "def f():\n    a = 0.5\n    b = -0.05\n    c = 1.0\n    return [a, b, c]\n"
+
+    def evaluate(program: str) -> tuple[float | None, float | None, str]:
+        namespace: dict = {}
+        exec(program, namespace)  # noqa: S102 - the researcher's own literal edits
+        a, b, c = namespace["f"]()
+        score = 2.0 * a - 1.5 * b + 3.0 * c
+        return score, score, ""
+
+    for seed in (0, 1):
+        trace = run_search(code, evaluate, OfflineResearcher(seed=seed), steps=250, seed=seed)
+        assert trace.best[-1] > 1e30

@@ -47,6 +47,7 @@ from engine.agents.offline.literals import Literal, format_float, parse
 from engine.agents.offline.surrogate import fit_model
 
 MAX_COLUMNS = 8  # at most this many constants move in one model move (see the doc)
+HUGE = 1e100  # constants beyond this (an unbounded score drives them there) are not modelled
 
 
 def model_move(
@@ -63,13 +64,31 @@ def model_move(
     ``points`` are (score, literal texts) of same-skeleton nodes, the parent first; the
     draw is centred on the parent. ``fit_points`` (same skeleton and ints) train the
     surrogate that picks one of ``draws`` candidates. Returns {} when the points do not
-    vary in any float.
+    vary in any float, and when constants that grew past 1e150 leave the linear algebra
+    nothing finite to work with (an unbounded score pulls them there): the other moves go on.
     """
+    try:
+        return _model_move(literals, points, maximize, rng, scale, fit_points, draws)
+    except (np.linalg.LinAlgError, ValueError):
+        return {}
+
+
+def _model_move(
+    literals: Sequence[Literal],
+    points: Sequence[tuple[float, Sequence[str]]],
+    maximize: bool,
+    rng: random.Random,
+    scale: float,
+    fit_points: Sequence[tuple[float, Sequence[str]]],
+    draws: int,
+) -> dict[int, str]:
     floats = [k for k, lit in enumerate(literals) if not lit.is_int]
     if len(points) < 2 or not floats:
         return {}
     values = _values(points, floats)
     every = np.vstack([values, _values(fit_points, floats)]) if fit_points else values
+    if not np.all(np.abs(every) < HUGE):  # squares overflow; LAPACK's SVD may not return
+        return {}
     columns = [  # varying among the spread points or the fit points (the peak's)
         j
         for j in range(len(floats))
@@ -153,12 +172,18 @@ def _pick(
     if len(candidates) == 1 or fit is None:
         return candidates[0]
     x, scores = fit
-    model = fit_model(x, direction.fitness(np.array(scores, dtype=float), maximize))
-    if model is None:
+    y = direction.fitness(np.array(scores, dtype=float), maximize)
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        return candidates[0]  # constants blown up past 1e308: nothing to fit
+    try:  # values near it can still leave least squares nothing finite to solve
+        model = fit_model(x, y)
+        if model is None:
+            return candidates[0]
+        peak = model.peak(parent)
+        if peak is not None and np.all(np.sign(peak[keep]) == np.sign(parent[keep])):
+            candidates = np.vstack([candidates, peak])
+        predicted = model.predict(candidates)
+    except (np.linalg.LinAlgError, ValueError):
         return candidates[0]
-    peak = model.peak(parent)
-    if peak is not None and np.all(np.sign(peak[keep]) == np.sign(parent[keep])):
-        candidates = np.vstack([candidates, peak])
-    predicted = model.predict(candidates)
     predicted[~np.all(np.isfinite(candidates), axis=1)] = -np.inf
     return candidates[int(np.argmax(predicted))]

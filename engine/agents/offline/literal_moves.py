@@ -47,7 +47,11 @@ def perturb(literal: Literal, text: str, common: float, rng: random.Random) -> s
     """A new text for ``literal`` (now written ``text``): different from it.
 
     ``common`` is the program's common scale (see ``common_scale``). The sign may change
-    only where ``literal.signed`` allows it and, for ints, only from a negative value.
+    only where ``literal.signed`` allows it and, for ints, only from a negative value. A
+    stated range is applied afterwards (``clamp``, by the Researcher): drawing again here
+    until a draw stays inside was measured worse on the series_fit task (ints at their lower
+    bound then moved up more often: median -0.084 -> -0.157 on seeds 0-19, -0.076 -> -0.204
+    on 20-39, -0.161 -> -0.105 on 40-79).
     """
     value = parse(text) or 0.0
     for _ in range(20):
@@ -158,6 +162,8 @@ def clamp(literal: Literal, text: str) -> str:
     if value is None or low <= value <= high:
         return text
     bound = low if value < low else high  # finite: the value lies past it
+    if not math.isfinite(bound):  # a range of one infinite value: nothing to write
+        return text
     if literal.is_int:
         new = math.ceil(bound) if bound == low else math.floor(bound)
         return str(new) if low <= new <= high else text  # no int in the range: leave it

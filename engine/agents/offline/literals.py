@@ -145,7 +145,7 @@ def _named(tokens: list[tokenize.TokenInfo], i: int, last: int) -> bool:
     return at_start and (after is None or after.type in (tokenize.NEWLINE, tokenize.ENDMARKER))
 
 
-_RANGE = re.compile(r"\bin\s*\[\s*([-+.\w]+)\s*,\s*([-+.\w]+)\s*\]")
+_RANGE = re.compile(r"(?<!not )\bin\s*\[\s*([-+.\w]+)\s*,\s*([-+.\w]+)\s*\]")
 
 
 def _stated_range(tokens: list[tokenize.TokenInfo], i: int) -> tuple[float, float]:
@@ -163,7 +163,7 @@ def _stated_range(tokens: list[tokenize.TokenInfo], i: int) -> tuple[float, floa
         low, high = (float(found.group(1)), float(found.group(2))) if found else (0.0, -1.0)
     except ValueError:
         return -math.inf, math.inf
-    if math.isnan(low) or math.isnan(high) or low > high:
+    if math.isnan(low) or math.isnan(high) or low > high or (low == high and math.isinf(low)):
         return -math.inf, math.inf
     return low, high
 

@@ -57,6 +57,7 @@ many proposals other workers made before it.
 
 from __future__ import annotations
 
+import math
 import random
 
 from engine import direction
@@ -125,6 +126,8 @@ class OfflineResearcher:
         literals, skeleton = find_literals(parent.code)
         if not literals:
             raise AgentError(f"parent #{parent.id} has no numeric literal to change")
+        if all(_fixed(lit) for lit in literals):
+            raise AgentError(f"every numeric literal of #{parent.id} is fixed by its range")
         plan = self._plan(ctx, literals, skeleton)
         _clamp(plan, literals)
         seen = {parent.code} | {n.code for n in (*ctx.context, *ctx.elite) if n.code}
@@ -139,6 +142,8 @@ class OfflineResearcher:
             plan.note = f"Mutated #{parent.id} (a first draw repeated a program the run has)"
             plan.apply(self._mutate(plan.final, literals, _int_scale(parent, ctx)))
             _clamp(plan, literals)
+        if not _diff(plan.final, literals):  # every draw clamped back onto the parent
+            raise AgentError(f"no change to #{parent.id}'s constants within their ranges")
         return plan.proposal(parent, literals)
 
     def _reseed(self, step: int) -> None:
@@ -311,10 +316,15 @@ class OfflineResearcher:
 
 def _clamp(plan: Plan, literals: list[Literal]) -> None:
     """Every new value inside the range its setting states (``# in [0, 1]``), whatever
-    move drew it."""
-    plan.apply(
-        {k: clamp(literals[k], t) for k, t in enumerate(plan.final) if t != literals[k].text}
-    )
+    move drew it; one clamped back onto the parent's value keeps the parent's text (``1.``
+    rewritten ``1.0`` would be a new program that computes the same)."""
+    moves = {}
+    for k, text in enumerate(plan.final):
+        lit = literals[k]
+        if text != lit.text:
+            new = clamp(lit, text)
+            moves[k] = lit.text if parse(new) == lit.value else new
+    plan.apply(moves)
 
 
 def _diff(texts: list[str], literals: list[Literal]) -> dict[int, str]:
@@ -328,9 +338,13 @@ def _parameters(texts: list[str], literals: list[Literal]) -> list[list[int]]:
 
 
 def _fixed(literal: Literal) -> bool:
-    """A setting whose stated range holds one value (``n = 26  # in [26, 26]``): no move
-    picks it, or a probe of it would be clamped back and spent on nothing."""
-    return literal.low == literal.high
+    """A setting whose stated range holds one value at most (``n = 26  # in [26, 26]``, an
+    int in ``[4.5, 5.5]``): no move picks it, or each draw of it would be clamped back and
+    spent on nothing."""
+    low, high = literal.low, literal.high
+    if not literal.is_int or not (math.isfinite(low) and math.isfinite(high)):
+        return low == high
+    return math.floor(high) - math.ceil(low) < 1
 
 
 def _int_groups(texts: list[str], literals: list[Literal]) -> list[list[int]]:
