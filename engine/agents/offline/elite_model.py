@@ -64,7 +64,7 @@ def model_move(
     ``points`` are (score, literal texts) of same-skeleton nodes, the parent first; the
     draw is centred on the parent. ``fit_points`` (same skeleton and ints) train the
     surrogate that picks one of ``draws`` candidates. Returns {} when the points do not
-    vary in any float, and when constants that grew past 1e150 leave the linear algebra
+    vary in any float, and when constants that grew past ``HUGE`` leave the linear algebra
     nothing finite to work with (an unbounded score pulls them there): the other moves go on.
     """
     try:
