@@ -173,17 +173,14 @@ def _pick(
         return candidates[0]
     x, scores = fit
     y = direction.fitness(np.array(scores, dtype=float), maximize)
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        return candidates[0]  # constants blown up past 1e308: nothing to fit
-    try:  # values near it can still leave least squares nothing finite to solve
-        model = fit_model(x, y)
-        if model is None:
-            return candidates[0]
-        peak = model.peak(parent)
-        if peak is not None and np.all(np.sign(peak[keep]) == np.sign(parent[keep])):
-            candidates = np.vstack([candidates, peak])
-        predicted = model.predict(candidates)
-    except (np.linalg.LinAlgError, ValueError):
+    if not np.all(np.isfinite(y)):  # an infinite score: nothing to fit (constants: ``HUGE``)
         return candidates[0]
+    model = fit_model(x, y)
+    if model is None:
+        return candidates[0]
+    peak = model.peak(parent)
+    if peak is not None and np.all(np.sign(peak[keep]) == np.sign(parent[keep])):
+        candidates = np.vstack([candidates, peak])
+    predicted = model.predict(candidates)
     predicted[~np.all(np.isfinite(candidates), axis=1)] = -np.inf
     return candidates[int(np.argmax(predicted))]

@@ -159,8 +159,10 @@ def _stated_range(tokens: list[tokenize.TokenInfo], i: int) -> tuple[float, floa
     if comment is None or comment.type != tokenize.COMMENT:
         return -math.inf, math.inf
     found = _RANGE.search(comment.string)
+    if found is None:
+        return -math.inf, math.inf
     try:
-        low, high = (float(found.group(1)), float(found.group(2))) if found else (0.0, -1.0)
+        low, high = float(found.group(1)), float(found.group(2))
     except ValueError:
         return -math.inf, math.inf
     if math.isnan(low) or math.isnan(high) or low > high or (low == high and math.isinf(low)):
