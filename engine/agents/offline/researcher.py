@@ -4,6 +4,10 @@ Without a model the only safe way to change a program is to leave its structure 
 move its constants (``engine.agents.offline.literals`` finds and replaces them). The moves are the
 ones a plain evolution strategy has, with nothing specific to any task:
 
+* *startup*: while every float it may move states a range (``# in [0, 1]``), the run's first
+  ``startup.STEPS`` steps move all floats at once by a sixth of their range's width, as the
+  libraries start on a box (``engine.agents.offline.startup``); each such node starts a
+  lineage of its own.
 * *mutate* moves 1-3 parameters. Each float occurrence is its own parameter (six ``0.0``
   are six constants that start alike); an int written several times is mostly one count
   (``range(16)`` and ``/ 16``: all occurrences together, else one alone), but a named
@@ -88,6 +92,7 @@ from engine.agents.offline.literals import (
     replace_literals,
 )
 from engine.agents.offline.plan import Plan
+from engine.agents.offline.startup import startup_move
 from engine.store.records import DONE, Node
 
 __all__ = ["OfflineResearcher", "find_literals", "format_float"]
@@ -160,6 +165,13 @@ class OfflineResearcher:
         gain = self._gain(parent, ctx.maximize)
         plan = Plan([lit.text for lit in literals], [], parent.id, parent.score, [parent.id])
         plan.final = list(plan.base)
+        if moves := startup_move(literals, ctx.step, self.rng, _fixed):
+            plan.operator = "startup"
+            plan.note = f"Moved all of #{parent.id}'s floats on their ranges' scale (start-up)"
+            plan.apply(moves)
+            # A lineage of its own: a child neither repeats nor undoes this jump.
+            plan.base, plan.base_id, plan.base_score = list(plan.final), None, None
+            return plan
         probe = gain >= 0 and _fittest(parent, ctx) and self.rng.random() < PROBE_RATE
         if probe and (moves := self._probe(plan.base, literals)):
             plan.operator, plan.note = "probe", f"Probing a structural neighbour of #{parent.id}"
