@@ -50,6 +50,7 @@ class CognitionBase:
         self.settings = settings or CognitionSettings()
         self._embedder = embedder
         self.writable = writable
+        self._tables = False  # seen to exist: tables are never dropped, so this stays true
         if writable:
             ensure_schema(db)
 
@@ -60,12 +61,20 @@ class CognitionBase:
             self._embedder = self.settings.make_embedder()
         return self._embedder
 
+    def _has_tables(self) -> bool:
+        """Whether the cognition tables exist. Only a yes is kept: a reader opened before the
+        engine created them asks again, and a retrieval does not query sqlite_master on
+        every call (1-2 % of the engine's CPU per candidate, issue 22)."""
+        if not self._tables:
+            self._tables = has_tables(self.db)
+        return self._tables
+
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.embedder.encode(texts)
 
     # ---------------------------------------------------------------- reading
     def items(self, status: str | None = None, origin: str | None = None) -> list[Item]:
-        if not has_tables(self.db):
+        if not self._has_tables():
             return []
         where, params = [], []
         if status:
@@ -78,7 +87,7 @@ class CognitionBase:
         return [Item.from_row(r) for r in self.db.query(sql + " ORDER BY id", params)]
 
     def get(self, item_id: int) -> Item | None:
-        if not has_tables(self.db):
+        if not self._has_tables():
             return None
         rows = list(self.db.query(f"SELECT * FROM {ITEMS} WHERE id = ?", [item_id]))
         return Item.from_row(rows[0]) if rows else None
@@ -93,7 +102,7 @@ class CognitionBase:
 
     def stale(self) -> list[tuple[int, str]]:
         """(id, text) of items without a vector from the current embedder."""
-        if not has_tables(self.db):
+        if not self._has_tables():
             return []
         rows = self.db.execute(
             f"SELECT id, title, content FROM {ITEMS} "
@@ -108,7 +117,7 @@ class CognitionBase:
         """(ids, vectors) of the items with these statuses and a current vector.
 
         ``extra`` supplies vectors computed but not stored (a read-only search)."""
-        if not has_tables(self.db):
+        if not self._has_tables():
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
         marks = ",".join("?" * len(statuses))
         rows = self.db.execute(
@@ -127,7 +136,7 @@ class CognitionBase:
 
     def derived(self, ids: np.ndarray) -> np.ndarray:
         """Mask of ``ids`` proposed by the Analyzer (knowledge derived from the run)."""
-        if len(ids) == 0 or not has_tables(self.db):
+        if len(ids) == 0 or not self._has_tables():
             return np.zeros(len(ids), dtype=bool)
         rows = self.db.execute(f"SELECT id FROM {ITEMS} WHERE origin = ?", [ANALYZER])
         return np.isin(ids, np.fromiter((r[0] for r in rows), dtype=np.int64))

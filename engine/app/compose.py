@@ -206,7 +206,10 @@ def execute(
         workers=config.workers,
         use_analyzer=config.use_analyzer,
         novelty_retries=plan.novelty.max_retries,
-        can_start=lambda db: plan.budget.reason(db.llm_totals()),
+        # Summing the run's LLM calls costs a scan per step: only a set budget pays it.
+        can_start=(lambda db: plan.budget.reason(db.llm_totals()))
+        if plan.budget.limited
+        else (lambda db: None),
         log=(lambda line: None) if quiet else _LinePrinter(),
     )
     # During the run LLM calls are recorded through the engine's db thread, queued in order

@@ -34,6 +34,11 @@ class Budget:
     max_cost_usd: float | None = None
     max_tokens_total: float | None = None
 
+    @property
+    def limited(self) -> bool:
+        """Whether any limit is set (without one the run's totals need not be read)."""
+        return bool(self.max_cost_usd or self.max_tokens_total)
+
     def reason(self, totals: dict[str, float]) -> str | None:
         """Why to start no more candidates, given the run's LLM totals, or None."""
         cost = totals["cost_usd"]

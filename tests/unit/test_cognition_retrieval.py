@@ -126,3 +126,30 @@ def test_max_derived_setting_is_checked() -> None:
     assert cognition_settings({}).max_derived == 2
     with pytest.raises(CognitionError, match="max_derived must be >= 0"):
         cognition_settings({"max_derived": -1})
+
+
+def test_a_reader_opened_before_the_tables_sees_them_once_created(tmp_path: Path) -> None:
+    """The base remembers only that its tables exist (a retrieval does not ask sqlite_master
+    every call): a read-only base opened before the engine created them still finds the
+    items written afterwards."""
+    from sqlite_utils import Database
+
+    from cognition.base import CognitionBase
+
+    path = tmp_path / "run.db"
+    reader = CognitionBase(Database(path), writable=False)
+    assert reader.items() == []
+    writer = CognitionBase(Database(path))
+    writer.add([Draft("Warm up", "Raise the rate slowly.")], None, origin=SEED)
+    assert [item.title for item in reader.items()] == ["Warm up"]
+
+
+def test_a_budget_is_limited_only_when_a_limit_is_set() -> None:
+    """Without a limit the engine does not sum the run's LLM calls before every step."""
+    from engine.app.plan import Budget
+
+    assert not Budget().limited
+    assert Budget(max_cost_usd=1.0).limited and Budget(max_tokens_total=10).limited
+    assert Budget(max_tokens_total=10).reason(
+        {"cost_usd": 0.0, "prompt_tokens": 6, "completion_tokens": 4}
+    )
