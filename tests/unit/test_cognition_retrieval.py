@@ -132,14 +132,17 @@ def test_a_reader_opened_before_the_tables_sees_them_once_created(tmp_path: Path
     """The base remembers only that its tables exist (a retrieval does not ask sqlite_master
     every call): a read-only base opened before the engine created them still finds the
     items written afterwards."""
-    from sqlite_utils import Database
+    import sqlite3
 
     from cognition.base import CognitionBase
+    from engine.store.database import Database
 
-    path = tmp_path / "run.db"
-    reader = CognitionBase(Database(path), writable=False)
+    def connect() -> Database:
+        return Database(sqlite3.connect(tmp_path / "run.db", isolation_level=None))
+
+    reader = CognitionBase(connect(), writable=False)
     assert reader.items() == []
-    writer = CognitionBase(Database(path))
+    writer = CognitionBase(connect())
     writer.add([Draft("Warm up", "Raise the rate slowly.")], None, origin=SEED)
     assert [item.title for item in reader.items()] == ["Warm up"]
 
