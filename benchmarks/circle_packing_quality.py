@@ -146,7 +146,7 @@ its probes had failed), the same program otherwise (0.9598). Offline, rank, 2 wo
 
 Seeds 300-339 chose it (the ranges alone gave 2.065, the named rings alone 2.068, both
 2.104); 400-479 were used for no choice. A fixed setting (``n``, whose range holds one
-value) is then no parameter at all (``researcher._fixed``: a probe of it had been clamped
+value) is then no parameter at all (``Literal.fixed``: a probe of it had been clamped
 back onto the parent and replaced by a mutation): 300-339 2.104 -> 2.105 (1.860 -> 1.815 at
 100), 400-479 2.103 -> 2.108 (1.883 -> 1.891); the table is with it.
 

@@ -7,7 +7,7 @@ import random
 
 from engine.agents.base import ResearchContext
 from engine.agents.offline.literals import find_literals
-from engine.agents.offline.researcher import OfflineResearcher, _fixed
+from engine.agents.offline.researcher import OfflineResearcher
 from engine.agents.offline.startup import SIGMA, STEPS, startup_move
 from engine.store.records import DONE, Node
 
@@ -30,7 +30,7 @@ def propose(code: str, step: int, seed: int = 0):
 def test_every_bounded_float_moves_at_once_on_its_ranges_scale() -> None:
     literals, _ = find_literals(BOXED)
     rng = random.Random(0)
-    draws = [startup_move(literals, 1, rng, _fixed) for _ in range(2000)]
+    draws = [startup_move(literals, 1, rng) for _ in range(2000)]
     assert all(set(d) <= {0, 1} for d in draws)  # a and b; never c, n or tol
     draws = [d for d in draws if len(d) == 2]  # a draw rounded onto the parent is none
     assert len(draws) > 1990
@@ -45,12 +45,12 @@ def test_every_bounded_float_moves_at_once_on_its_ranges_scale() -> None:
 
 def test_the_move_needs_a_range_for_every_float_and_ends_after_the_start_up() -> None:
     literals, _ = find_literals(BOXED)
-    assert startup_move(literals, STEPS, random.Random(0), _fixed)
-    assert not startup_move(literals, STEPS + 1, random.Random(0), _fixed)
+    assert startup_move(literals, STEPS, random.Random(0))
+    assert not startup_move(literals, STEPS + 1, random.Random(0))
     free, _ = find_literals(BOXED + "d = 0.3\n")  # one float without a range
-    assert not startup_move(free, 1, random.Random(0), _fixed)
+    assert not startup_move(free, 1, random.Random(0))
     half, _ = find_literals("a = 0.5  # in [0, inf]\n")
-    assert not startup_move(half, 1, random.Random(0), _fixed)
+    assert not startup_move(half, 1, random.Random(0))
 
 
 def test_a_start_up_proposal_starts_a_lineage_of_its_own() -> None:
@@ -71,7 +71,7 @@ def test_a_draw_clamped_onto_the_parent_is_no_move() -> None:
     of proposing the parent again."""
     literals, _ = find_literals("x = 1.  # in [0, 1]\n")
     rng = random.Random(0)
-    draws = [startup_move(literals, 1, rng, _fixed) for _ in range(200)]
+    draws = [startup_move(literals, 1, rng) for _ in range(200)]
     assert {} in draws and all(float(d[0]) < 1 for d in draws if d)
     for seed in range(40):
         assert propose("x = 1.  # in [0, 1]\n", 1, seed).code != "x = 1.  # in [0, 1]\n"

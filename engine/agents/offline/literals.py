@@ -49,6 +49,15 @@ class Literal:
     low: float = -math.inf  # the range stated in its line's comment (``# in [0, 1]``)
     high: float = math.inf
 
+    @property
+    def fixed(self) -> bool:
+        """Whether its stated range holds one value at most (``n = 26  # in [26, 26]``, an
+        int in ``[4.5, 5.5]``): then it is no parameter, for no move may change it."""
+        low, high = self.low, self.high
+        if not self.is_int or not (math.isfinite(low) and math.isfinite(high)):
+            return low == high
+        return math.floor(high) - math.ceil(low) < 1
+
 
 def find_literals(code: str) -> tuple[list[Literal], tuple]:
     """The real numeric literals of ``code`` and its skeleton (tokens, numbers masked).

@@ -61,7 +61,6 @@ many proposals other workers made before it.
 
 from __future__ import annotations
 
-import math
 import random
 
 from engine import direction
@@ -131,7 +130,7 @@ class OfflineResearcher:
         literals, skeleton = find_literals(parent.code)
         if not literals:
             raise AgentError(f"parent #{parent.id} has no numeric literal to change")
-        if all(_fixed(lit) for lit in literals):
+        if all(lit.fixed for lit in literals):
             raise AgentError(f"every numeric literal of #{parent.id} is fixed by its range")
         plan = self._plan(ctx, literals, skeleton)
         _clamp(plan, literals)
@@ -165,7 +164,7 @@ class OfflineResearcher:
         gain = self._gain(parent, ctx.maximize)
         plan = Plan([lit.text for lit in literals], [], parent.id, parent.score, [parent.id])
         plan.final = list(plan.base)
-        if moves := startup_move(literals, ctx.step, self.rng, _fixed):
+        if moves := startup_move(literals, ctx.step, self.rng):
             plan.operator = "startup"
             plan.note = f"Moved all of #{parent.id}'s floats on their ranges' scale (start-up)"
             plan.apply(moves)
@@ -345,18 +344,8 @@ def _diff(texts: list[str], literals: list[Literal]) -> dict[int, str]:
 
 def _parameters(texts: list[str], literals: list[Literal]) -> list[list[int]]:
     """The literal indices that move as one: each float alone, each int value together."""
-    floats = [[k] for k, lit in enumerate(literals) if not lit.is_int and not _fixed(lit)]
+    floats = [[k] for k, lit in enumerate(literals) if not lit.is_int and not lit.fixed]
     return floats + _int_groups(texts, literals)
-
-
-def _fixed(literal: Literal) -> bool:
-    """A setting whose stated range holds one value at most (``n = 26  # in [26, 26]``, an
-    int in ``[4.5, 5.5]``): no move picks it, or each draw of it would be clamped back and
-    spent on nothing."""
-    low, high = literal.low, literal.high
-    if not literal.is_int or not (math.isfinite(low) and math.isfinite(high)):
-        return low == high
-    return math.floor(high) - math.ceil(low) < 1
 
 
 def _int_groups(texts: list[str], literals: list[Literal]) -> list[list[int]]:
@@ -366,7 +355,7 @@ def _int_groups(texts: list[str], literals: list[Literal]) -> list[list[int]]:
     value: its author gave it a name of its own."""
     found: dict[object, list[int]] = {}
     for k, lit in enumerate(literals):
-        if lit.is_int and not _fixed(lit):
+        if lit.is_int and not lit.fixed:
             found.setdefault(("named", k) if lit.named else texts[k], []).append(k)
     return list(found.values())
 

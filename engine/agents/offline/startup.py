@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from engine.agents.offline.literal_moves import TINY, clamp
 from engine.agents.offline.literals import Literal, format_float, parse
@@ -44,13 +44,12 @@ def startup_move(
     literals: Sequence[Literal],
     step: int,
     rng: random.Random,
-    fixed: Callable[[Literal], bool],
 ) -> dict[int, str]:
     """New texts for every float parameter of the parent at step ``step``, or {} when the
     step is past the start-up or a float parameter states no finite range.
 
-    ``fixed`` says which literals are no parameter (a range of one value: the Researcher's
-    rule). The values are clamped into their ranges here (``literal_moves.clamp``), so the
+    A fixed setting (``Literal.fixed``: a range of one value) is no parameter. The values
+    are clamped into their ranges here (``literal_moves.clamp``), so the
     Researcher's clamp after every move changes nothing and the lineage starts at exactly
     these texts.
     """
@@ -59,7 +58,7 @@ def startup_move(
     floats = [
         k
         for k, lit in enumerate(literals)
-        if not lit.is_int and not fixed(lit) and not 0 < abs(lit.value) < TINY
+        if not lit.is_int and not lit.fixed and not 0 < abs(lit.value) < TINY
     ]
     bounded = all(math.isfinite(literals[k].high - literals[k].low) for k in floats)
     if not floats or not bounded:
